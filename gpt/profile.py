@@ -1,0 +1,35 @@
+"""Run sizes for notebooks and commands, chosen by one environment variable.
+
+``GPT_PROFILE=default`` (or unset) gives the real course run; ``GPT_PROFILE=ci`` shrinks every
+loop so CI can execute all notebooks in a few minutes. Notebooks read their sizes from here and
+never branch on the profile themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    pretrain_steps: int  # notebook 04's own pretraining run
+    pretrain_batch_size: int
+    eval_interval: int
+    eval_batches: int
+    sample_tokens: int  # tokens generated per sample
+
+
+PROFILES = {
+    "default": Profile("default", pretrain_steps=1200, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60),
+    "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile named by ``name`` or by ``$GPT_PROFILE`` (default: ``"default"``)."""
+    name = name or os.environ.get("GPT_PROFILE") or "default"
+    if name not in PROFILES:
+        raise ValueError(f"GPT_PROFILE={name!r} is not a profile; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]
