@@ -179,6 +179,11 @@ def train_bpe(
                 bar.update(1)
     if bar:
         bar.close()
+    if merges_done < n_merges:
+        raise ValueError(
+            f"the corpus only allows {merges_done} merges (every word is already one token), but "
+            f"vocab_size {vocab_size} needs {n_merges}; use a larger corpus or a smaller vocab_size"
+        )
     special = {tok: len(ranks) + i for i, tok in enumerate(special_tokens)}
     return tiktoken.Encoding(name=name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special)
 
