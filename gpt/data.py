@@ -246,12 +246,13 @@ def read_text(path: Path) -> str:
 
 def strip_gutenberg(text: str, name: str = "text") -> str:
     """Keep only the book: the lines between ``*** START OF ...`` and ``*** END OF ...``
-    (to the end of the file where the END marker is missing)."""
+    (to the end of the file where the END marker is missing). A marker may be indented
+    (pg35's END marker is)."""
     lines = text.split("\n")
-    start = next((i for i, l in enumerate(lines) if l.startswith("*** START OF")), None)
+    start = next((i for i, l in enumerate(lines) if l.lstrip().startswith("*** START OF")), None)
     if start is None:
         raise DataError(f"{name}: no '*** START OF' Project Gutenberg marker found")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("*** END OF")), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("*** END OF")), len(lines))
     return "\n".join(lines[start + 1 : end]).strip() + "\n"
 
 
@@ -382,7 +383,8 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
     if not 0.0 < val_fraction < 1.0:
         raise ValueError("val_fraction must be between 0 and 1")
     books = list(books or PRETRAIN_BOOKS)
-    cache = corpus_token_cache(books, tokenizer, tag="per-book")
+    # The tag names the text preparation: change it whenever strip_gutenberg/read_text change what a book yields.
+    cache = corpus_token_cache(books, tokenizer, tag="per-book-v2")
     offsets_path = cache.with_suffix(".offsets.npy")
     if cache.exists() and offsets_path.exists():
         ids, offsets = np.load(cache), np.load(offsets_path)
