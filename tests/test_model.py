@@ -1,0 +1,311 @@
+"""The GPT model: configuration, parameter counts, attention, causality, generation."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt.model import (
+    GPT,
+    PRESETS,
+    GPTConfig,
+    count_parameters,
+    explicit_causal_attention,
+    parameter_bytes,
+    sample_next,
+    training_memory_estimate,
+)
+
+
+def tiny(**overrides) -> GPTConfig:
+    return GPTConfig.from_preset("course-tiny", **overrides)
+
+
+def make(seed=0, **overrides) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(tiny(**overrides)).eval()
+
+
+def ids(B=2, T=16, V=4096, seed=1):
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_config_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        GPTConfig(n_embd=100, n_head=3)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_config_rejects_bad_context_length(value):
+    with pytest.raises(ValueError, match="context_length must be a positive integer"):
+        GPTConfig(context_length=value)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(vocab_size=0), "vocab_size"),
+        (dict(n_layer=0), "n_layer"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=-0.1), "dropout"),
+        (dict(attn_impl="flash"), "attn_impl"),
+    ],
+)
+def test_config_rejects_other_bad_values(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        GPTConfig(**overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'gpt5'"):
+        GPTConfig.from_preset("gpt5")
+
+
+def test_preset_overrides_and_dict_round_trip():
+    cfg = GPTConfig.from_preset("course", dropout=0.1)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.context_length) == (4, 3, 192, 4096, 256)
+    assert cfg.dropout == 0.1
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown GPTConfig fields"):
+        GPTConfig.from_dict({**cfg.to_dict(), "n_embed": 3})
+
+
+# --- parameter counts ---------------------------------------------------------------------------
+
+
+def test_gpt2_small_parameter_count_on_meta():
+    cfg = GPTConfig.from_preset("gpt2-small")
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert next(model.parameters()).is_meta
+    assert count_parameters(model) == 124_439_808  # GPT-2 small, output layer tied to the embedding
+    assert count_parameters(model, trainable_only=True) == 124_439_808
+    assert parameter_bytes(model) == 4 * 124_439_808
+    untied = dataclasses.replace(cfg, tie_weights=False)
+    with torch.device("meta"):
+        assert count_parameters(GPT(untied)) == 124_439_808 + 50257 * 768
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [("gpt2-medium", 354_823_168), ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200)],
+)
+def test_bigger_gpt2_parameter_counts(preset, expected):
+    with torch.device("meta"):
+        model = GPT(GPTConfig.from_preset(preset))
+    assert count_parameters(model) == expected
+
+
+def test_count_parameters_course_and_trainable_only():
+    model = GPT(GPTConfig.from_preset("course"))
+    C, V, T, L = 192, 4096, 256, 4
+    per_block = 2 * 2 * C + 3 * C * C + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    assert count_parameters(model) == V * C + T * C + L * per_block + 2 * C
+    for p in model.tok_emb.parameters():
+        p.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == count_parameters(model) - V * C
+
+
+def test_tied_weights_are_the_same_tensor():
+    model = make()
+    assert model.lm_head.weight is model.tok_emb.weight
+    assert model.lm_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+    untied = make(tie_weights=False)
+    assert untied.lm_head.weight is not untied.tok_emb.weight
+
+
+def test_training_memory_estimate():
+    model = make()
+    n = count_parameters(model)
+    est = training_memory_estimate(model)
+    assert est == {"weights": 4 * n, "gradients": 4 * n, "adamw_state": 8 * n, "total": 16 * n}
+    assert training_memory_estimate(model, torch.bfloat16)["weights"] == 2 * n
+
+
+# --- forward pass and attention ------------------------------------------------------------------
+
+
+def test_logits_shape():
+    model = make()
+    out = model(ids(B=3, T=10))
+    assert out.shape == (3, 10, 4096)
+    assert out.dtype == torch.float32
+    assert model.hidden_states(ids(B=3, T=10)).shape == (3, 10, 32)
+
+
+def test_full_context_ok_and_too_long_raises():
+    model = make()
+    assert model(ids(B=1, T=64)).shape == (1, 64, 4096)
+    with pytest.raises(ValueError, match="longer than the model's context of 64"):
+        model(ids(B=1, T=65))
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.zeros(8, dtype=torch.long))
+
+
+def test_explicit_attention_function_equals_sdpa():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 5, generator=g) for _ in range(3))
+    mask = torch.triu(torch.ones(7, 7, dtype=torch.bool), diagonal=1)
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(explicit_causal_attention(q, k, v, mask), want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dropout, train_mode", [(0.0, False), (0.0, True), (0.2, False)])
+def test_explicit_model_equals_sdpa_model(dropout, train_mode):
+    sdpa = make(seed=3, dropout=dropout, attn_impl="sdpa")
+    explicit = GPT(tiny(dropout=dropout, attn_impl="explicit"))
+    explicit.load_state_dict(sdpa.state_dict())
+    sdpa.train(train_mode)
+    explicit.train(train_mode)
+    x = ids(B=2, T=64)
+    a, b = sdpa(x), explicit(x)
+    assert (a - b).abs().max() < 1e-5
+    # and the gradients agree as well
+    target = ids(B=2, T=64, seed=7)
+    F.cross_entropy(a.flatten(0, 1), target.flatten()).backward()
+    F.cross_entropy(b.flatten(0, 1), target.flatten()).backward()
+    for (name, pa), pb in zip(sdpa.named_parameters(), explicit.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_dropout_is_active_in_train_mode_only():
+    model = make(dropout=0.5)
+    x = ids(B=1, T=8)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
+def test_causality(attn_impl):
+    model = make(attn_impl=attn_impl)
+    x = ids(B=1, T=20)
+    t = 12
+    y = x.clone()
+    y[0, t] = (x[0, t] + 1) % 4096  # change one token
+    a, b = model(x), model(y)
+    torch.testing.assert_close(a[:, :t], b[:, :t], atol=1e-6, rtol=0)  # earlier positions do not see it
+    assert (a[:, t:] - b[:, t:]).abs().amax(dim=-1).min() > 1e-4  # it and every later position do
+
+
+def test_same_seed_same_weights():
+    a, b, c = make(seed=5), make(seed=5), make(seed=6)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
+
+
+def test_residual_projection_init_is_scaled():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("course"))
+    std_proj = model.blocks[0].mlp.proj.weight.std().item()
+    std_fc = model.blocks[0].mlp.fc.weight.std().item()
+    assert std_fc == pytest.approx(0.02, rel=0.05)
+    assert std_proj == pytest.approx(0.02 / (2 * 4) ** 0.5, rel=0.05)
+
+
+# --- generation ---------------------------------------------------------------------------------
+
+
+def _greedy_by_hand(model, x, n):
+    for _ in range(n):
+        nxt = model(x[:, -model.config.context_length :])[:, -1].argmax(-1, keepdim=True)
+        x = torch.cat([x, nxt], dim=1)
+    return x
+
+
+def test_generate_greedy_is_deterministic_and_argmax():
+    model = make()
+    x = ids(B=2, T=5)
+    a = model.generate(x, 10)
+    assert a.shape == (2, 15)
+    assert torch.equal(a[:, :5], x)
+    assert torch.equal(a, model.generate(x, 10))
+    assert torch.equal(a, _greedy_by_hand(model, x, 10))
+
+
+def test_generate_beyond_context_crops():
+    model = make()
+    x = ids(B=1, T=60)
+    out = model.generate(x, 10)
+    assert out.shape == (1, 70)
+    assert torch.equal(out, _greedy_by_hand(model, x, 10))
+
+
+def test_generate_restores_training_mode():
+    model = make()
+    model.train()
+    model.generate(ids(B=1, T=3), 2)
+    assert model.training
+
+
+def test_generate_stops_at_eos():
+    model = make()
+    x = ids(B=1, T=5)
+    first = model.generate(x, 1)[0, -1].item()
+    out = model.generate(x, 20, eos_id=first)
+    assert out.shape == (1, 6) and out[0, -1].item() == first
+    # a batch stops once every row has produced eos; rows that finished keep emitting eos
+    x2 = torch.cat([x, ids(B=1, T=5, seed=9)])
+    greedy = model.generate(x2, 8)
+    eos = greedy[1, 7].item()  # the second row's 3rd new token
+    out2 = model.generate(x2, 8, eos_id=eos)
+    for r in range(2):
+        row, got = greedy[r, 5:].tolist(), out2[r, 5:].tolist()
+        k = row.index(eos) if eos in row else len(row)
+        assert got[: k + 1] == row[: k + 1][: len(got)]  # the greedy tokens up to the first eos
+        assert all(t == eos for t in got[k + 1 :])  # then only eos
+    if eos not in greedy[0, 5:].tolist():
+        assert out2.shape == (2, 13)
+
+
+def test_top_k_1_equals_greedy():
+    model = make()
+    x = ids(B=2, T=5)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(model.generate(x, 8, temperature=1.5, top_k=1, generator=g), model.generate(x, 8))
+
+
+def test_tiny_top_p_equals_greedy():
+    model = make()
+    x = ids(B=2, T=5)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(model.generate(x, 8, temperature=1.0, top_p=1e-6, generator=g), model.generate(x, 8))
+
+
+def test_sampling_is_reproducible_with_generator():
+    model = make()
+    x = ids(B=2, T=5)
+    a = model.generate(x, 12, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    b = model.generate(x, 12, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    c = model.generate(x, 12, temperature=1.0, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sample_next_filters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    draws = {sample_next(logits, top_k=2, generator=g).item() for _ in range(200)}
+    assert draws == {0, 1}
+    draws = {sample_next(logits, top_p=0.7, generator=g).item() for _ in range(200)}
+    assert draws == {0, 1}  # 0.5 < 0.7, 0.5 + 0.3 reaches it
+    draws = {sample_next(logits, top_p=0.85, generator=g).item() for _ in range(300)}
+    assert draws == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(temperature=-0.1), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p")],
+)
+def test_generate_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make().generate(ids(B=1, T=3), 2, **kwargs)
+
+
+def test_presets_are_valid():
+    for name in PRESETS:
+        GPTConfig.from_preset(name)
