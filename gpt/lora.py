@@ -131,6 +131,7 @@ class LoRALinear(nn.Module):
 
         self.merged = False
         self.disabled = False
+        self.train(base.training)  # a layer wrapped inside an eval() model stays in eval mode (no dropout)
 
     def reset_lora_parameters(self) -> None:
         """A like ``nn.Linear``'s default (Kaiming-uniform, a=√5); B = 0, so ΔW = 0 at the start."""
