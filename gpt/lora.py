@@ -105,9 +105,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        _check_rank_alpha(rank, alpha)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
+        _check_arguments(rank, alpha, dropout)
         self.in_features = base.in_features
         self.out_features = base.out_features
         self.rank = int(rank)
@@ -177,11 +175,13 @@ class LoRALinear(nn.Module):
         )
 
 
-def _check_rank_alpha(rank, alpha) -> None:
+def _check_arguments(rank, alpha, dropout=0.0) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
         raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0 or not math.isfinite(alpha):
         raise ValueError(f"LoRA alpha must be a positive number, got {alpha!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,12 +299,12 @@ def apply_lora(
     After the call only the LoRA factors and the modules asked for are trainable. The model gets a
     ``lora_config`` attribute (:class:`LoRAConfig`) recording what was done. Returns ``model`` itself.
 
-    Raises ValueError for rank/alpha <= 0, a model that already has LoRA layers, a target or trainable
+    Raises ValueError for rank/alpha <= 0, dropout outside [0, 1), a model that already has LoRA layers, a target or trainable
     module that matches nothing, a wrapped layer whose weight is tied to another parameter (merging
     would silently change that one too), or a module that is both LoRA-wrapped and fully trainable.
     """
-    _check_rank_alpha(rank, alpha)
-    if any(True for _ in lora_layers(model)):
+    _check_arguments(rank, alpha, dropout)  # before anything changes
+    if list(lora_layers(model)):
         raise ValueError("this model already has LoRA layers; apply_lora works on a model without adapters")
 
     if targets is None:

@@ -340,6 +340,13 @@ def test_bad_rank_or_alpha_is_refused(rank, alpha):
         LoRALinear(nn.Linear(4, 4), rank=rank, alpha=alpha)
 
 
+def test_bad_dropout_is_refused_before_anything_changes():
+    model = tiny_gpt()
+    with pytest.raises(ValueError, match="dropout"):
+        apply_lora(model, rank=4, alpha=8, dropout=1.0)
+    assert lora_names(model) == [] and all(p.requires_grad for p in model.parameters())
+
+
 def test_applying_twice_is_an_error():
     model = apply_lora(tiny_gpt(), rank=4, alpha=8)
     with pytest.raises(ValueError, match="already"):
