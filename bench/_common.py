@@ -1,0 +1,128 @@
+"""Shared helpers for the benchmark scripts: timing a training run and writing results files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import statistics
+import sys
+import time as _time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def command_line() -> str:
+    """The command that is running, with the environment variables that change its result."""
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("GPT_DATA_MIRROR", "OMP_NUM_THREADS") if os.environ.get(k))
+    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    return f"{env} {cmd}".strip()
+
+
+def run_info() -> dict:
+    from gpt.reference import machine_description
+    from gpt.train import cpu_has_fast_bf16
+
+    return {
+        "command": command_line(),
+        "machine": machine_description(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_has_fast_bf16": cpu_has_fast_bf16(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds spent by all processes on this machine since boot (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Measures how much CPU *other* processes used while the benchmark ran, in cores (0 = the
+    benchmark had the machine to itself). Use as a context manager; read ``.cores`` afterwards."""
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = _time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        wall = _time.perf_counter() - self.t0
+        other = (_busy_cpu_seconds() - self.busy0) - (_own_cpu_seconds() - self.own0)
+        self.cores = max(0.0, other / wall) if wall > 0 else 0.0
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def time_training(config, steps: int, warmup: int, batch_size: int, precision: str, seed: int = 0) -> dict:
+    """Time ``warmup + steps`` steps of the course's own training loop (:func:`gpt.train.pretrain`) on
+    random token ids (the speed does not depend on which tokens they are). Returns per-step statistics
+    over the ``steps`` timed steps; the warmup steps are not counted."""
+    from gpt.model import GPT
+    from gpt.train import TrainConfig, pretrain
+
+    rng = np.random.default_rng(seed)
+    n_tokens = max(200_000, 4 * config.context_length)
+    train_ids = rng.integers(0, config.vocab_size, n_tokens).astype(np.int64)
+    val_ids = rng.integers(0, config.vocab_size, 4 * config.context_length).astype(np.int64)
+    total = warmup + steps
+    cfg = TrainConfig(
+        max_steps=total,
+        batch_size=batch_size,
+        warmup_steps=min(10, total),
+        eval_interval=total + 1,  # only the final evaluation, after the last timed step
+        eval_batches=1,
+        precision=precision,
+        device="cpu",
+        seed=seed,
+    )
+    torch.manual_seed(seed)
+    model = GPT(config)
+    hist = pretrain(model, train_ids, val_ids, cfg, progress=False)
+    ends = [0.0] + hist["seconds"]
+    step_s = [b - a for a, b in zip(ends[:-1], ends[1:])][warmup:]
+    tokens_per_step = batch_size * config.context_length
+    median = statistics.median(step_s)
+    return {
+        "precision": hist["precision"],
+        "steps_timed": steps,
+        "warmup_steps": warmup,
+        "batch_size": batch_size,
+        "context_length": config.context_length,
+        "step_seconds_median": median,
+        "step_seconds_mean": statistics.fmean(step_s),
+        "step_seconds_min": min(step_s),
+        "step_seconds_max": max(step_s),
+        "tokens_per_second": tokens_per_step / median,
+        "final_train_loss": hist["train_loss"][-1],
+    }
+
+
+def write_results(name: str, info: dict, rows: list[dict], markdown_body: str, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (info + rows) and ``<name>.md`` (a header with the command, machine and date, then the body)."""
+    out_dir = Path(out_dir) if out_dir else RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = out_dir / f"{name}.json"
+    md = out_dir / f"{name}.md"
+    js.write_text(json.dumps({**info, "rows": rows}, indent=1) + "\n")
+    load = info.get("other_load_cores")
+    header = [
+        f"- command: `{info['command']}`",
+        f"- machine: {info['machine']} ({info['torch_threads']} torch threads; fast bf16 on this CPU: {info['cpu_has_fast_bf16']})",
+        f"- date: {info['date_utc']}",
+        f"- CPU used by other processes during the run: {load:.2f} cores on average"
+        + (" (**the machine was busy: these numbers are not valid**)" if load is not None and load > 0.2 else ""),
+        "",
+    ]
+    md.write_text(markdown_body.replace("{header}", "\n".join(header)))
+    return md, js
