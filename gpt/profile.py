@@ -19,11 +19,14 @@ class Profile:
     eval_interval: int
     eval_batches: int
     sample_tokens: int  # tokens generated per sample
+    finetune_epochs: int  # notebook 05: epochs per fine-tuning run (0: the strategy's default, gpt.classify.DEFAULT_HPARAMS)
+    finetune_train_limit: int  # notebook 05: train on the first N messages of the train split (0: all 1,045)
+    finetune_eval_limit: int  # notebook 05: evaluate on the first N messages of each other split (0: all)
 
 
 PROFILES = {
-    "default": Profile("default", pretrain_steps=1200, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60),
-    "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20),
+    "default": Profile("default", pretrain_steps=1200, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60, finetune_epochs=0, finetune_train_limit=0, finetune_eval_limit=0),
+    "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20, finetune_epochs=1, finetune_train_limit=48, finetune_eval_limit=48),
 }
 
 
