@@ -44,14 +44,26 @@ def test_card_corpus_is_the_registry(card):
         assert by_relpath[relpath].sha256 == sha, f"{relpath}: card sha256 differs from the registry"
 
 
-def test_heldout_loss_reproduces(card, mirror_dir, monkeypatch):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    by_relpath = {r.relpath: name for name, r in REGISTRY.items()}
-    books = [by_relpath[relpath] for relpath in card["corpus"]]
-    tok = course_tokenizer()
-    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=card["val_fraction"])
-    assert len(train_ids) == card["train_tokens_in_corpus"]
-    assert len(val_ids) == card["val_tokens_in_corpus"]
+@pytest.fixture(scope="module")
+def corpus_ids(card, mirror_dir):
+    """(train_ids, val_ids) exactly as ``python -m gpt pretrain`` builds them for the card's books."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+        by_relpath = {r.relpath: name for name, r in REGISTRY.items()}
+        books = [by_relpath[relpath] for relpath in card["corpus"]]
+        return load_pretraining_ids(course_tokenizer(), books, val_fraction=card["val_fraction"])
+
+
+def test_card_token_counts_match_the_data_code(card, corpus_ids):
+    train_ids, val_ids = corpus_ids
+    assert (len(train_ids), len(val_ids)) == (card["train_tokens_in_corpus"], card["val_tokens_in_corpus"]), (
+        "the corpus the current data code builds differs from the one the reference was trained on; "
+        "retrain and re-export the reference (python -m gpt pretrain ... --export gpt/assets/reference)"
+    )
+
+
+def test_heldout_loss_reproduces(card, corpus_ids):
+    _, val_ids = corpus_ids
     torch.manual_seed(0)
     model = load_reference()
     loss = evaluate(
