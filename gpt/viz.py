@@ -169,7 +169,7 @@ def plot_attention_heads(maps: list[torch.Tensor], labels, batch_index: int = 0)
 
     L, H = len(maps), maps[0].shape[1]
     T = maps[0].shape[-1]
-    size = max(2.2, 0.22 * T)
+    size = max(2.2, 0.16 * T)
     fig, axes = plt.subplots(L, H, figsize=(size * H + 1, size * L + 0.5), squeeze=False)
     ticks = [repr(l)[1:-1] for l in labels]
     for layer in range(L):
@@ -239,22 +239,24 @@ def plot_next_token_probs(logits: torch.Tensor, enc, temperatures=(0.5, 1.0, 2.0
 
     logits = torch.as_tensor(logits).detach().float().flatten()
     order = torch.argsort(logits, descending=True)[:k]
-    labels = [repr(s)[1:-1] for s in token_strings(order.tolist(), enc)]
+    labels = [repr(s)[1:-1].replace(" ", "␣") for s in token_strings(order.tolist(), enc)]  # ␣ = a space
     fig, axes = plt.subplots(1, len(temperatures), figsize=(3.6 * len(temperatures), 3.4), sharey=True, squeeze=False)
-    for ax, t in zip(axes[0], temperatures):
+    panels = []
+    for t in temperatures:
         scaled = logits / t if t > 0 else logits * 1e6
         if top_k is not None:
             kth = torch.topk(scaled, top_k).values[-1]
             scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-        probs = torch.softmax(scaled, dim=-1)
-        shown = probs[order].numpy()
+        panels.append((t, torch.softmax(scaled, dim=-1)[order].numpy()))
+    xmax = min(1.0, 1.1 * max(float(p.max()) for _, p in panels))
+    for ax, (t, shown) in zip(axes[0], panels):
         ax.barh(range(k), shown, color="tab:purple")
         ax.set_yticks(range(k), labels, fontsize=8)
-        ax.invert_yaxis()
         rest = 1.0 - float(shown.sum())
         ax.set_title(f"temperature {t:g}" + (f", top-k {top_k}" if top_k else "") + f"\nrest of vocabulary: {rest:.0%}", fontsize=9)
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, xmax)
         ax.set_xlabel("probability")
+    axes[0][0].invert_yaxis()  # most likely token on top (the y axis is shared: invert it once)
     fig.tight_layout()
     plt.close(fig)
     return fig
