@@ -226,7 +226,7 @@ def test_vocabulary_mismatch_is_an_error(tmp_path):
 
 
 def test_baseline_learns_a_separable_toy_set():
-    r = C.train_baseline(toy_splits(), epochs=50, lr=0.1, progress=False)
+    r = C.train_baseline(toy_splits(), epochs=30, lr=0.05, batch_size=4, progress=False)
     assert r["metrics"]["test"]["accuracy"] == 1.0 and r["metrics"]["val"]["f1"] == 1.0
     assert r["trainable_params"] == 2 * len(r["model"].vocabulary) + 2
     assert r["model"].predict_proba(["win free cash prize now"])[0, 1] > 0.5
