@@ -1106,6 +1106,15 @@ def write_result(out_dir: str | os.PathLike, row: dict, result: dict | None = No
     return csv_path
 
 
+def refresh_summary(out_dir: str | os.PathLike) -> Path:
+    """Rewrite ``<out_dir>/summary.md`` from ``<out_dir>/results.csv``."""
+    import pandas as pd
+
+    out = Path(out_dir)
+    (out / "summary.md").write_text(summary_markdown(pd.read_csv(out / "results.csv")))
+    return out / "summary.md"
+
+
 def summarize(table) -> "pd.DataFrame":
     """Mean and standard deviation (over seeds, ddof=1) per strategy of the main numbers of a results table."""
     import pandas as pd
@@ -1114,7 +1123,9 @@ def summarize(table) -> "pd.DataFrame":
     for strategy, g in table.groupby("strategy", sort=False):
         r = {"strategy": strategy, "seeds": " ".join(str(s) for s in sorted(g["seed"])), "n": len(g),
              "trainable_params": int(g["trainable_params"].iloc[0]), "total_params": int(g["total_params"].iloc[0])}
-        for c in ("test_accuracy", "test_f1", "natural_accuracy", "natural_precision", "natural_f1", "wall_seconds", "peak_memory_bytes"):
+        for c in ("test_accuracy", "test_precision", "test_recall", "test_f1", "natural_accuracy", "natural_precision",
+                  "natural_recall", "natural_f1", "wall_seconds", "seconds_per_epoch", "peak_memory_bytes",
+                  "optimizer_state_bytes", "activation_bytes"):
             v = pd.to_numeric(g[c], errors="coerce")
             r[f"{c}_mean"], r[f"{c}_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
             r[f"{c}_min"], r[f"{c}_max"] = float(v.min()), float(v.max())
@@ -1129,10 +1140,13 @@ def summary_markdown(table) -> str:
         "",
         "Mean ± standard deviation over seeds (min–max in brackets). Balanced test: 300 messages (150 spam);",
         "natural test: 1,119 messages (150 spam, 13.4 %). Time: one whole run (tokenizing, training, evaluation).",
-        "Peak memory: see `peak_memory_method` in results.csv.",
+        "Peak memory: growth of the process's resident memory during training, sampled every 5 ms (allocator",
+        "caches included, so it is rough); optimizer state and activations (the tensors saved for the backward",
+        "pass of the largest batch) are exact byte counts. See README.md for the columns of results.csv.",
         "",
-        "| strategy | seeds | trainable / total params | balanced test accuracy | balanced test F1 | natural test accuracy | natural test F1 | time per run (s) | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| strategy | seeds | trainable / total params | balanced test accuracy | balanced test F1 | natural test accuracy | natural test F1 "
+        "| time per run (s) | s / epoch | peak memory (MB) | optimizer state (MB) | activations (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in s.iterrows():
         def pm(c, scale=100.0, digits=1):
@@ -1142,7 +1156,8 @@ def summary_markdown(table) -> str:
             f"| {r['strategy']} | {r['seeds']} | {r['trainable_params']:,} / {r['total_params']:,} "
             f"({100 * r['trainable_params'] / r['total_params']:.2f} %) | {pm('test_accuracy')} % | {pm('test_f1')} % "
             f"| {pm('natural_accuracy')} % | {pm('natural_f1')} % | {r['wall_seconds_mean']:.1f} ± {r['wall_seconds_std']:.1f} "
-            f"| {r['peak_memory_bytes_mean'] / 1e6:.0f} |"
+            f"| {r['seconds_per_epoch_mean']:.2f} | {r['peak_memory_bytes_mean'] / 1e6:.0f} | {r['optimizer_state_bytes_mean'] / 1e6:.2f} "
+            f"| {r['activation_bytes_mean'] / 1e6:.1f} |"
         )
     cmds = sorted(set(table["command"].dropna()))
     if cmds:
@@ -1194,7 +1209,8 @@ def _run_one(args, seed: int, command: str) -> dict:
 
 
 def _cmd_finetune(args) -> int:
-    command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    entry = "python -m gpt.classify" if Path(sys.argv[0]).name == "classify.py" else "python -m gpt"
+    command = args.command_line or entry + " " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.in_process or len(args.seeds) == 1 and args.in_process is None:
         for seed in args.seeds:
             _run_one(args, seed, command)
