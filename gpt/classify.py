@@ -1010,6 +1010,7 @@ def plot_confusion_matrix(confusion, ax=None, title: str = "", labels=LABELS):
 def plot_history(history: dict, axes=None, label: str = ""):
     """Loss and accuracy per epoch, train and validation (two side-by-side axes)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -1020,6 +1021,7 @@ def plot_history(history: dict, axes=None, label: str = ""):
         ax.plot(ep, history[f"val_{key}"], "s--", label=f"{prefix}val")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     return axes
 
