@@ -8,12 +8,14 @@ The pieces, in the order notebook 05 uses them:
 * **The classifier** (:class:`GPTClassifier`): the GPT with its language-model head replaced by a
   ``head`` = ``nn.Linear(n_embd, num_classes)`` that reads the hidden state of the *last real
   token* of every message (never a padding token).
-* **Strategies** (:func:`set_trainable`): ``"full"``, ``"last-block"`` or ``"head"``.
+* **Strategies** (:func:`set_trainable`): ``"full"``, ``"last-block"`` or ``"head"``; the command
+  line adds ``"lora"`` (:func:`gpt.lora.apply_lora` on every Linear in the blocks, head trainable).
 * **Training** (:func:`finetune`): works for any model whose trainable parameters the caller chose
   (the LoRA module calls it with only its adapters trainable).
 * **Evaluation** (:func:`evaluate`, :func:`classification_metrics`, :func:`classify`).
 * **Baseline** (:func:`train_baseline`): bag-of-words logistic regression written in torch.
-* **Command line** (:func:`register_cli`): ``python -m gpt finetune --strategy ... --seeds 0 1 2``.
+* **Command line** (:func:`register_cli`): ``python -m gpt finetune --strategy ... --seeds 0 1 2``
+  (``--strategy lora --rank 8`` for LoRA); ``python -m gpt experiment`` (:mod:`gpt.experiment`) runs them all.
 
 Conventions: label 0 is ``ham``, label 1 is ``spam``; spam is the positive class of precision,
 recall and F1. Messages are tokenized with the course tokenizer, padded on the right with
@@ -26,11 +28,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import DataError, data_dir
+from .data import DataError, data_dir, sha256_file
 from .model import GPT, GPTConfig, count_parameters
 from .train import CheckpointError, autocast, make_optimizer, pick_device, read_checkpoint, resolve_precision
 
@@ -123,7 +123,6 @@ def make_splits(df=None, seed: int = SPLIT_SEED) -> dict:
        with train or val, so a model trained on the balanced train split can be scored on it.
     5. Rows inside each split are shuffled.
     """
-    import pandas as pd
 
     if df is None:
         from .data import load_sms_spam
@@ -221,7 +220,7 @@ def load_splits(rebuild: bool = False, check: bool = True) -> dict:
 
     def matches(name):
         want = SPLIT_SHA256.get(name)
-        return paths[name].exists() and (not check or want is None or _sha256_file(paths[name]) == want)
+        return paths[name].exists() and (not check or want is None or sha256_file(paths[name]) == want)
 
     if rebuild or not all(matches(n) for n in SPLIT_NAMES):
         save_splits(make_splits(), directory)
@@ -234,17 +233,15 @@ def load_splits(rebuild: bool = False, check: bool = True) -> dict:
     return {name: read_split_csv(paths[name]) for name in SPLIT_NAMES}
 
 
-def _sha256_file(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def label_ids(labels, names=LABELS) -> np.ndarray:
+    """Label strings -> class ids: ``names[i]`` -> ``i`` ('ham'/'spam' -> 0/1 by default).
 
-
-def label_ids(labels) -> np.ndarray:
-    """'ham'/'spam' strings -> 0/1 (anything else is a ValueError naming it)."""
-    labels = list(labels)
-    bad = sorted({l for l in labels if l not in LABEL_TO_ID}, key=str)
+    Any other label is a ValueError naming it."""
+    labels, index = list(labels), {name: i for i, name in enumerate(names)}
+    bad = sorted({l for l in labels if l not in index}, key=str)
     if bad:
-        raise ValueError(f"labels must be 'ham' or 'spam', got {bad[:5]}")
-    return np.array([LABEL_TO_ID[l] for l in labels], dtype=np.int64)
+        raise ValueError(f"labels must be one of {list(names)}, got {bad[:5]}")
+    return np.array([index[l] for l in labels], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,21 +503,25 @@ def _predict_ids(model, ids, pad_id, batch_size=64, device=None, precision="fp32
     return out
 
 
-def evaluate(model: GPTClassifier, df, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32") -> dict:
+def evaluate(
+    model: GPTClassifier, df, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32", labels=LABELS
+) -> dict:
     """Loss and :func:`classification_metrics` of ``model`` on a split (DataFrame with ``label``, ``text``).
 
-    Also returns ``spam_probability`` and ``predicted`` per message (lists, in ``df`` order).
+    ``labels``: the class names in class-id order (default ham, spam; the second is the "positive"
+    class of precision / recall / F1). Also returns ``spam_probability`` (the probability of
+    ``labels[1]``) and ``predicted`` (label names) per message (lists, in ``df`` order).
     """
     probs = predict_proba(model, df["text"].tolist(), tokenizer, batch_size, device, precision)
-    return _metrics_from_probs(label_ids(df["label"]), probs)
+    return _metrics_from_probs(label_ids(df["label"], labels), probs, labels)
 
 
-def _metrics_from_probs(y: np.ndarray, probs: np.ndarray) -> dict:
+def _metrics_from_probs(y: np.ndarray, probs: np.ndarray, labels=LABELS) -> dict:
     pred = probs.argmax(axis=1)
     m = classification_metrics(y, pred)
     m["loss"] = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
     m["spam_probability"] = probs[:, 1].tolist()
-    m["predicted"] = [LABELS[i] for i in pred]
+    m["predicted"] = [labels[i] for i in pred]
     return m
 
 
@@ -691,6 +692,7 @@ def finetune(
     bucket: int = 8,
     eval_splits=("test", "test_natural"),
     progress: bool = True,
+    labels=LABELS,
 ) -> dict:
     """Train ``model`` on ``splits["train"]``, keep the epoch with the best validation accuracy.
 
@@ -703,6 +705,9 @@ def finetune(
     every evaluation runs in fp32. ``splits`` maps names to DataFrames with
     ``label`` and ``text`` columns; it needs ``"train"`` and ``"val"``; every name in
     ``eval_splits`` that it holds is evaluated at the end with the best epoch's weights.
+    ``labels`` names the two classes in class-id order (default ``("ham", "spam")``; another
+    binary task passes its own, e.g. ``("twain", "dickens")``); the second is the positive class
+    of precision, recall and F1.
 
     The model is left on ``device``, in eval mode, with the best epoch's weights. Returns a dict:
 
@@ -714,7 +719,8 @@ def finetune(
       :func:`evaluate` (accuracy, precision, recall, f1, confusion, loss, spam_probability, predicted).
     * ``trainable_params``, ``total_params``.
     * ``wall_seconds`` (the whole call: tokenizing, training, final evaluations), ``train_seconds``
-      (the epochs, validation included) and ``seconds_per_epoch``.
+      (the epochs, validation included), ``seconds_per_epoch`` and ``seconds_per_step`` (mean time of
+      one optimizer step: forward, backward, clipping and update, validation excluded).
     * ``peak_memory_bytes`` and ``peak_memory_method`` (see :class:`PeakMemory`; measured around the epochs).
     * ``optimizer_state_bytes`` (:func:`optimizer_state_bytes`), ``gradient_bytes`` (of the
       trainable parameters), ``activation_bytes`` (largest :class:`SavedActivations` of a training batch).
@@ -726,6 +732,8 @@ def finetune(
         raise ValueError("splits must hold 'train' and 'val'")
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
+    if len(labels) != 2 or model.num_classes != 2:
+        raise ValueError(f"finetune() trains binary classifiers: got labels {list(labels)} and a {model.num_classes}-class model")
     device = pick_device(device)
     precision = resolve_precision(precision, device)
     tokenizer = _tokenizer_for(model, tokenizer)
@@ -738,7 +746,7 @@ def finetune(
     data, truncated = {}, {}
     for name in names:
         ids, truncated[name] = encode_messages(splits[name]["text"].tolist(), tokenizer, ctx)
-        data[name] = (ids, label_ids(splits[name]["label"]))
+        data[name] = (ids, label_ids(splits[name]["label"], labels))
     train_ids, train_y = data["train"]
     lengths = [len(s) for s in train_ids]
 
@@ -756,7 +764,7 @@ def finetune(
     meter = SavedActivations(model)
     history = {k: [] for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")}
     best = None  # (val_accuracy, -val_loss, epoch, weights)
-    step = 0
+    step, step_seconds = 0, 0.0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -768,6 +776,7 @@ def finetune(
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for b in _train_batches(lengths, batch_size, gen, bucket):
+                t_step = time.perf_counter()
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(step)
                 x, lens = pad_batch([train_ids[i] for i in b], pad)
@@ -780,6 +789,7 @@ def finetune(
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 optimizer.step()
+                step_seconds += time.perf_counter() - t_step
                 step += 1
                 loss_sum += loss.item() * len(b)
                 correct += int((logits.argmax(-1) == y).sum())
@@ -787,7 +797,7 @@ def finetune(
                 if bar:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-            val = _metrics_from_probs(data["val"][1], _predict_ids(model, data["val"][0], pad, device=device))
+            val = _metrics_from_probs(data["val"][1], _predict_ids(model, data["val"][0], pad, device=device), labels)
             history["epoch"].append(epoch)
             history["train_loss"].append(loss_sum / seen)
             history["train_accuracy"].append(correct / seen)
@@ -809,7 +819,7 @@ def finetune(
             named[n].copy_(w)
     model.eval()
     metrics = {
-        name: _metrics_from_probs(data[name][1], _predict_ids(model, data[name][0], pad, device=device))
+        name: _metrics_from_probs(data[name][1], _predict_ids(model, data[name][0], pad, device=device), labels)
         for name in names
         if name != "train"
     }
@@ -822,6 +832,7 @@ def finetune(
         "wall_seconds": time.perf_counter() - t_start,
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / epochs,
+        "seconds_per_step": step_seconds / max(1, step),
         "peak_memory_bytes": mem.peak_bytes,
         "peak_memory_method": mem.method,
         "optimizer_state_bytes": optimizer_state_bytes(optimizer),
@@ -835,6 +846,7 @@ def finetune(
         "device": str(device),
         "precision": precision,
         "seed": seed,
+        "labels": list(labels),
     }
 
 
@@ -900,6 +912,7 @@ def train_baseline(
     seed: int = 0,
     eval_splits=("test", "test_natural"),
     progress: bool = True,
+    labels=LABELS,
 ) -> dict:
     """Fit :class:`BagOfWords` on ``splits["train"]``: cross-entropy + ``l2 * ||W||²`` (the bias is
     not penalised), AdamW without decoupled weight decay, shuffled mini-batches; ``seed`` fixes the
@@ -1035,15 +1048,17 @@ DEFAULT_HPARAMS = {
     "full": dict(epochs=5, lr=5e-4, batch_size=16, weight_decay=0.0, dropout=0.0, classifier_dropout=0.1),
     "last-block": dict(epochs=5, lr=1e-3, batch_size=16, weight_decay=0.0, dropout=0.0, classifier_dropout=0.1),
     "head": dict(epochs=10, lr=3e-2, batch_size=16, weight_decay=0.0, dropout=0.0, classifier_dropout=0.1),
+    "lora": dict(epochs=5, lr=3e-3, batch_size=16, weight_decay=0.0, dropout=0.0, classifier_dropout=0.1, rank=8, alpha=16.0),
     "baseline": dict(epochs=30, lr=0.01, l2=1e-3, batch_size=32),
 }
+LORA_RANKS = (1, 2, 4, 8, 16, 32)  # the ranks `python -m gpt experiment` compares
 
 RESULT_COLUMNS = [
     "strategy", "seed", "test_accuracy", "test_precision", "test_recall", "test_f1",
     "natural_accuracy", "natural_precision", "natural_recall", "natural_f1", "val_accuracy", "best_epoch",
-    "trainable_params", "total_params", "wall_seconds", "train_seconds", "seconds_per_epoch",
-    "peak_memory_bytes", "peak_memory_method", "optimizer_state_bytes", "activation_bytes",
-    "epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout",
+    "trainable_params", "total_params", "wall_seconds", "train_seconds", "seconds_per_epoch", "seconds_per_step",
+    "peak_memory_bytes", "peak_memory_method", "optimizer_state_bytes", "gradient_bytes", "activation_bytes", "stored_bytes",
+    "epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout", "rank", "alpha",
     "checkpoint", "checkpoint_sha256", "device", "precision", "threads", "machine", "torch", "date", "command",
 ]
 
@@ -1062,9 +1077,11 @@ def result_row(result: dict, strategy: str, extra: dict | None = None) -> dict:
         "wall_seconds": round(result["wall_seconds"], 2),
         "train_seconds": round(result["train_seconds"], 2),
         "seconds_per_epoch": round(result["seconds_per_epoch"], 3),
+        "seconds_per_step": round(result["seconds_per_step"], 5) if "seconds_per_step" in result else None,
         "peak_memory_bytes": result["peak_memory_bytes"],
         "peak_memory_method": result["peak_memory_method"],
         "optimizer_state_bytes": result["optimizer_state_bytes"],
+        "gradient_bytes": result.get("gradient_bytes"),
         "activation_bytes": result["activation_bytes"],
         "epochs": hp.get("epochs"),
         "lr": hp.get("lr"),
@@ -1101,11 +1118,47 @@ def write_result(out_dir: str | os.PathLike, row: dict, result: dict | None = No
     table = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=RESULT_COLUMNS)
     table = table[~((table["strategy"] == row["strategy"]) & (table["seed"] == row["seed"]))]
     table = pd.concat([table, pd.DataFrame([row])], ignore_index=True) if len(table) else pd.DataFrame([row])
-    order = {s: i for i, s in enumerate(STRATEGIES + ("baseline",))}
-    table = table.sort_values(["strategy", "seed"], key=lambda c: c.map(order).fillna(99) if c.name == "strategy" else c)
+    table = table.sort_values(["strategy", "seed"], key=lambda c: c.map(strategy_order) if c.name == "strategy" else c)
     table.to_csv(csv_path, index=False, lineterminator="\n")
     (out / "summary.md").write_text(summary_markdown(table))
     return csv_path
+
+
+def strategy_order(name: str) -> int:
+    """Sort key of a results row's strategy: full, last-block, head, lora-r1, lora-r2, ..., baseline."""
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    if name in order:
+        return order[name]
+    if isinstance(name, str) and name.startswith("lora-r") and name[6:].isdigit():
+        return 10 + int(name[6:])
+    return 10_000 if name == "baseline" else 5_000
+
+
+def lora_label(rank: int) -> str:
+    """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
+    return f"lora-r{int(rank)}"
+
+
+def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
+    """Bytes that must be stored per task to rebuild ``model`` from the shared base checkpoint.
+
+    For a LoRA model: the adapter folder written by :func:`gpt.lora.save_adapter` (factors, the
+    trainable head and the JSON config). Otherwise: a safetensors file of the trainable parameters
+    (for full fine-tuning that is the whole model). Measured by writing the files to a temporary folder.
+    """
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from .lora import lora_layers, save_adapter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if any(True for _ in lora_layers(model)):
+            folder = save_adapter(model, Path(tmp) / "adapter", base_checkpoint=base_checkpoint)
+            return sum(f.stat().st_size for f in folder.iterdir())
+        tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(tensors, str(Path(tmp) / "task.safetensors"))
+        return (Path(tmp) / "task.safetensors").stat().st_size
 
 
 def refresh_summary(out_dir: str | os.PathLike) -> Path:
@@ -1117,7 +1170,7 @@ def refresh_summary(out_dir: str | os.PathLike) -> Path:
     return out / "summary.md"
 
 
-def summarize(table) -> "pd.DataFrame":
+def summarize(table):
     """Mean and standard deviation (over seeds, ddof=1) per strategy of the main numbers of a results table."""
     import pandas as pd
 
@@ -1126,40 +1179,54 @@ def summarize(table) -> "pd.DataFrame":
         r = {"strategy": strategy, "seeds": " ".join(str(s) for s in sorted(g["seed"])), "n": len(g),
              "trainable_params": int(g["trainable_params"].iloc[0]), "total_params": int(g["total_params"].iloc[0])}
         for c in ("test_accuracy", "test_precision", "test_recall", "test_f1", "natural_accuracy", "natural_precision",
-                  "natural_recall", "natural_f1", "wall_seconds", "seconds_per_epoch", "peak_memory_bytes",
-                  "optimizer_state_bytes", "activation_bytes"):
-            v = pd.to_numeric(g[c], errors="coerce")
+                  "natural_recall", "natural_f1", "wall_seconds", "seconds_per_epoch", "seconds_per_step", "peak_memory_bytes",
+                  "optimizer_state_bytes", "activation_bytes", "stored_bytes"):
+            v = pd.to_numeric(g[c], errors="coerce") if c in g else pd.Series([float("nan")] * len(g))
             r[f"{c}_mean"], r[f"{c}_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
             r[f"{c}_min"], r[f"{c}_max"] = float(v.min()), float(v.max())
         rows.append(r)
     return pd.DataFrame(rows)
 
 
+def _fmt_bytes(n: float) -> str:
+    if n != n:  # NaN: not recorded
+        return "–"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.{1 if n < 10 * size else 0}f} {unit}"
+    return f"{n:.0f} B"
+
+
 def summary_markdown(table) -> str:
+    """The markdown table of ``summary.md``: one line per strategy, mean ± std over seeds."""
     s = summarize(table)
     lines = [
         "# Spam classification: fine-tuning results",
         "",
         "Mean ± standard deviation over seeds (min–max in brackets). Balanced test: 300 messages (150 spam);",
-        "natural test: 1,119 messages (150 spam, 13.4 %). Time: one whole run (tokenizing, training, evaluation).",
+        "natural test: 1,119 messages (150 spam, 13.4 %). Time per run: the whole run (tokenizing, training,",
+        "evaluation); time per step: one optimizer step (forward, backward, update) on a batch of 16.",
         "Peak memory: growth of the process's resident memory during training, sampled every 5 ms (allocator",
-        "caches included, so it is rough); optimizer state and activations (the tensors saved for the backward",
-        "pass of the largest batch) are exact byte counts. See README.md for the columns of results.csv.",
+        "caches included, so it is rough); optimizer state is an exact byte count. Stored per task: the bytes",
+        "that must be kept to rebuild the fine-tuned model from the shared base checkpoint (all weights for",
+        "full fine-tuning; the trainable tensors for last-block and head; the adapter folder for LoRA).",
+        "See README.md for the columns of results.csv.",
         "",
         "| strategy | seeds | trainable / total params | balanced test accuracy | balanced test F1 | natural test accuracy | natural test F1 "
-        "| time per run (s) | s / epoch | peak memory (MB) | optimizer state (MB) | activations (MB) |",
+        "| time per run (s) | ms / step | peak memory | optimizer state | stored per task |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in s.iterrows():
         def pm(c, scale=100.0, digits=1):
             return f"{r[c + '_mean'] * scale:.{digits}f} ± {r[c + '_std'] * scale:.{digits}f} ({r[c + '_min'] * scale:.{digits}f}–{r[c + '_max'] * scale:.{digits}f})"
 
+        step = r["seconds_per_step_mean"]
         lines.append(
             f"| {r['strategy']} | {r['seeds']} | {r['trainable_params']:,} / {r['total_params']:,} "
             f"({100 * r['trainable_params'] / r['total_params']:.2f} %) | {pm('test_accuracy')} % | {pm('test_f1')} % "
             f"| {pm('natural_accuracy')} % | {pm('natural_f1')} % | {r['wall_seconds_mean']:.1f} ± {r['wall_seconds_std']:.1f} "
-            f"| {r['seconds_per_epoch_mean']:.2f} | {r['peak_memory_bytes_mean'] / 1e6:.0f} | {r['optimizer_state_bytes_mean'] / 1e6:.2f} "
-            f"| {r['activation_bytes_mean'] / 1e6:.1f} |"
+            f"| {'–' if step != step else f'{1000 * step:.1f}'} | {_fmt_bytes(r['peak_memory_bytes_mean'])} "
+            f"| {_fmt_bytes(r['optimizer_state_bytes_mean'])} | {_fmt_bytes(r['stored_bytes_mean'])} |"
         )
     cmds = sorted(set(table["command"].dropna()))
     if cmds:
@@ -1167,7 +1234,7 @@ def summary_markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
-_HPARAM_FLAGS = ("epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout")
+_HPARAM_FLAGS = ("epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout", "rank", "alpha")
 
 
 def _run_one(args, seed: int, command: str) -> dict:
@@ -1188,8 +1255,19 @@ def _run_one(args, seed: int, command: str) -> dict:
     else:
         ckpt = Path(args.checkpoint) if args.checkpoint else reference_path()
         model = classifier_from_checkpoint(ckpt, dropout=hp["dropout"], classifier_dropout=hp["classifier_dropout"], seed=seed)
-        counts = set_trainable(model, args.strategy)
-        print(f"{args.strategy}: {counts['trainable']:,} of {counts['total']:,} parameters train (seed {seed})")
+        if args.strategy == "lora":
+            from .lora import apply_lora
+
+            with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
+                torch.manual_seed(seed)
+                apply_lora(model, rank=hp["rank"], alpha=hp["alpha"], train_head=True)
+            label = lora_label(hp["rank"])
+            extra.update(rank=hp["rank"], alpha=hp["alpha"])
+        else:
+            set_trainable(model, args.strategy)
+            label = args.strategy
+        counts = {"trainable": count_parameters(model, trainable_only=True), "total": count_parameters(model)}
+        print(f"{label}: {counts['trainable']:,} of {counts['total']:,} parameters train (seed {seed})")
         result = finetune(
             model, splits, epochs=hp["epochs"], lr=hp["lr"], batch_size=hp["batch_size"], weight_decay=hp["weight_decay"],
             seed=seed, device=args.device, precision=args.precision,
@@ -1198,12 +1276,13 @@ def _run_one(args, seed: int, command: str) -> dict:
             shown = ckpt.resolve().relative_to(Path.cwd().resolve())
         except ValueError:
             shown = ckpt
-        extra.update(checkpoint=str(shown), checkpoint_sha256=_sha256_file(ckpt),
+        extra.update(checkpoint=str(shown), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt),
                      dropout=hp["dropout"], classifier_dropout=hp["classifier_dropout"])
-    row = result_row(result, args.strategy, extra)
+    label = lora_label(hp["rank"]) if args.strategy == "lora" else args.strategy
+    row = result_row(result, label, extra)
     write_result(args.out, row, result)
     print(
-        f"{args.strategy} seed {seed}: best epoch {row['best_epoch']}, balanced test accuracy {row['test_accuracy']:.4f}, "
+        f"{label} seed {seed}: best epoch {row['best_epoch']}, balanced test accuracy {row['test_accuracy']:.4f}, "
         f"F1 {row['test_f1']:.4f}; natural test accuracy {row['natural_accuracy']:.4f}, F1 {row['natural_f1']:.4f}; "
         f"{row['wall_seconds']:.1f} s"
     )
@@ -1247,7 +1326,7 @@ def register_cli(subparsers) -> None:
         "several seeds; each run writes <out>/runs/<strategy>_seed<seed>.json, a row of <out>/results.csv "
         "and refreshes <out>/summary.md. Each seed runs in a fresh process (clean timing and memory).",
     )
-    f.add_argument("--strategy", required=True, choices=list(STRATEGIES) + ["baseline"])
+    f.add_argument("--strategy", required=True, choices=list(STRATEGIES) + ["lora", "baseline"])
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
     f.add_argument("--epochs", type=int, default=None, help="default: per strategy, see gpt.classify.DEFAULT_HPARAMS")
@@ -1257,6 +1336,8 @@ def register_cli(subparsers) -> None:
     f.add_argument("--l2", type=float, default=None, help="L2 penalty (baseline)")
     f.add_argument("--dropout", type=float, default=None, help="dropout inside the transformer")
     f.add_argument("--classifier-dropout", type=float, default=None, help="dropout before the head")
+    f.add_argument("--rank", type=int, default=None, help="LoRA rank r (strategy lora)")
+    f.add_argument("--alpha", type=float, default=None, help="LoRA alpha; scale = alpha / r (strategy lora)")
     f.add_argument("--device", default="cpu")
     f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
     f.add_argument("--out", default="results/finetune")

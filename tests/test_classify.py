@@ -254,3 +254,48 @@ def test_cli_writes_result_rows(splits, tmp_path):
     assert list(table["strategy"]) == ["head", "baseline"] and list(table.columns) == C.RESULT_COLUMNS
     assert table.loc[0, "trainable_params"] == 66 and table["command"].str.startswith("python -m gpt").all()
     assert (out / "runs" / "head_seed0.json").exists() and "| head |" in (out / "summary.md").read_text()
+
+
+def test_cli_lora_strategy_rows_and_storage(splits, tmp_path):
+    from gpt.model import GPT
+
+    ckpt = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_model(GPT(GPTConfig(**TINY)), ckpt)
+    out = tmp_path / "results"
+    for strategy, extra in (("lora", ["--rank", "2", "--alpha", "4"]), ("full", [])):
+        args = ["finetune", "--strategy", strategy, *extra, "--seeds", "0", "--epochs", "1", "--checkpoint", str(ckpt), "--out", str(out)]
+        assert C.main(args) == 0
+    table = pd.read_csv(out / "results.csv").set_index("strategy")
+    assert list(table.index) == ["full", "lora-r2"]  # sorted: full, last-block, head, lora by rank, baseline
+    # r·(in + out) per wrapped layer: per block q, k, v, out (32 -> 32) and fc (32 -> 128), proj (128 -> 32); + the head
+    lora = 2 * (4 * (32 + 32) + 2 * (32 + 128)) * TINY["n_layer"]
+    assert table.loc["lora-r2", "trainable_params"] == lora + 32 * 2 + 2
+    assert table.loc["lora-r2", "rank"] == 2 and table.loc["lora-r2", "alpha"] == 4
+    # what a task must store: the whole model for full fine-tuning, the adapter for LoRA
+    assert table.loc["full", "stored_bytes"] > table.loc["full", "trainable_params"] * 4
+    assert table.loc["lora-r2", "stored_bytes"] < table.loc["full", "stored_bytes"] / 5
+    adam = 2 * 4 * table.loc["lora-r2", "trainable_params"]  # two fp32 moments per trainable number (+ a step counter per tensor)
+    assert adam <= table.loc["lora-r2", "optimizer_state_bytes"] < adam + 1000
+    assert 0 < table.loc["lora-r2", "seconds_per_step"] < table.loc["lora-r2", "seconds_per_epoch"]
+    assert (out / "runs" / "lora-r2_seed0.json").exists() and "| lora-r2 |" in (out / "summary.md").read_text()
+    with pytest.raises(SystemExit):  # a LoRA flag on another strategy is refused
+        C.main(["finetune", "--strategy", "head", "--rank", "4", "--seeds", "0", "--checkpoint", str(ckpt), "--out", str(out)])
+
+
+def test_strategy_order_and_lora_labels():
+    names = ["baseline", "lora-r16", "head", "lora-r2", "full", "last-block"]
+    assert sorted(names, key=C.strategy_order) == ["full", "last-block", "head", "lora-r2", "lora-r16", "baseline"]
+    assert C.lora_label(8) == "lora-r8"
+
+
+def test_finetune_other_binary_labels():
+    splits = toy_splits()
+    relabel = {"ham": "twain", "spam": "dickens"}
+    splits = {k: v.assign(label=v["label"].map(relabel)) for k, v in splits.items()}
+    model = tiny_classifier()
+    C.set_trainable(model, "head")
+    r = C.finetune(model, splits, epochs=1, labels=("twain", "dickens"), progress=False, eval_splits=("test",))
+    assert set(r["metrics"]["test"]["predicted"]) <= {"twain", "dickens"} and r["labels"] == ["twain", "dickens"]
+    with pytest.raises(ValueError, match="labels must be one of"):
+        C.finetune(model, splits, epochs=1, progress=False)  # ham/spam expected, twain/dickens given
