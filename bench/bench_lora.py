@@ -1,0 +1,195 @@
+"""What LoRA costs and saves per step, and whether a merged model is as fast as the base model.
+
+On the reference checkpoint turned into the spam classifier, with real batches of the balanced
+training split (16 messages, length-bucketed and right-padded, as ``gpt.classify.finetune`` makes them):
+
+* **training step time** (forward, loss, backward, gradient clipping, AdamW step; bf16 autocast where
+  the CPU supports it, as in fine-tuning) of full fine-tuning, the head only, and LoRA (every Linear
+  in the blocks, head trainable) at several ranks; median over the timed steps, the same batches for
+  every configuration; also the optimizer-state bytes;
+* **inference** over the 300-message balanced test split in fp32: the base classifier, the LoRA model
+  unmerged, and the same model merged (median of repeats); and the largest absolute difference between
+  merged and unmerged logits (the LoRA factors are randomised first, so the update is not zero).
+
+    python bench/bench_lora.py                       # the real run (about 3 minutes on 2 cores)
+    python bench/bench_lora.py --steps 3 --warmup 1 --repeats 1 --out /tmp/bench   # smoke test
+
+Writes bench/results/lora.md and .json. Run it on an otherwise idle machine: the results file records
+how much CPU other processes used meanwhile. Needs the SMS data (``GPT_DATA_MIRROR`` offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from _common import BUSY, OtherLoad, run_info, write_results  # noqa: E402
+
+from gpt import classify as C  # noqa: E402
+from gpt.lora import apply_lora, lora_layers, merge_lora  # noqa: E402
+from gpt.model import count_parameters  # noqa: E402
+from gpt.tokenizer import course_tokenizer  # noqa: E402
+from gpt.train import autocast, make_optimizer, resolve_precision  # noqa: E402
+
+
+def training_batches(n: int, batch_size: int, seed: int = 0):
+    tok = course_tokenizer()
+    train = C.load_splits()["train"]
+    ids, _ = C.encode_messages(train["text"].tolist(), tok, 256)
+    y = C.label_ids(train["label"])
+    gen = torch.Generator().manual_seed(seed)
+    batches = C._train_batches([len(s) for s in ids], batch_size, gen, bucket=8)[:n]
+    out = []
+    for b in batches:
+        x, lengths = C.pad_batch([ids[i] for i in b], tok.eot_token)
+        out.append((x, lengths, torch.from_numpy(y[b])))
+    return out
+
+
+def time_steps(model, batches, warmup: int, precision: str, lr: float = 1e-3) -> dict:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(model, lr, 0.0)
+    device = torch.device("cpu")
+    model.train()
+    times = []
+    for i, (x, lengths, y) in enumerate(batches):
+        t0 = time.perf_counter()
+        with autocast(device, precision):
+            logits = model(x, lengths)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return {
+        "step_seconds_median": statistics.median(times),
+        "step_seconds_mean": statistics.fmean(times),
+        "optimizer_state_bytes": C.optimizer_state_bytes(opt),
+        "trainable_params": count_parameters(model, trainable_only=True),
+    }
+
+
+@torch.no_grad()
+def time_inference(model, ids, pad_id, repeats: int) -> float:
+    model.eval()
+    C._predict_ids(model, ids, pad_id)  # warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        C._predict_ids(model, ids, pad_id)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=30, help="timed training steps per configuration")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=7, help="timed inference passes over the test split")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps")
+    p.add_argument("--out", default=None, help="results folder (default bench/results)")
+    args = p.parse_args(argv)
+
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    batches = training_batches(args.warmup + args.steps, args.batch_size)
+    info = run_info()
+    info.update(precision=precision, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size)
+    rows = []
+    with OtherLoad() as load:
+        configs = [("full", None), ("head", None)] + [(f"lora-r{r}", r) for r in args.ranks]
+        for label, rank in configs:
+            model = C.classifier_from_checkpoint(seed=0)
+            if rank is None:
+                C.set_trainable(model, label)
+            else:
+                torch.manual_seed(0)
+                apply_lora(model, rank=rank, alpha=2 * rank, train_head=True)
+            with OtherLoad() as one:
+                r = time_steps(model, batches, args.warmup, precision)
+            r.update(kind="training step", label=label, other_load_cores=one.cores)
+            rows.append(r)
+            print(f"{label:10s} {1000 * r['step_seconds_median']:7.1f} ms/step  optimizer state {r['optimizer_state_bytes']:>10,} B", flush=True)
+
+        # Inference: base vs LoRA unmerged vs merged, on the balanced test split.
+        tok = course_tokenizer()
+        test = C.load_splits()["test"]
+        ids, _ = C.encode_messages(test["text"].tolist(), tok, 256)
+        base = C.classifier_from_checkpoint(seed=0).eval()
+        lora = copy.deepcopy(base)
+        torch.manual_seed(1)
+        apply_lora(lora, rank=8, alpha=16, train_head=True)
+        with torch.no_grad():
+            for _, layer in lora_layers(lora):
+                layer.lora_B.weight.normal_(0, 0.02)  # a non-zero update, as after training
+        lora.eval()
+        x, lengths = C.pad_batch(ids, tok.eot_token)
+        with torch.no_grad():
+            unmerged_logits = lora(x, lengths)
+        with OtherLoad() as one:
+            t_base = time_inference(base, ids, tok.eot_token, args.repeats)
+            t_unmerged = time_inference(lora, ids, tok.eot_token, args.repeats)
+            merge_lora(lora)
+            t_merged = time_inference(lora, ids, tok.eot_token, args.repeats)
+        with torch.no_grad():
+            diff = (lora(x, lengths) - unmerged_logits).abs().max().item()
+        for label, t in (("base model", t_base), ("LoRA r=8, unmerged", t_unmerged), ("LoRA r=8, merged", t_merged)):
+            rows.append({"kind": "inference", "label": label, "seconds": t, "relative_to_base": t / t_base, "other_load_cores": one.cores})
+            print(f"{label:20s} {t:.3f} s  ({t / t_base:.3f}x base)", flush=True)
+        info["merged_vs_unmerged_max_abs_logit_diff"] = diff
+        print(f"merged vs unmerged logits: max |diff| = {diff:.2e}")
+    info["other_load_cores_whole_run"] = load.cores
+    info["other_load_cores"] = max(r["other_load_cores"] for r in rows)
+    return finish(info, rows, args.out)
+
+
+def finish(info: dict, rows: list[dict], out) -> int:
+    steps = [r for r in rows if r["kind"] == "training step"]
+    full = next(r for r in steps if r["label"] == "full")
+    lines = [
+        "# LoRA: training-step cost and merged inference",
+        "",
+        "{header}",
+        f"Training steps: reference classifier, batches of {info['batch_size']} real training messages, "
+        f"{info['precision']} autocast, median of {info['steps']} steps after {info['warmup']} warmup steps.",
+        "",
+        "| configuration | trainable params | ms / step | step time vs full | optimizer state | vs full |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in steps:
+        lines.append(
+            f"| {r['label']} | {r['trainable_params']:,} | {1000 * r['step_seconds_median']:.1f} "
+            f"| {r['step_seconds_median'] / full['step_seconds_median']:.2f}× | {r['optimizer_state_bytes']:,} B "
+            f"| {100 * r['optimizer_state_bytes'] / full['optimizer_state_bytes']:.1f} % |"
+        )
+    lines += [
+        "",
+        "Inference over the 300-message balanced test split (fp32, batches of 64, median of repeats):",
+        "",
+        "| model | seconds | vs base |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        if r["kind"] == "inference":
+            lines.append(f"| {r['label']} | {r['seconds']:.3f} | {r['relative_to_base']:.3f}× |")
+    lines += ["", f"Merged vs unmerged logits (fp32): largest absolute difference {info['merged_vs_unmerged_max_abs_logit_diff']:.2e}.", ""]
+    if info["other_load_cores"] > BUSY:
+        lines.append("**Other processes used the CPU during the measurement: rerun on an idle machine.**")
+    md, js = write_results("lora", info, rows, "\n".join(lines) + "\n", out)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
