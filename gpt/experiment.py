@@ -139,7 +139,7 @@ def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, ta
     n = int(s["n"].max()) if len(s) else 0
     ax.set_title(f"SMS spam: accuracy vs trainable parameters (mean ± std of {n} seeds)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     if path is not None:
         ax.figure.tight_layout()
         ax.figure.savefig(path, dpi=120)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gpt import classify as C
-from gpt.data import DataError
+from gpt.data import DataError, sha256_file
 from gpt.model import GPTConfig, count_parameters
 from gpt.tokenizer import course_tokenizer, tokenizer_fingerprint
 from gpt.train import save_model
@@ -61,7 +61,7 @@ def test_splits_are_deterministic_and_pinned(splits, tmp_path):
     b = C.save_splits(C.make_splits(), tmp_path / "b")
     for name in C.SPLIT_NAMES:
         assert a[name].read_bytes() == b[name].read_bytes()
-        assert C._sha256_file(a[name]) == C.SPLIT_SHA256[name]
+        assert sha256_file(a[name]) == C.SPLIT_SHA256[name]
         pd.testing.assert_frame_equal(C.read_split_csv(a[name]), splits[name])
 
 
