@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=7, help="timed inference passes over the test split")
+    p.add_argument("--repeats", type=int, default=15, help="timed inference passes over the test split")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps")
     p.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = p.parse_args(argv)
@@ -139,11 +139,16 @@ def main(argv=None) -> int:
         x, lengths = C.pad_batch(ids, tok.eot_token)
         with torch.no_grad():
             unmerged_logits = lora(x, lengths)
+        merged = merge_lora(copy.deepcopy(lora)).eval()
         with OtherLoad() as one:
-            t_base = time_inference(base, ids, tok.eot_token, args.repeats)
-            t_unmerged = time_inference(lora, ids, tok.eot_token, args.repeats)
-            merge_lora(lora)
-            t_merged = time_inference(lora, ids, tok.eot_token, args.repeats)
+            # Interleaved rounds (base, unmerged, merged, base, ...), so that drifts in the machine's
+            # speed hit all three alike; median over the rounds.
+            rounds = {"base": [], "unmerged": [], "merged": []}
+            for _ in range(args.repeats):
+                for key, m in (("base", base), ("unmerged", lora), ("merged", merged)):
+                    rounds[key].append(time_inference(m, ids, tok.eot_token, 1))
+            t_base, t_unmerged, t_merged = (statistics.median(rounds[k]) for k in ("base", "unmerged", "merged"))
+            lora = merged
         with torch.no_grad():
             diff = (lora(x, lengths) - unmerged_logits).abs().max().item()
         for label, t in (("base model", t_base), ("LoRA r=8, unmerged", t_unmerged), ("LoRA r=8, merged", t_merged)):
@@ -177,7 +182,7 @@ def finish(info: dict, rows: list[dict], out) -> int:
         )
     lines += [
         "",
-        "Inference over the 300-message balanced test split (fp32, batches of 64, median of repeats):",
+        "Inference over the 300-message balanced test split (fp32, batches of 64; interleaved rounds, median):",
         "",
         "| model | seconds | vs base |",
         "|---|---|---|",
