@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -458,12 +457,10 @@ def count_lora_parameters(model: nn.Module) -> dict:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file's bytes (the data layer's :func:`gpt.data.sha256_file`)."""
+    from .data import sha256_file
+
+    return sha256_file(Path(path))
 
 
 def _base_sha256(base_checkpoint) -> str | None:
