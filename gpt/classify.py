@@ -1247,6 +1247,7 @@ def _run_one(args, seed: int, command: str) -> dict:
             if k not in hp:
                 raise SystemExit(f"--{k.replace('_', '-')} does not apply to the strategy {args.strategy!r}")
             hp[k] = v
+    label = lora_label(hp["rank"]) if args.strategy == "lora" else args.strategy  # the results row's strategy
     splits = load_splits()
     extra = {"command": command, "machine": machine_description()}
     if args.strategy == "baseline":
@@ -1261,11 +1262,9 @@ def _run_one(args, seed: int, command: str) -> dict:
             with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
                 torch.manual_seed(seed)
                 apply_lora(model, rank=hp["rank"], alpha=hp["alpha"], train_head=True)
-            label = lora_label(hp["rank"])
             extra.update(rank=hp["rank"], alpha=hp["alpha"])
         else:
             set_trainable(model, args.strategy)
-            label = args.strategy
         counts = {"trainable": count_parameters(model, trainable_only=True), "total": count_parameters(model)}
         print(f"{label}: {counts['trainable']:,} of {counts['total']:,} parameters train (seed {seed})")
         result = finetune(
@@ -1278,7 +1277,6 @@ def _run_one(args, seed: int, command: str) -> dict:
             shown = ckpt
         extra.update(checkpoint=str(shown), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt),
                      dropout=hp["dropout"], classifier_dropout=hp["classifier_dropout"])
-    label = lora_label(hp["rank"]) if args.strategy == "lora" else args.strategy
     row = result_row(result, label, extra)
     write_result(args.out, row, result)
     print(
