@@ -153,11 +153,9 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_sample)
 
-    from .classify import register_cli as register_finetune
-    from .experiment import register_cli as register_experiment
+    from .experiment import register_cli as register_experiment_commands
 
-    register_finetune(sub)
-    register_experiment(sub)
+    register_experiment_commands(sub)  # finetune and experiment
 
     args = p.parse_args(argv)
     return args.func(args)

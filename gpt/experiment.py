@@ -154,7 +154,10 @@ def _cmd_experiment(args) -> int:
 
 
 def register_cli(subparsers) -> None:
-    """Add the ``experiment`` command to the ``python -m gpt`` argument parser's subparsers."""
+    """Add the ``finetune`` and ``experiment`` commands to the ``python -m gpt`` argument parser's subparsers."""
+    from .classify import register_cli as register_finetune
+
+    register_finetune(subparsers)
     e = subparsers.add_parser(
         "experiment",
         help="the headline experiment: full / last-block / head / LoRA r=1..32 / baseline, 3 seeds each",
