@@ -1,10 +1,17 @@
-"""Command line: ``python -m gpt <command>`` (see ``python -m gpt --help``)."""
+"""Command line: ``python -m gpt <command>`` (see ``python -m gpt --help``).
+
+Every command checks its arguments and all its output paths before any expensive work (loading or
+tokenizing the corpus, training). A problem the user can fix (:class:`gpt.errors.GPTError`) is
+printed as one ``error: ...`` line and the command exits with status 2; Ctrl-C exits with 130
+(``pretrain`` saves a checkpoint first and prints the command that resumes it). Other exceptions
+are bugs and keep their traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,35 +19,172 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import ConfigError, GPTError, OutputExistsError
+
+DEFAULT_CHECKPOINT_INTERVAL = 500
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types: a bad value is an argparse error (status 2) that names the option
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (both excluded), got {text!r}; 0.05 holds out 5 %")
+    return v
+
+
+def _checkpoint_interval(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return _int_at_least(0)(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (or 'auto')") from None
+
+
+def auto_checkpoint_interval(steps: int) -> int:
+    """``--checkpoint-interval auto``: about 10 checkpoints per run, at least every 500 steps."""
+    return max(1, min(DEFAULT_CHECKPOINT_INTERVAL, steps // 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks shared by the commands
+
+
+def _parse_books(text: str) -> list[str]:
+    """``--books``: comma-separated registry names of Gutenberg books; unknown or repeated names are refused."""
+    from .data import PRETRAIN_BOOKS, REGISTRY
+
+    if not text:
+        return list(PRETRAIN_BOOKS)
+    names = [b.strip() for b in text.split(",")]
+    if any(not b for b in names):
+        raise ConfigError(f"--books {text!r} has an empty name; give comma-separated names such as pg35,pg1342")
+    for b in names:
+        if b not in PRETRAIN_BOOKS:
+            kind = "is a dataset, not one of the pretraining books" if b in REGISTRY else "is not a known book"
+            raise ConfigError(f"--books: {b!r} {kind}; choose from {', '.join(PRETRAIN_BOOKS)}")
+    twice = sorted({b for b in names if names.count(b) > 1})
+    if twice:
+        raise ConfigError(f"--books names {', '.join(twice)} more than once; name each book once")
+    return names
+
+
+def _command_line(argv: list[str], drop=()) -> str:
+    return "python -m gpt " + shlex.join([a for a in argv if a not in drop])
+
+
+def _resume_command(argv: list[str]) -> str:
+    return _command_line(list(argv) + ([] if "--resume" in argv else ["--resume"]))
+
+
+def _check_vocabulary(config, meta: dict, tok, path) -> None:
+    """A checkpoint must have been made with ``tok``: same vocabulary size and, if recorded, fingerprint."""
+    from .errors import CheckpointError
+    from .tokenizer import tokenizer_fingerprint
+
+    if config.vocab_size != tok.n_vocab:
+        raise CheckpointError(
+            f"{path} has a vocabulary of {config.vocab_size} tokens, but the course tokenizer has {tok.n_vocab}; "
+            "the checkpoint was not made with the course tokenizer and cannot be sampled with it"
+        )
+    fp = meta.get("tokenizer_fingerprint")
+    if fp is not None and fp != tokenizer_fingerprint(tok):
+        raise CheckpointError(
+            f"{path} was made with another tokenizer (fingerprint {fp}, the course tokenizer's is "
+            f"{tokenizer_fingerprint(tok)}); its token ids would decode to the wrong text"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
 
 def _cmd_train_tokenizer(args) -> int:
     from .data import load_pretraining_texts
-    from .tokenizer import save_tokenizer, train_bpe
+    from .files import check_output
+    from .tokenizer import course_tokenizer_path, save_tokenizer, train_bpe
 
+    out = Path(args.out or f"runs/tokenizer/course_bpe_{args.vocab_size}.json")
+    assets = course_tokenizer_path().parent.resolve()
+    target = out.resolve()
+    if target == assets or assets in target.parents:
+        raise ConfigError(
+            f"--out {out} is inside the installed package's assets folder ({assets}), which holds the course "
+            "vocabulary that the reference model and every command rely on; train-tokenizer never writes there. "
+            "Choose another --out (the default is runs/tokenizer/course_bpe_<vocab-size>.json)"
+        )
+    check_output(out, kind="file", overwrite=args.overwrite)
     texts = load_pretraining_texts()
     t0 = time.perf_counter()
     enc = train_bpe(list(texts.values()), args.vocab_size, name=f"course-bpe-{args.vocab_size}", progress=True)
     print(f"trained {enc.n_vocab} tokens in {time.perf_counter() - t0:.1f} s")
-    save_tokenizer(enc, args.out)
-    print(f"saved to {args.out}")
+    save_tokenizer(enc, out)
+    print(f"saved to {out}")
     return 0
 
 
+_RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md")
+
+
 def _cmd_pretrain(args) -> int:
-    from .data import REGISTRY, PRETRAIN_BOOKS, fetch, load_pretraining_ids, sha256_file
+    from .data import REGISTRY, fetch, load_pretraining_ids, sha256_file
+    from .files import atomic_dir, check_output
     from .model import GPT, GPTConfig, count_parameters
     from .reference import machine_description, write_card
-    from .tokenizer import COURSE_TOKENIZER_FILE, course_tokenizer, tokenizer_fingerprint
-    from .train import TrainConfig, evaluate, pretrain, save_model
+    from .tokenizer import COURSE_TOKENIZER_FILE, course_tokenizer, encode_prompt, tokenizer_fingerprint
+    from .train import TrainConfig, TrainingInterrupted, check_resume, evaluate, pick_device, pretrain, read_training_state, save_model
 
-    tok = course_tokenizer()
+    # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)
+    tok = course_tokenizer()
     if config.vocab_size != tok.n_vocab:
-        print(f"error: preset {args.preset} has vocabulary {config.vocab_size}, the course tokenizer {tok.n_vocab}", file=sys.stderr)
-        return 2
-    books = args.books.split(",") if args.books else PRETRAIN_BOOKS
-    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=args.val_fraction, progress=True)
-    print(f"corpus: {len(books)} books, {len(train_ids):,} training and {len(val_ids):,} held-out tokens")
+        raise ConfigError(
+            f"preset {args.preset!r} has a vocabulary of {config.vocab_size} tokens, the course tokenizer {tok.n_vocab}; "
+            "choose a preset made for the course tokenizer (course, course-tiny)"
+        )
+    books = _parse_books(args.books)
+    prompts = [encode_prompt(p, tok) for p in args.samples]
+    interval = auto_checkpoint_interval(args.steps) if args.checkpoint_interval == "auto" else args.checkpoint_interval
     cfg = TrainConfig(
         max_steps=args.steps,
         batch_size=args.batch_size,
@@ -51,13 +195,49 @@ def _cmd_pretrain(args) -> int:
         precision=args.precision,
         device=args.device,
         seed=args.seed,
-        checkpoint_interval=args.checkpoint_interval,
+        checkpoint_interval=interval,
     )
+    pick_device(cfg.device)
+    fingerprint = tokenizer_fingerprint(tok)
+    run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": fingerprint}
+
+    # 2. Every output, before any work.
+    out = Path(args.out)
+    if args.resume:
+        check_resume(read_training_state(out), cfg=cfg, model_config=config, run_info=run_info, source=str(out))
+    else:
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise OutputExistsError(
+                f"--out {out} already exists; pass --resume to continue the run in it, --overwrite to replace it, "
+                "or choose another --out"
+            )
+        check_output(out, kind="dir", overwrite=True)
+    exp = Path(args.export) if args.export else None
+    if exp is not None:
+        check_output(exp, kind="dir", overwrite=args.overwrite)
+        a, b = out.resolve(), exp.resolve()
+        if a == b or a in b.parents or b in a.parents:
+            raise ConfigError(f"--export {exp} and --out {out} must be separate folders (neither inside the other)")
+
+    # 3. The work.
+    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=args.val_fraction, progress=True)
+    print(f"corpus: {len(books)} books, {len(train_ids):,} training and {len(val_ids):,} held-out tokens")
     torch.manual_seed(args.seed)
     model = GPT(config)
-    print(f"model: {args.preset}, {count_parameters(model):,} parameters")
-    out = Path(args.out)
-    hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume)
+    print(f"model: {args.preset}, {count_parameters(model):,} parameters; checkpoint every {interval or cfg.max_steps} steps in {out}/checkpoint")
+    if args.overwrite and not args.resume:
+        for name in _RUN_OUTPUTS:  # the previous run's results; its checkpoint is replaced by pretrain()
+            (out / name).unlink(missing_ok=True)
+    try:
+        hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume, run_info=run_info,
+                        overwrite=args.overwrite and not args.resume)
+    except TrainingInterrupted as e:
+        if e.checkpoint:
+            print(f"\ninterrupted after step {e.step} of {cfg.max_steps}; checkpoint saved in {e.checkpoint}.\n"
+                  f"resume with:\n  {_resume_command(args._argv)}", file=sys.stderr, flush=True)
+        else:
+            print("\ninterrupted before the first step; nothing was saved", file=sys.stderr, flush=True)
+        return 130
     device = next(model.parameters()).device
     heldout = evaluate(model, torch.from_numpy(val_ids.astype(np.int64)), cfg.batch_size, args.heldout_batches, device, "fp32", seed=0)
     card = {
@@ -65,9 +245,9 @@ def _cmd_pretrain(args) -> int:
         "preset": args.preset,
         "config": config.to_dict(),
         "parameters": count_parameters(model),
-        "command": "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": _command_line(args._argv, drop=("--resume", "--overwrite")),
         "tokenizer": COURSE_TOKENIZER_FILE,
-        "tokenizer_fingerprint": tokenizer_fingerprint(tok),
+        "tokenizer_fingerprint": fingerprint,
         "corpus": {REGISTRY[b].relpath: sha256_file(fetch(b, progress=False)) for b in books},
         "val_fraction": args.val_fraction,
         "train_tokens_in_corpus": int(len(train_ids)),
@@ -85,77 +265,109 @@ def _cmd_pretrain(args) -> int:
         "heldout_eval_batches": args.heldout_batches,
         "train_config": {k: v for k, v in vars(cfg).items() if k != "betas"},
     }
+    meta = {"tokenizer_fingerprint": fingerprint}
+    save_model(model, out / "model.safetensors", metadata=meta)
     write_card(out, card)
     print(f"held-out loss (fp32): {heldout:.4f}; wrote {out}/model.safetensors and {out}/MODEL_CARD.md")
-    if args.export:
-        exp = Path(args.export)
-        exp.mkdir(parents=True, exist_ok=True)
-        save_model(model.cpu(), exp / "model.safetensors", metadata={"tokenizer_fingerprint": card["tokenizer_fingerprint"]})
-        for f in ("model_card.json", "MODEL_CARD.md"):
-            shutil.copy(out / f, exp / f)
+    if exp is not None:
+        with atomic_dir(exp, overwrite=args.overwrite) as tmp:
+            save_model(model, tmp / "model.safetensors", metadata=meta)
+            write_card(tmp, card)
         print(f"exported to {exp}")
-    _print_samples(model, tok, args.samples, args.seed)
+    _print_samples(model, tok, prompts, args.seed)
     return 0
 
 
-def _print_samples(model, tok, prompts, seed):
+def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8, top_k=50):
+    """Print a continuation of each prompt (a string, or its token ids from :func:`gpt.tokenizer.encode_prompt`)."""
+    from .tokenizer import encode_prompt
+
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     for prompt in prompts:
-        idx = torch.tensor([tok.encode(prompt)], device=device)
-        out = model.generate(idx, 40, temperature=0.8, top_k=50, eos_id=tok.eot_token, generator=g)
-        print("---", repr(prompt), "->", tok.decode(out[0].tolist()))
+        ids = encode_prompt(prompt, tok) if isinstance(prompt, str) else list(prompt)
+        idx = torch.tensor([ids], device=device)
+        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, eos_id=tok.eot_token, generator=g)
+        print("---", repr(tok.decode(ids)), "->", tok.decode(out[0].tolist()))
 
 
 def _cmd_sample(args) -> int:
-    from .tokenizer import course_tokenizer
-    from .train import load_model
     from .reference import reference_path
+    from .tokenizer import course_tokenizer, encode_prompt
+    from .train import load_model, read_checkpoint
 
-    model = load_model(args.checkpoint or reference_path())
-    _print_samples(model, course_tokenizer(), args.prompt, args.seed)
+    tok = course_tokenizer()
+    prompts = [encode_prompt(p, tok) for p in args.prompt]
+    path = Path(args.checkpoint) if args.checkpoint else reference_path()
+    config, _, meta = read_checkpoint(path)
+    _check_vocabulary(config, meta, tok, path)
+    model = load_model(path)
+    _print_samples(model, tok, prompts, args.seed, args.max_new_tokens, args.temperature, args.top_k)
     return 0
 
 
 def main(argv=None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    from .model import PRESETS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m gpt", description="Build, pretrain and fine-tune a GPT from scratch.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train-tokenizer", help="train the course BPE vocabulary on the Gutenberg corpus")
-    t.add_argument("--vocab-size", type=int, default=4096)
-    t.add_argument("--out", default="gpt/assets/course_bpe_4096.json")
+    t = sub.add_parser("train-tokenizer", help="train a BPE vocabulary on the Gutenberg corpus (into runs/, never over the shipped one)")
+    t.add_argument("--vocab-size", type=_int_at_least(257), default=4096, help="tokens, special token included (>= 257)")
+    t.add_argument("--out", default="", help="the JSON file to write (default: runs/tokenizer/course_bpe_<vocab-size>.json); "
+                   "the package's own assets folder is refused")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.set_defaults(func=_cmd_train_tokenizer)
 
     r = sub.add_parser("pretrain", help="pretrain a GPT on the Gutenberg books and print samples")
-    r.add_argument("--preset", default="course")
-    r.add_argument("--steps", type=int, default=300)
-    r.add_argument("--batch-size", type=int, default=16)
-    r.add_argument("--lr", type=float, default=3e-3)
-    r.add_argument("--warmup", type=int, default=100)
-    r.add_argument("--eval-interval", type=int, default=100)
-    r.add_argument("--heldout-batches", type=int, default=50)
-    r.add_argument("--val-fraction", type=float, default=0.05)
+    r.add_argument("--preset", default="course", choices=sorted(PRESETS))
+    r.add_argument("--steps", type=_int_at_least(1), default=300)
+    r.add_argument("--batch-size", type=_int_at_least(1), default=16)
+    r.add_argument("--lr", type=_positive_float, default=3e-3)
+    r.add_argument("--warmup", type=_int_at_least(0), default=100)
+    r.add_argument("--eval-interval", type=_int_at_least(1), default=100)
+    r.add_argument("--heldout-batches", type=_int_at_least(1), default=50)
+    r.add_argument("--val-fraction", type=_fraction, default=0.05)
     r.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=1234)
     r.add_argument("--books", default="", help="comma-separated registry names (default: all 22 books)")
-    r.add_argument("--checkpoint-interval", type=int, default=500)
-    r.add_argument("--out", default="runs/pretrain")
-    r.add_argument("--resume", action="store_true", help="continue the run in --out")
+    r.add_argument("--checkpoint-interval", type=_checkpoint_interval, default="auto",
+                   help="save a resumable checkpoint every N steps (0: only at the end; default 'auto': "
+                   f"steps/10, at most {DEFAULT_CHECKPOINT_INTERVAL}); Ctrl-C always saves one")
+    r.add_argument("--out", default="runs/pretrain", help="the run folder (refused if it exists, unless --resume or --overwrite)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out (same arguments)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out run (unless --resume) and --export folder")
     r.add_argument("--export", default="", help="also write the weights and model card (no optimizer state) here")
     r.add_argument("--name", default="course GPT")
     r.add_argument("--samples", nargs="*", default=["The old man", "It was a dark and stormy night", "She said"])
     r.set_defaults(func=_cmd_pretrain)
 
     s = sub.add_parser("sample", help="generate text from a checkpoint (default: the reference model)")
-    s.add_argument("--checkpoint", default="")
+    s.add_argument("--checkpoint", default="", help="a .safetensors file (default: the shipped reference model)")
     s.add_argument("--prompt", nargs="+", default=["The old man"])
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-new-tokens", type=_int_at_least(1), default=40)
+    s.add_argument("--temperature", type=_nonnegative_float, default=0.8, help="0: greedy")
+    s.add_argument("--top-k", type=_int_at_least(1), default=50)
     s.set_defaults(func=_cmd_sample)
 
     from .experiment import register_cli as register_experiment_commands
 
     register_experiment_commands(sub)  # finetune and experiment
 
-    args = p.parse_args(argv)
-    return args.func(args)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad option (2, message already printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    args._argv = argv
+    try:
+        return args.func(args)
+    except GPTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

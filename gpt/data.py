@@ -1,23 +1,36 @@
 """Datasets: a small registry of public files, verified downloads, a local mirror, and loaders.
 
 Every file is identified by the sha256 of the exact bytes the course uses. A file is fetched
-from the cache (``data/``), else from ``GPT_DATA_MIRROR`` (a folder or an http(s) URL laid out
-like the registry's ``relpath``), else from its public URLs in order. A download is written to a
-temporary file, checked, and only then renamed into the cache, so ``data/`` never holds a partial
-or unverified file. If the bytes differ from the pinned sha256 (the upstream file changed, or was
-corrupted in transit) the file is refused: the course never trains silently on data other than
-what its model card names.
+from the cache (``data/``, or ``$GPT_DATA_DIR``), else from ``GPT_DATA_MIRROR`` (a folder or an
+http(s) URL laid out like the registry's ``relpath``), else from its public URLs in order. A
+download is written to a temporary ``.<name>.<random>.part`` file, checked, and only then renamed
+into the cache, so the cache never holds a partial or unverified file. The temporary file is
+removed on any failure, Ctrl-C included; one left by a killed process is removed by a later
+fetch once no process has written to it for :data:`STALE_PART_SECONDS`. If the bytes differ from
+the pinned sha256 (the upstream file changed, or was corrupted in transit) the file is refused:
+the course never trains silently on data other than what its model card names.
+
+Every problem a user can cause raises :class:`~gpt.errors.DataError` (a file: unknown, missing,
+damaged, or the cache cannot be written; a full disk is reported as such, never blamed on the
+source) or :class:`~gpt.errors.ConfigError` (an argument that cannot work), before any work where
+possible. A damaged token cache is rebuilt with a warning.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import difflib
+import errno
+import glob
 import hashlib
-import io
+import http.client
+import numbers
 import os
 import shutil
 import tempfile
+import time
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(RuntimeError):
-    """A dataset file is missing, unreachable, or not the expected bytes."""
-
+from .errors import ConfigError, DataError
+from .files import fsync_dir
 
 @dataclass(frozen=True)
 class Resource:
@@ -133,7 +144,64 @@ PRETRAIN_BOOKS = [f"pg{b[0]}" for b in GUTENBERG_BOOKS]
 
 
 # ---------------------------------------------------------------------------------------------
+# Names
+
+
+def _resource(name) -> Resource:
+    """The registry entry ``name``; a :class:`DataError` naming some known names if there is none."""
+    if isinstance(name, str) and name in REGISTRY:
+        return REGISTRY[name]
+    close = difflib.get_close_matches(str(name), list(REGISTRY), n=3)
+    others = [n for n in REGISTRY if n not in PRETRAIN_BOOKS]
+    raise DataError(
+        f"unknown dataset {name!r}"
+        + (f" (did you mean {', '.join(close)}?)" if close else "")
+        + f"; known: {', '.join(others)} and the {len(PRETRAIN_BOOKS)} books {', '.join(PRETRAIN_BOOKS[:4])}, ... "
+        "(all names in gpt.data.REGISTRY, the books in gpt.data.PRETRAIN_BOOKS)"
+    )
+
+
+def _book_names(books) -> list[str]:
+    """``books`` checked before any work: ``None`` means all of ``PRETRAIN_BOOKS``; a name is one book."""
+    if books is None:
+        return list(PRETRAIN_BOOKS)
+    books = [books] if isinstance(books, str) else list(books)
+    if not books:
+        raise ConfigError("the list of books is empty; name at least one (such as 'pg1342'), or pass None for all of them")
+    for b in books:
+        if "gutenberg_id" not in _resource(b).meta:
+            raise DataError(f"{b!r} is a dataset but not a Project Gutenberg book; the books are in gpt.data.PRETRAIN_BOOKS")
+    twice = sorted({b for b in books if books.count(b) > 1})
+    if twice:
+        raise ConfigError(f"book(s) {', '.join(twice)} listed more than once; name each book once")
+    return books
+
+
+def _check_fraction(val_fraction) -> float:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0.0 < val_fraction < 1.0:
+        raise ConfigError(
+            f"val_fraction must be a number between 0 and 1 (both excluded), got {val_fraction!r}; "
+            "0.05 holds out the last 5 % of the tokens"
+        )
+    return float(val_fraction)
+
+
+def _positive_int(what: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ConfigError(f"{what} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
 # Fetching
+
+STALE_PART_SECONDS = 300
+"""A ``.part`` file nobody has written to for this long was left by a killed download and is removed.
+A live download writes at least every 30 s (its read timeout), so it never looks stale; two
+processes fetching the same file into the same cache at the same time are not supported."""
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def data_dir() -> Path:
@@ -154,8 +222,63 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _write_error(e: OSError, path: Path) -> DataError:
+    """A :class:`DataError` for ``e``, raised while writing ``path``: names the folder and the fix."""
+    root = data_dir()
+    try:
+        in_cache = Path(path).resolve().is_relative_to(root.resolve())
+    except OSError:
+        in_cache = False
+    where = f"the data cache {root}" if in_cache else f"the folder {Path(path).parent}"
+    fix = "set the environment variable GPT_DATA_DIR to a folder elsewhere" if in_cache else "choose another path"
+    if e.errno in _DISK_FULL:
+        return DataError(f"the disk holding {where} is full ({e.strerror}) while writing {path}; free some space or {fix}")
+    if e.errno in _NOT_WRITABLE:
+        return DataError(f"{where} cannot be written ({e.strerror}: {e.filename or path}); make it writable or {fix}")
+    return DataError(f"{path} cannot be written in {where} ({e.strerror or e}); {fix}")
+
+
+class _CacheWriteError(Exception):
+    """An OSError raised by a write into the cache (told apart from one raised by reading the source)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _CacheFile:
+    """The temporary file a download is written to: its write errors become :class:`_CacheWriteError`."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, b) -> int:
+        try:
+            return self.f.write(b)
+        except OSError as e:
+            raise _CacheWriteError(e) from e
+
+    def sync(self) -> None:
+        try:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError as e:
+            raise _CacheWriteError(e) from e
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Delete ``.<target name>.<random>.part`` files next to ``target`` untouched for STALE_PART_SECONDS."""
+    prefix = f".{target.name}."
+    for p in target.parent.glob(glob.escape(prefix) + "*.part"):
+        if "." in p.name[len(prefix) : -len(".part")]:
+            continue  # another file's temporary file (a target named "<target name>.<more>")
+        with contextlib.suppress(OSError):
+            if time.time() - p.stat().st_mtime > STALE_PART_SECONDS:
+                p.unlink()
+
+
 def _download(url: str, dest, progress: bool) -> None:
-    """Stream ``url`` (http(s) or a local path) into the open binary file ``dest``."""
+    """Stream ``url`` (http(s) or a local path) into ``dest`` (an object with ``write``)."""
     if "://" not in url:
         with open(url, "rb") as src:
             shutil.copyfileobj(src, dest)
@@ -186,42 +309,87 @@ def _candidate_sources(res: Resource) -> list[tuple[str, bool]]:
     return [(u, res.zip_member is not None and u.endswith(".zip")) for u in res.urls]
 
 
-def fetch(name: str, progress: bool = True) -> Path:
-    """Path of the verified local copy of dataset file ``name`` (see ``REGISTRY``), downloading it if needed."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(REGISTRY)}")
-    res = REGISTRY[name]
-    target = data_dir() / res.relpath
-    if target.exists():
+def _fetch_from(src: str, is_zip: bool, res: Resource, target: Path, progress: bool) -> str | None:
+    """Download ``src`` into a temporary file next to ``target``, verify it, rename it into place.
+
+    Returns None on success, else why this source failed. A failure to write the cache raises
+    :class:`DataError` at once (another source would fail the same way). The temporary file is
+    removed whatever happens, Ctrl-C included.
+    """
+    tmp = None
+    try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        except OSError as e:
+            raise _write_error(e, target) from e
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                out = _CacheFile(f)
+                _download(src, out, progress)
+                out.sync()
+            if is_zip:
+                with zipfile.ZipFile(tmp) as z:
+                    member = z.read(res.zip_member)
+                with open(tmp, "wb") as f:
+                    out = _CacheFile(f)
+                    out.write(member)
+                    out.sync()
+        except _CacheWriteError as e:
+            raise _write_error(e.error, target) from e.error
+        except OSError as e:
+            if e.errno in _DISK_FULL or e.errno == errno.EROFS:  # a write into the cache, never the source's fault
+                raise _write_error(e, target) from e
+            return str(e)
+        except (zipfile.BadZipFile, KeyError, ValueError, http.client.HTTPException) as e:
+            return f"{type(e).__name__}: {e}"
+        got = sha256_file(tmp)
+        if got != res.sha256:
+            return f"sha256 {got} does not match the pinned {res.sha256} (file changed upstream?)"
+        try:
+            os.replace(tmp, target)  # atomic: the cache only ever sees a complete, verified file
+        except OSError as e:
+            raise _write_error(e, target) from e
+        fsync_dir(target.parent)
+        return None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _check_cached(target: Path, res: Resource) -> Path:
+    if not target.is_file():
+        raise DataError(f"{target} is in the data cache but is not a file; delete it and run again")
+    try:
         got = sha256_file(target)
-        if got == res.sha256:
-            return target
+    except OSError as e:
+        raise DataError(f"{target} is in the data cache but cannot be read ({e.strerror or e}); fix it or delete it") from e
+    if got != res.sha256:
         raise DataError(
             f"{target} is in the cache but its sha256 is {got}, not {res.sha256}. It is not the file "
             f"the course uses; delete it and run again to fetch the right one."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """Path of the verified local copy of dataset file ``name`` (see ``REGISTRY``), downloading it if needed."""
+    res = _resource(name)
+    target = data_dir() / res.relpath
+    if target.exists():
+        return _check_cached(target, res)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_error(e, target) from e
+    _remove_stale_parts(target)
     errors = []
     for src, is_zip in _candidate_sources(res):
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _download(src, f, progress)
-            if is_zip:
-                with zipfile.ZipFile(tmp) as z:
-                    member = z.read(res.zip_member)
-                tmp.write_bytes(member)
-            got = sha256_file(tmp)
-            if got != res.sha256:
-                errors.append(f"{src}: sha256 {got} does not match the pinned {res.sha256} (file changed upstream?)")
-                continue
-            os.replace(tmp, target)  # atomic: the cache only ever sees a complete, verified file
+        why = _fetch_from(src, is_zip, res, target, progress)
+        if why is None:
             return target
-        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
-            errors.append(f"{src}: {e}")
-        finally:
-            tmp.unlink(missing_ok=True)
+        errors.append(f"{src}: {why}")
     where = os.environ.get("GPT_DATA_MIRROR") or "the internet"
     raise DataError(
         f"dataset file {res.relpath!r} ({name}) is not in the cache and could not be fetched from {where}:\n  "
@@ -242,6 +410,12 @@ def read_text(path: Path) -> str:
             return f.read()
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not valid UTF-8 text (byte {e.start}: {e.reason})") from e
+    except FileNotFoundError as e:
+        raise DataError(f"{path} does not exist; check the path") from e
+    except IsADirectoryError as e:
+        raise DataError(f"{path} is a folder, not a text file; give the path of a file") from e
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror or e})") from e
 
 
 def strip_gutenberg(text: str, name: str = "text") -> str:
@@ -253,17 +427,21 @@ def strip_gutenberg(text: str, name: str = "text") -> str:
     if start is None:
         raise DataError(f"{name}: no '*** START OF' Project Gutenberg marker found")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("*** END OF")), len(lines))
-    return "\n".join(lines[start + 1 : end]).strip() + "\n"
+    book = "\n".join(lines[start + 1 : end]).strip()
+    if not book:
+        raise DataError(f"{name}: no text between the '*** START OF' and '*** END OF' markers")
+    return book + "\n"
 
 
 def load_book(name: str) -> str:
     """One Gutenberg book (registry name such as ``"pg1342"``), header and footer removed."""
+    (name,) = _book_names([name])
     return strip_gutenberg(read_text(fetch(name, progress=False)), name)
 
 
 def load_pretraining_texts(books: list[str] | None = None) -> dict[str, str]:
     """The pretraining corpus: ``{registry name: book text}`` for the 22 Gutenberg books (or ``books``)."""
-    return {b: load_book(b) for b in (books or PRETRAIN_BOOKS)}
+    return {b: load_book(b) for b in _book_names(books)}
 
 
 def load_the_verdict() -> str:
@@ -289,6 +467,8 @@ def load_sms_spam():
         if label not in ("ham", "spam"):
             raise DataError(f"{path}:{n}: label {label!r} is neither 'ham' nor 'spam'")
         rows.append((label, text))
+    if not rows:
+        raise DataError(f"{path} holds no messages; delete it and run again to fetch it")
     return pd.DataFrame(rows, columns=["label", "text"])
 
 
@@ -296,20 +476,71 @@ def load_sms_spam():
 # Token datasets
 
 
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    """Save ``arr`` to ``path`` in one step (temporary file, fsync, rename); :class:`DataError` if it
+    cannot be written. The temporary file is removed on any failure, Ctrl-C included."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(path)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise _write_error(e, path) from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _save_cache(path: Path, arr: np.ndarray) -> None:
+    """:func:`_save_npy` for a cache: a file that cannot be written is a warning (only the next run is slower)."""
+    try:
+        _save_npy(path, arr)
+    except DataError as e:
+        warnings.warn(f"token cache not saved, the next run tokenizes again: {e}", RuntimeWarning, stacklevel=3)
+
+
+def _load_cache(path: Path, n_vocab: int | None = None) -> np.ndarray | None:
+    """The non-empty 1-D integer array saved at ``path`` (ids below ``n_vocab``), or None with a
+    warning when the file is damaged (truncated, not .npy, the wrong shape): the caller rebuilds it."""
+    try:
+        arr = np.load(path)
+    except (OSError, ValueError, EOFError) as e:
+        problem = str(e) or type(e).__name__
+    else:
+        if arr.ndim == 1 and arr.dtype.kind in "iu" and arr.size and (n_vocab is None or int(arr.max()) < n_vocab):
+            return arr
+        problem = f"a {arr.dtype} array of shape {arr.shape}, not token ids of this tokenizer"
+    warnings.warn(f"token cache {path} is damaged ({problem}); rebuilding it", RuntimeWarning, stacklevel=3)
+    return None
+
+
 def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, progress: bool = False) -> np.ndarray:
     """Encode texts into one array of token ids, ``<|endoftext|>`` after each text.
 
-    With ``cache``, the array is saved as ``.npy`` the first time and loaded afterwards. The
-    cache is only valid for the same texts and tokenizer; name it accordingly (see
-    :func:`corpus_token_cache`).
+    With ``cache``, the array is saved as ``.npy`` the first time and loaded afterwards (a damaged
+    file is rebuilt). The cache is only valid for the same texts and tokenizer; name it accordingly
+    (see :func:`corpus_token_cache`).
     """
     if cache is not None and Path(cache).exists():
-        return np.load(cache)
+        ids = _load_cache(Path(cache), tokenizer.n_vocab)
+        if ids is not None:
+            return ids
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
-    if not texts or not any(t for t in texts):
-        raise ValueError("cannot tokenize an empty corpus")
+    if not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"texts must be strings, got {sorted({type(t).__name__ for t in texts})}")
+    if not texts or not any(texts):
+        raise ConfigError("cannot tokenize an empty corpus: every text is empty")
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
@@ -319,7 +550,7 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
     ids = np.concatenate(parts)
     if cache is not None:
-        _save_npy(Path(cache), ids)
+        _save_cache(Path(cache), ids)
     return ids
 
 
@@ -328,33 +559,44 @@ def corpus_token_cache(names: list[str], tokenizer, tag: str = "") -> Path:
     from .tokenizer import tokenizer_fingerprint
 
     key = hashlib.sha256(
-        ("|".join(REGISTRY[n].sha256 for n in names) + tokenizer_fingerprint(tokenizer) + tag).encode()
+        ("|".join(_resource(n).sha256 for n in names) + tokenizer_fingerprint(tokenizer) + tag).encode()
     ).hexdigest()[:16]
     return data_dir() / "cache" / f"tokens-{key}.npy"
 
 
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Split a token stream into its first (1 - val_fraction) and last val_fraction."""
+    val_fraction = _check_fraction(val_fraction)
     cut = int(len(ids) * (1 - val_fraction))
+    if cut == 0 or cut == len(ids):
+        raise ConfigError(
+            f"val_fraction {val_fraction!r} of {len(ids)} tokens leaves no {'training' if cut == 0 else 'validation'} "
+            "tokens; choose a value that leaves some of each"
+        )
     return ids[:cut], ids[cut:]
 
 
 class TokenWindowDataset(torch.utils.data.Dataset):
     """Next-token windows over a token stream: item i is (ids[s : s+ctx], ids[s+1 : s+ctx+1]) with s = i·stride.
 
-    ``stride == context_length`` gives non-overlapping windows; a smaller stride overlaps them.
+    ``stride == context_length`` (the default) gives non-overlapping windows; a smaller stride overlaps them.
     """
 
     def __init__(self, ids, context_length: int, stride: int | None = None):
-        if context_length <= 0:
-            raise ValueError("context_length must be positive")
-        stride = stride or context_length
-        if stride <= 0:
-            raise ValueError("stride must be positive")
-        self.ids = torch.from_numpy(np.asarray(ids).astype(np.int64))
+        context_length = _positive_int("context_length", context_length)
+        stride = context_length if stride is None else _positive_int("stride", stride)
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            raise ConfigError(f"ids must be a 1-D sequence of token ids, got shape {arr.shape}")
+        if len(arr) < context_length + 1:
+            raise ConfigError(
+                f"need at least {context_length + 1} tokens for one window of context_length {context_length}, "
+                f"got {len(arr)}; use a smaller context_length or more text"
+            )
+        if arr.dtype.kind not in "iu" or arr.min() < 0:
+            raise ConfigError(f"ids must be token ids (whole numbers >= 0), got dtype {arr.dtype}")
+        self.ids = torch.from_numpy(arr.astype(np.int64))
         self.context_length, self.stride = context_length, stride
-        if len(self.ids) < context_length + 1:
-            raise ValueError(f"need at least {context_length + 1} tokens for one window, got {len(self.ids)}")
 
     def __len__(self):
         return (len(self.ids) - self.context_length - 1) // self.stride + 1
@@ -369,7 +611,13 @@ class TokenWindowDataset(torch.utils.data.Dataset):
 
 def create_dataloader(ids, context_length: int, stride: int | None = None, batch_size: int = 8, shuffle: bool = True, drop_last: bool = True, seed: int = 0):
     """A DataLoader of (inputs, targets) batches over :class:`TokenWindowDataset`."""
+    batch_size = _positive_int("batch_size", batch_size)
     ds = TokenWindowDataset(ids, context_length, stride)
+    if drop_last and len(ds) < batch_size:
+        raise ConfigError(
+            f"batch_size {batch_size} is larger than the {len(ds)} windows of {ds.context_length} tokens, so with "
+            "drop_last there is not a single batch; use a smaller batch_size or context_length, or more text"
+        )
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=g)
 
@@ -378,26 +626,37 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
     """Token ids of the pretraining corpus, split per book: the last ``val_fraction`` of every book
     is held out for validation, the rest is for training. Returns ``(train_ids, val_ids)``.
 
-    The tokenized corpus is cached under ``data/cache`` (keyed by the books' sha256 and the tokenizer).
+    The tokenized corpus is cached under ``data/cache`` (keyed by the books' sha256 and the tokenizer);
+    a damaged cache is rebuilt.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError("val_fraction must be between 0 and 1")
-    books = list(books or PRETRAIN_BOOKS)
+    val_fraction = _check_fraction(val_fraction)
+    books = _book_names(books)
     # The tag names the text preparation: change it whenever strip_gutenberg/read_text change what a book yields.
     cache = corpus_token_cache(books, tokenizer, tag="per-book-v2")
     offsets_path = cache.with_suffix(".offsets.npy")
+    ids = offsets = None
     if cache.exists() and offsets_path.exists():
-        ids, offsets = np.load(cache), np.load(offsets_path)
-    else:
+        ids, offsets = _load_cache(cache, tokenizer.n_vocab), _load_cache(offsets_path)
+        if ids is not None and offsets is not None and not (
+            len(offsets) == len(books) + 1 and offsets[0] == 0 and offsets[-1] == len(ids) and np.all(np.diff(offsets) > 0)
+        ):
+            warnings.warn(f"token cache {offsets_path} does not match {cache}; rebuilding both", RuntimeWarning, stacklevel=2)
+            ids = None
+    if ids is None or offsets is None:
         texts = load_pretraining_texts(books)
         parts = [tokenize_to_array(t, tokenizer) for t in (texts.values() if not progress else _tqdm(texts.values()))]
         ids = np.concatenate(parts)
         offsets = np.cumsum([0] + [len(p) for p in parts])
-        _save_npy(offsets_path, offsets)
-        _save_npy(cache, ids)
+        _save_cache(offsets_path, offsets)
+        _save_cache(cache, ids)
     train, val = [], []
-    for a, b in zip(offsets[:-1], offsets[1:]):
+    for book, a, b in zip(books, offsets[:-1], offsets[1:]):
         cut = a + int((b - a) * (1 - val_fraction))
+        if cut == b or cut == a:
+            raise ConfigError(
+                f"val_fraction {val_fraction!r} leaves {book} ({b - a} tokens) with no "
+                f"{'validation' if cut == b else 'training'} tokens; choose a value that leaves some of each"
+            )
         train.append(ids[a:cut])
         val.append(ids[cut:b])
     return np.concatenate(train), np.concatenate(val)
@@ -407,11 +666,3 @@ def _tqdm(it):
     from tqdm.auto import tqdm
 
     return tqdm(list(it), desc="tokenizing")
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.part")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)

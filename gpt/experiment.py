@@ -1,54 +1,236 @@
-"""The course's headline experiment: what LoRA buys, measured.
+"""The fine-tuning commands: ``python -m gpt finetune`` (one strategy, several seeds) and
+``python -m gpt experiment`` (the course's headline experiment: what LoRA buys, measured).
 
-``python -m gpt experiment`` fine-tunes the reference checkpoint on the balanced SMS spam split with
+``experiment`` fine-tunes the reference checkpoint on the balanced SMS spam split with
 
 * full fine-tuning, the last block (+ final norm + head), the head only,
-* LoRA at ranks 1, 2, 4, 8, 16, 32 on every Linear layer of the transformer blocks (alpha = 2·r,
-  so the update's scale alpha / r is 2 at every rank; the new classification head trains fully),
+* LoRA at ranks 1, 2, 4, 8, 16, 32 on every Linear layer of the transformer blocks (lora_alpha = 2·r,
+  so the update's scale lora_alpha / r is 2 at every rank; the new classification head trains fully),
 * and fits the bag-of-words baseline,
 
 each with 3 seeds, every run in a fresh Python process (so timing and memory of one run do not
 depend on the runs before it). Each run adds a row to ``<out>/results.csv`` (see
-:data:`gpt.classify.RESULT_COLUMNS`) and writes ``<out>/runs/<strategy>_seed<seed>.json``; at the
+:data:`gpt.results.RESULT_COLUMNS`) and writes ``<out>/runs/<strategy>_seed<seed>.json``; at the
 end the command writes ``<out>/summary.md`` (mean ± std per strategy) and
 ``<out>/accuracy_vs_params.png`` (test accuracy against trainable parameters, log x).
 
-The hyperparameters of each strategy are :data:`gpt.classify.DEFAULT_HPARAMS` (chosen on the
-validation split). ``--skip-existing`` keeps rows already in ``results.csv`` that were made from the
-same checkpoint, so an interrupted experiment resumes where it stopped.
+Nothing is lost: every output is checked before the first run; a result row is replaced only with
+``--overwrite``; Ctrl-C saves the running run's state in ``<out>/checkpoints/`` and prints the
+command that resumes (``finetune ... --resume``, ``experiment ... --skip-existing``).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .classify import LORA_RANKS, STRATEGIES, lora_label, refresh_summary, strategy_order, summarize
+from .errors import ConfigError
+from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
+from .results import strategy_order
 
-__all__ = ["experiment_runs", "run_experiment", "plot_accuracy_vs_params", "register_cli", "LORA_ALPHA_PER_RANK"]
+__all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 
-LORA_ALPHA_PER_RANK = 2.0  # alpha = 2·r: the same scale alpha / r = 2 at every rank
+LORA_RANKS = (1, 2, 4, 8, 16, 32)  # the ranks the experiment compares
+LORA_ALPHA_PER_RANK = 2.0  # lora_alpha = 2·r: the same scale lora_alpha / r = 2 at every rank
 DEFAULT_OUT = "results/finetune"
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C
 
 
-def experiment_runs(strategies=STRATEGIES + ("lora", "baseline"), ranks=LORA_RANKS) -> list[tuple[str, list[str]]]:
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def checkpoint_folder(out: str | Path, config: FinetuneConfig) -> Path:
+    """Where the state of a running (or interrupted) run is kept: ``<out>/checkpoints/<label>_seed<seed>``."""
+    return Path(out) / "checkpoints" / f"{config.label}_seed{config.seed}"
+
+
+def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | None = None, command: str = "",
+                 resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Fine-tune (or fit the baseline) as ``config`` says and write its result row into ``out``.
+
+    ``checkpoint``: the pretrained GPT (default: the reference model). With ``resume``, a run
+    interrupted earlier continues from ``<out>/checkpoints/``. A :class:`~gpt.finetune.TrainingInterrupted`
+    propagates after the state was saved. Returns the row.
+    """
+    from .baseline import train_baseline
+    from .data import sha256_file
+    from .finetune import build_model, finetune
+    from .reference import machine_description, reference_path
+    from .results import check_results_dir, result_row, task_storage_bytes, write_result
+    from .sms import load_splits
+
+    label = config.label
+    check_results_dir(out, [(label, config.seed)], overwrite=overwrite)
+    ck_dir = checkpoint_folder(out, config)
+    if ck_dir.exists() and not resume:
+        if not overwrite:
+            raise ConfigError(
+                f"{ck_dir} holds the state of an interrupted run of {label} seed {config.seed}; pass --resume to continue it, "
+                "or --overwrite to start afresh"
+            )
+        shutil.rmtree(ck_dir)
+    splits = load_splits()
+    extra = {"command": command, "machine": machine_description()}
+    if config.strategy == "baseline":
+        result = train_baseline(splits, config, progress=progress)
+        extra.update(checkpoint="", checkpoint_sha256="")
+    else:
+        ckpt = Path(checkpoint) if checkpoint else reference_path()
+        model = build_model(config, ckpt)
+        from .model import count_parameters
+
+        print(f"{label}: {count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train (seed {config.seed})")
+        result = finetune(model, splits, config, progress=progress, checkpoint_dir=ck_dir, resume=resume and ck_dir.exists())
+        try:
+            shown = ckpt.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = ckpt
+        extra.update(checkpoint=str(shown), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt))
+    row = result_row(result, extra)
+    write_result(out, row, result, overwrite=True)  # checked above; a resumed run replaces nothing else
+    shutil.rmtree(ck_dir, ignore_errors=True)
+    if ck_dir.parent.is_dir() and not any(ck_dir.parent.iterdir()):
+        ck_dir.parent.rmdir()
+    print(
+        f"{label} seed {config.seed}: best epoch {row['best_epoch']}, balanced test accuracy {row['test_accuracy']:.4f}, "
+        f"F1 {row['test_f1']:.4f}; natural test accuracy {row['natural_accuracy']:.4f}, F1 {row['natural_f1']:.4f}; "
+        f"{row['wall_seconds']:.1f} s"
+    )
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m gpt finetune
+
+# command-line flag -> FinetuneConfig field
+_FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "weight_decay": "weight_decay", "l2": "l2",
+          "dropout": "dropout", "classifier_dropout": "classifier_dropout", "rank": "r", "alpha": "lora_alpha"}
+
+
+def _configs(args) -> list[FinetuneConfig]:
+    """One config per seed from the command line; every error before any work."""
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
+    overrides = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    if args.strategy != "baseline":
+        overrides.update(device=args.device, precision=args.precision)
+    for flag, field in _FLAGS.items():  # name the flag, not the config field, in the message
+        if field in overrides and args.strategy not in _applies_to(field):
+            raise ConfigError(f"--{flag.replace('_', '-')} does not apply to the strategy {args.strategy!r}")
+    return [default_config(args.strategy, **overrides, seed=s) for s in args.seeds]
+
+
+def _applies_to(field: str) -> tuple[str, ...]:
+    from .finetune import _ONLY_FOR
+
+    return _ONLY_FOR.get(field, ALL_STRATEGIES)
+
+
+def _check_checkpoint(path: str) -> None:
+    """A pretrained GPT checkpoint that loads and matches the course tokenizer, checked before any run."""
+    from .classifier import check_vocabulary
+    from .tokenizer import course_tokenizer
+    from .train import read_checkpoint
+
+    config, _, meta = read_checkpoint(path)
+    check_vocabulary(config, course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    from .train import pick_device
+
+    try:
+        torch.empty(0, device=pick_device(name))
+    except (RuntimeError, AssertionError) as e:
+        raise ConfigError(f"--device {name!r} is not available here ({e}); use cpu or auto") from e
+
+
+def _resume_hint(command: str, flag: str) -> str:
+    return command if flag in shlex.split(command) else f"{command} {flag}"
+
+
+def _cmd_finetune(args) -> int:
+    from .results import check_results_dir
+
+    command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    configs = _configs(args)
+    if args.strategy != "baseline":
+        _check_device(args.device)
+        if args.checkpoint:
+            _check_checkpoint(args.checkpoint)
+    done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume)
+    if args.resume:
+        skipped = [c for c in configs if (c.label, c.seed) in done and not checkpoint_folder(args.out, c).exists()]
+        for c in skipped:
+            print(f"{c.label} seed {c.seed}: already in {args.out}/results.csv, skipped (--resume)")
+        configs = [c for c in configs if c not in skipped]
+    in_process = args.in_process or (len(configs) == 1 and args.in_process is None)
+    for c in configs:
+        if in_process:
+            from .finetune import TrainingInterrupted
+
+            try:
+                run_finetune(c, args.out, args.checkpoint or None, command, resume=args.resume, overwrite=args.overwrite)
+            except TrainingInterrupted as e:
+                print(f"\n{e}\nresume with: {_resume_hint(command, '--resume')}", file=sys.stderr)
+                return INTERRUPTED
+            continue
+        # One fresh process per seed, so that wall time and peak memory are not affected by the runs before.
+        child = _forwarded_args(args) + ["--seeds", str(c.seed), "--in-process", "--command-line", command]
+        rc = _call_child(child)
+        if rc:
+            return rc
+    return 0
+
+
+def _call_child(child_args: list[str]) -> int:
+    """Run ``python -m gpt <child_args>``; Ctrl-C reaches the child too, which saves its state first."""
+    proc = subprocess.Popen([sys.executable, "-m", "gpt", *child_args])
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # the child got the same Ctrl-C: wait until it has saved and exited
+
+
+def _forwarded_args(args) -> list[str]:
+    out = ["finetune", "--strategy", args.strategy, "--out", str(args.out), "--device", args.device, "--precision", args.precision]
+    if args.checkpoint:
+        out += ["--checkpoint", args.checkpoint]
+    for flag in _FLAGS:
+        v = getattr(args, flag)
+        if v is not None:
+            out += [f"--{flag.replace('_', '-')}", str(v)]
+    return out + (["--resume"] if args.resume else []) + (["--overwrite"] if args.overwrite else [])
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m gpt experiment
+
+
+def experiment_runs(strategies=ALL_STRATEGIES, ranks=LORA_RANKS) -> list[tuple[str, list[str]]]:
     """``(result label, extra finetune arguments)`` of every configuration the experiment trains."""
     runs = []
     for s in strategies:
         if s == "lora":
             runs += [(lora_label(r), ["--strategy", "lora", "--rank", str(r), "--alpha", f"{LORA_ALPHA_PER_RANK * r:g}"]) for r in ranks]
-        elif s in STRATEGIES or s == "baseline":
+        elif s in ALL_STRATEGIES:
             runs.append((s, ["--strategy", s]))
         else:
-            raise ValueError(f"unknown strategy {s!r}; choose from {list(STRATEGIES) + ['lora', 'baseline']}")
+            raise ConfigError(f"unknown strategy {s!r}; choose from {list(ALL_STRATEGIES)}")
     return sorted(runs, key=lambda r: strategy_order(r[0]))
 
 
-def _existing(out: Path, checkpoint_sha: str) -> set[tuple[str, int]]:
+def _rows_to_keep(out: Path, checkpoint_sha: str) -> set[tuple[str, int]]:
+    """Rows already in ``results.csv`` made from this checkpoint (the baseline uses none)."""
     import pandas as pd
 
     csv = out / "results.csv"
@@ -62,116 +244,131 @@ def _existing(out: Path, checkpoint_sha: str) -> set[tuple[str, int]]:
 def run_experiment(
     out: str | Path = DEFAULT_OUT,
     seeds=(0, 1, 2),
-    strategies=STRATEGIES + ("lora", "baseline"),
+    strategies=ALL_STRATEGIES,
     ranks=LORA_RANKS,
     checkpoint: str = "",
     epochs: int | None = None,
     skip_existing: bool = False,
     command: str = "",
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
     """Run every configuration of :func:`experiment_runs` for every seed (one process each); then
-    write the summary and the plot. Returns the path of ``results.csv``. ``epochs`` overrides every
-    strategy's default (for quick trials; the recorded experiment uses the defaults)."""
+    write the summary and the plot. Returns the path of ``results.csv``.
+
+    ``skip_existing`` keeps rows already made from the same checkpoint and resumes interrupted runs;
+    without it (or ``overwrite``) existing rows are an error before any run. ``epochs`` overrides
+    every GPT strategy's default (quick trials; the recorded experiment uses the defaults).
+    """
     from .data import sha256_file
     from .reference import reference_path
+    from .results import check_results_dir, refresh_summary
+    from .viz import plot_accuracy_vs_params
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = Path(checkpoint) if checkpoint else reference_path()
-    done = _existing(out, sha256_file(ckpt)) if skip_existing else set()
     runs = experiment_runs(strategies, ranks)
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    if epochs is not None:
+        default_config("full", epochs=epochs)  # checks the value before any run
+    for r in ranks if "lora" in strategies else ():
+        default_config("lora", r=r, lora_alpha=LORA_ALPHA_PER_RANK * r)  # a bad rank is an error before any run
+    ckpt = Path(checkpoint) if checkpoint else reference_path()
+    if checkpoint:
+        _check_checkpoint(checkpoint)
+    _check_device(device)
+    pairs = [(label, seed) for label, _ in runs for seed in seeds]
+    existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
+    done = _rows_to_keep(out, sha256_file(ckpt)) if skip_existing else set()
     todo = [(label, args, seed) for label, args in runs for seed in seeds if (label, seed) not in done]
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or "python -m gpt experiment"
     print(f"experiment: {len(runs)} configurations x {len(seeds)} seeds; {len(todo)} runs to do, results in {out}")
-    code = "import sys; from gpt.classify import main; sys.exit(main(sys.argv[1:]))"
     t0 = time.perf_counter()
     for i, (label, args, seed) in enumerate(todo, 1):
         print(f"\n[{i}/{len(todo)}] {label}, seed {seed}  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
         child = ["finetune", *args, "--seeds", str(seed), "--in-process", "--out", str(out), "--device", device,
-                 "--command-line", command or "python -m gpt experiment"]
+                 "--command-line", command]
         if checkpoint:
             child += ["--checkpoint", str(checkpoint)]
         if epochs is not None and label != "baseline":
             child += ["--epochs", str(epochs)]
-        rc = subprocess.call([sys.executable, "-c", code, *child])
+        if skip_existing:
+            child += ["--resume"]
+        if overwrite or (label, seed) in existing:  # a row from another checkpoint is replaced
+            child += ["--overwrite"]
+        rc = _call_child(child)
+        if rc == INTERRUPTED:
+            raise KeyboardInterrupt
         if rc:
             raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); rerun with --skip-existing to resume")
-    refresh_summary(out)
-    plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
+    if (out / "results.csv").exists():
+        refresh_summary(out)
+        plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
     print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}, {out / 'accuracy_vs_params.png'}")
     return out / "results.csv"
 
 
-def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, target: float | None = 0.98):
-    """Balanced-split test accuracy (mean ± std over seeds) against trainable parameters, log x.
-
-    ``results``: a results table (DataFrame) or the path of a ``results.csv``. The baseline (not a
-    GPT) is drawn as a horizontal line; ``target`` as a dotted one. Saves to ``path`` if given.
-    Returns the matplotlib axes.
-    """
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
-    s = summarize(table)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 4.2))
-    gpt_rows = s[s["strategy"] != "baseline"]
-    lora = gpt_rows[gpt_rows["strategy"].str.startswith("lora-")]
-    other = gpt_rows[~gpt_rows["strategy"].str.startswith("lora-")]
-    for rows, style, name in ((lora, "o-", "LoRA (rank r)"), (other, "s", "full / last block / head")):
-        if len(rows):
-            ax.errorbar(rows["trainable_params"], 100 * rows["test_accuracy_mean"], yerr=100 * rows["test_accuracy_std"],
-                        fmt=style, capsize=3, label=name)
-            for _, r in rows.iterrows():
-                text = r["strategy"].replace("lora-", "")
-                ax.annotate(text, (r["trainable_params"], 100 * r["test_accuracy_mean"]), textcoords="offset points",
-                            xytext=(4, -12 if r["strategy"].startswith("lora-") else 6), fontsize=8)
-    base = s[s["strategy"] == "baseline"]
-    if len(base):
-        ax.axhline(100 * base["test_accuracy_mean"].iloc[0], color="gray", ls="--", lw=1,
-                   label=f"bag-of-words baseline ({100 * base['test_accuracy_mean'].iloc[0]:.1f} %)")
-    if target:
-        ax.axhline(100 * target, color="tab:red", ls=":", lw=1, label=f"target {100 * target:.0f} %")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("balanced test accuracy (%)")
-    n = int(s["n"].max()) if len(s) else 0
-    ax.set_title(f"SMS spam: accuracy vs trainable parameters (mean ± std of {n} seeds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper left")
-    if path is not None:
-        ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=120)
-    return ax
-
-
 def _cmd_experiment(args) -> int:
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run_experiment(args.out, args.seeds, tuple(args.strategies), tuple(args.ranks), args.checkpoint, args.epochs,
-                   args.skip_existing, command, args.device)
+    try:
+        run_experiment(args.out, args.seeds, tuple(args.strategies), tuple(args.ranks), args.checkpoint, args.epochs,
+                       args.skip_existing, command, args.device, args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\nexperiment interrupted; resume with: {_resume_hint(command, '--skip-existing')}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration
 
 
 def register_cli(subparsers) -> None:
     """Add the ``finetune`` and ``experiment`` commands to the ``python -m gpt`` argument parser's subparsers."""
-    from .classify import register_cli as register_finetune
+    f = subparsers.add_parser(
+        "finetune",
+        help="fine-tune the reference GPT for SMS spam (or fit the bag-of-words baseline) and write result rows",
+        description="Fine-tune a pretrained GPT checkpoint on the balanced SMS spam split with one strategy and "
+        "several seeds; each run writes <out>/runs/<strategy>_seed<seed>.json, a row of <out>/results.csv "
+        "and refreshes <out>/summary.md. Each seed runs in a fresh process (clean timing and memory). "
+        "Ctrl-C saves the running run's state; --resume continues it.",
+    )
+    f.add_argument("--strategy", required=True, choices=list(ALL_STRATEGIES))
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    f.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
+    f.add_argument("--epochs", type=int, default=None, help="default: per strategy, see gpt.finetune.DEFAULT_CONFIGS")
+    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--batch-size", type=int, default=None)
+    f.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (GPT strategies)")
+    f.add_argument("--l2", type=float, default=None, help="L2 penalty (baseline)")
+    f.add_argument("--dropout", type=float, default=None, help="dropout inside the transformer")
+    f.add_argument("--classifier-dropout", type=float, default=None, help="dropout before the head")
+    f.add_argument("--rank", type=int, default=None, help="LoRA rank r (strategy lora)")
+    f.add_argument("--alpha", type=float, default=None, help="LoRA lora_alpha; scale = alpha / r (strategy lora)")
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
+    f.add_argument("--out", default=DEFAULT_OUT)
+    f.add_argument("--resume", action="store_true", help="continue interrupted runs; skip seeds whose rows exist")
+    f.add_argument("--overwrite", action="store_true", help="replace existing rows of the same strategy and seed")
+    f.add_argument("--in-process", action="store_true", default=None, help=argparse.SUPPRESS)
+    f.add_argument("--command-line", default="", help=argparse.SUPPRESS)
+    f.set_defaults(func=_cmd_finetune)
 
-    register_finetune(subparsers)
     e = subparsers.add_parser(
         "experiment",
         help="the headline experiment: full / last-block / head / LoRA r=1..32 / baseline, 3 seeds each",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    e.add_argument("--strategies", nargs="+", default=list(STRATEGIES) + ["lora", "baseline"],
-                   choices=list(STRATEGIES) + ["lora", "baseline"])
-    e.add_argument("--ranks", type=int, nargs="+", default=list(LORA_RANKS), help="LoRA ranks (alpha = 2·r)")
+    e.add_argument("--strategies", nargs="+", default=list(ALL_STRATEGIES), choices=list(ALL_STRATEGIES))
+    e.add_argument("--ranks", type=int, nargs="+", default=list(LORA_RANKS), help="LoRA ranks (lora_alpha = 2·r)")
     e.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
     e.add_argument("--epochs", type=int, default=None, help="override every strategy's epochs (quick trials only)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", default=DEFAULT_OUT)
-    e.add_argument("--skip-existing", action="store_true", help="keep rows already in results.csv (resume)")
+    e.add_argument("--skip-existing", action="store_true", help="keep rows already in results.csv and resume interrupted runs")
+    e.add_argument("--overwrite", action="store_true", help="rerun and replace rows already in results.csv")
     e.add_argument("--command-line", default="", help=argparse.SUPPRESS)
     e.set_defaults(func=_cmd_experiment)
-

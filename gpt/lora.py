@@ -3,11 +3,14 @@
 A linear layer computes ``y = x·Wᵀ + b`` with a weight ``W`` of shape (out, in). LoRA (Hu et al.,
 2021) freezes ``W`` and learns a low-rank update instead::
 
-    y = x·Wᵀ + b + scale · (x·Aᵀ)·Bᵀ        A: (r, in), B: (out, r), scale = alpha / r
+    y = x·Wᵀ + b + scaling · (x·Aᵀ)·Bᵀ        A: (r, in), B: (out, r), scaling = lora_alpha / r
 
-The update ``ΔW = scale · B·A`` has shape (out, in) like ``W`` but only ``r·(in + out)`` numbers.
+The update ``ΔW = scaling · B·A`` has shape (out, in) like ``W`` but only ``r·(in + out)`` numbers.
 ``B`` starts at zero, so a freshly wrapped model computes exactly what the base model computes.
-The factors are stored the way the wider ecosystem (Hugging Face PEFT) stores them: ``lora_A`` is an
+
+Names follow Hugging Face PEFT everywhere -- arguments, attributes and the adapter JSON alike:
+``r``, ``lora_alpha``, ``scaling`` (= lora_alpha / r), ``lora_dropout``, ``target_modules`` and
+``modules_to_save``. The factors are stored the way PEFT stores them: ``lora_A`` is an
 ``nn.Linear(in, r)`` (weight (r, in)) and ``lora_B`` an ``nn.Linear(r, out)`` (weight (out, r)), so a
 wrapped ``q_proj`` owns the state-dict keys ``q_proj.weight``, ``q_proj.bias``,
 ``q_proj.lora_A.weight`` and ``q_proj.lora_B.weight``.
@@ -15,12 +18,12 @@ wrapped ``q_proj`` owns the state-dict keys ``q_proj.weight``, ``q_proj.bias``,
 Typical use::
 
     model = load_model("runs/course/model.safetensors")
-    apply_lora(model, rank=8, alpha=16)             # wraps every nn.Linear in model.blocks, freezes the rest
+    apply_lora(model, r=8, lora_alpha=16)           # wraps every nn.Linear in model.blocks, freezes the rest
     ...train...                                      # only lora_A / lora_B (and a head, if asked) change
     save_adapter(model, "runs/spam-lora", base_checkpoint="runs/course/model.safetensors")
-    merge_lora(model)                                # W <- W + scale·B·A: inference at the base model's cost
+    merge_lora(model)                                # W <- W + scaling·B·A: inference at the base model's cost
 
-Adapter files (a folder, PEFT-like):
+Adapter files (a folder, PEFT-like, written in one step: both files appear together or not at all):
 
 * ``adapter_model.safetensors`` -- the LoRA factors (``<layer>.lora_A.weight``, ``<layer>.lora_B.weight``)
   plus every deliberately trainable non-LoRA tensor (e.g. a classification head ``head.weight``);
@@ -29,6 +32,10 @@ Adapter files (a folder, PEFT-like):
   qualified names of the wrapped layers), ``modules_to_save``, ``bias`` ("none"),
   ``base_model_name_or_path``, ``base_model_sha256`` (of the base .safetensors file), ``tensors``
   (key -> shape), ``gpt_config`` and a free-form ``extra`` dict.
+
+Bad arguments raise :class:`~gpt.errors.ConfigError`; an adapter that is damaged, incomplete, holds
+NaN/inf, or belongs to another model raises :class:`~gpt.errors.AdapterError`; an existing adapter
+folder is replaced only with ``overwrite=True`` (else :class:`~gpt.errors.OutputExistsError`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import dataclasses
 import fnmatch
 import json
 import math
+import numbers
 import os
 import re
 import warnings
@@ -50,24 +58,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from .errors import AdapterError, ConfigError, OutputExistsError
+from .files import atomic_dir, check_output
+
 __all__ = [
-    "AdapterError",
-    "LoRAConfig",
-    "LoRALinear",
-    "apply_lora",
-    "lora_layers",
-    "merge_lora",
-    "unmerge_lora",
-    "disable_lora",
-    "lora_disabled",
-    "count_lora_parameters",
-    "save_adapter",
-    "load_adapter",
-    "read_adapter",
-    "file_sha256",
-    "ADAPTER_WEIGHTS_NAME",
-    "ADAPTER_CONFIG_NAME",
-]
+    "AdapterError", "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
+    "disable_lora", "lora_disabled", "count_lora_parameters", "save_adapter", "load_adapter", "read_adapter",
+    "file_sha256", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
+]  # fmt: skip
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -76,10 +74,19 @@ ADAPTER_FORMAT_VERSION = 1
 
 # Names a classification head may have (``train_head=True`` looks for a module called one of these).
 HEAD_NAMES = ("head", "classifier", "score")
+# GPTConfig fields that do not change what the weights mean; an adapter may be loaded across them.
+RUNTIME_FIELDS = ("dropout", "attn_impl")
 
 
-class AdapterError(ValueError):
-    """An adapter that does not fit the model: another base, a missing/mis-shaped tensor, a bad file."""
+def _lora_problem(r, lora_alpha, lora_dropout) -> str | None:
+    """What is wrong with these LoRA settings (a sentence), or None."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:  # numpy ints welcome
+        return f"r (the LoRA rank) must be a positive integer, got {r!r}"
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or not 0 < lora_alpha < math.inf:
+        return f"lora_alpha must be a positive number, got {lora_alpha!r}"
+    if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real) or not 0.0 <= lora_dropout < 1.0:
+        return f"lora_dropout must be a number in [0, 1), got {lora_dropout!r}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +94,11 @@ class AdapterError(ValueError):
 
 
 class LoRALinear(nn.Module):
-    """A frozen ``nn.Linear`` plus a trainable low-rank update ``scale · B·A``.
+    """A frozen ``nn.Linear`` plus a trainable low-rank update ``scaling · B·A``.
+
+    Attributes: ``r`` (rank), ``lora_alpha``, ``scaling`` (= lora_alpha / r), ``lora_A`` / ``lora_B``
+    (the factors), ``lora_dropout`` (the dropout *module* on the update's input: ``nn.Dropout`` or, for
+    probability 0, ``nn.Identity``, as in PEFT) and ``lora_dropout_p`` (its probability, a float).
 
     The wrapped layer's ``weight`` (out, in) and ``bias`` (out,) Parameters are registered on this
     module under the same names (not as ``base.weight``), so a plain model's state dict loads into a
@@ -95,22 +106,22 @@ class LoRALinear(nn.Module):
 
     States:
 
-    * ``merged`` -- ``W`` already contains ``scale · B·A`` (see :meth:`merge`); the forward pass is a
+    * ``merged`` -- ``W`` already contains ``scaling · B·A`` (see :meth:`merge`); the forward pass is a
       single ``F.linear``, the cost of the base layer. Merge for inference; unmerge to train again.
     * ``disabled`` -- the update is skipped: the layer computes exactly the base layer.
     """
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        _check_arguments(rank, alpha, dropout)
+        if problem := _lora_problem(r, lora_alpha, lora_dropout):
+            raise ConfigError(problem)
         self.in_features = base.in_features
         self.out_features = base.out_features
-        self.rank = int(rank)
-        self.alpha = float(alpha)
-        self.scale = self.alpha / self.rank
-        self.dropout_p = float(dropout)
+        self.r = int(r)
+        self.lora_alpha = float(lora_alpha)
+        self.scaling = self.lora_alpha / self.r
 
         # The frozen base: the very same Parameter objects as the wrapped layer, under the same names.
         self.weight = base.weight  # (out, in)
@@ -121,14 +132,19 @@ class LoRALinear(nn.Module):
 
         # The trainable update, created on the base weight's device and in its dtype.
         factory = dict(device=self.weight.device, dtype=self.weight.dtype)
-        self.lora_A = nn.Linear(self.in_features, self.rank, bias=False, **factory)  # weight (r, in)
-        self.lora_B = nn.Linear(self.rank, self.out_features, bias=False, **factory)  # weight (out, r)
-        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.Linear(self.in_features, self.r, bias=False, **factory)  # weight (r, in)
+        self.lora_B = nn.Linear(self.r, self.out_features, bias=False, **factory)  # weight (out, r)
+        self.lora_dropout = nn.Dropout(float(lora_dropout)) if lora_dropout > 0 else nn.Identity()
         self.reset_lora_parameters()
 
         self.merged = False
         self.disabled = False
         self.train(base.training)  # a layer wrapped inside an eval() model stays in eval mode (no dropout)
+
+    @property
+    def lora_dropout_p(self) -> float:
+        """The dropout probability on the update's input (0.0 when ``lora_dropout`` is an Identity)."""
+        return float(self.lora_dropout.p) if isinstance(self.lora_dropout, nn.Dropout) else 0.0
 
     def reset_lora_parameters(self) -> None:
         """A like ``nn.Linear``'s default (Kaiming-uniform, a=√5); B = 0, so ΔW = 0 at the start."""
@@ -136,8 +152,8 @@ class LoRALinear(nn.Module):
         nn.init.zeros_(self.lora_B.weight)
 
     def delta_weight(self) -> torch.Tensor:
-        """The update in ``nn.Linear``'s layout: ΔW = scale · B·A, shape (out, in)."""
-        return self.scale * (self.lora_B.weight @ self.lora_A.weight)  # (out, r) @ (r, in) -> (out, in)
+        """The update in ``nn.Linear``'s layout: ΔW = scaling · B·A, shape (out, in)."""
+        return self.scaling * (self.lora_B.weight @ self.lora_A.weight)  # (out, r) @ (r, in) -> (out, in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out): the frozen base layer
@@ -148,39 +164,28 @@ class LoRALinear(nn.Module):
         if self.disabled:
             return y
         h = self.lora_A(self.lora_dropout(x))  # (..., in) -> (..., r)
-        return y + self.scale * self.lora_B(h)  # (..., r) -> (..., out)
+        return y + self.scaling * self.lora_B(h)  # (..., r) -> (..., out)
 
     @torch.no_grad()
     def merge(self) -> None:
         """W <- W + ΔW. Merging a merged layer does nothing."""
-        if self.merged:
-            return
-        self.weight.add_(self.delta_weight().to(self.weight.dtype))
-        self.merged = True
+        if not self.merged:
+            self.weight.add_(self.delta_weight().to(self.weight.dtype))
+            self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         """W <- W - ΔW: restores the base weight up to floating-point rounding. No-op if not merged."""
-        if not self.merged:
-            return
-        self.weight.sub_(self.delta_weight().to(self.weight.dtype))
-        self.merged = False
+        if self.merged:
+            self.weight.sub_(self.delta_weight().to(self.weight.dtype))
+            self.merged = False
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"rank={self.rank}, alpha={self.alpha:g}, scale={self.scale:g}, dropout={self.dropout_p:g}, "
-            f"merged={self.merged}, disabled={self.disabled}"
+            f"r={self.r}, lora_alpha={self.lora_alpha:g}, scaling={self.scaling:g}, "
+            f"lora_dropout={self.lora_dropout_p:g}, merged={self.merged}, disabled={self.disabled}"
         )
-
-
-def _check_arguments(rank, alpha, dropout=0.0) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0 or not math.isfinite(alpha):
-        raise ValueError(f"LoRA alpha must be a positive number, got {alpha!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +212,7 @@ class LoRAConfig:
 
 def _in_blocks(name: str) -> bool:
     """True for modules inside a container called ``blocks`` (``blocks.0.attn.q_proj``, ``gpt.blocks.1.mlp.fc``)."""
-    parts = name.split(".")
-    return "blocks" in parts[:-1]
+    return "blocks" in name.split(".")[:-1]
 
 
 def _name_matches(name: str, pattern: str) -> bool:
@@ -231,107 +235,103 @@ def _select(model: nn.Module, targets: Sequence, what: str, kinds: tuple[type, .
     are returned (e.g. only ``nn.Linear`` for LoRA). A target that chooses nothing is an error.
     """
     modules = dict(model.named_modules())
-    chosen, used = [], set()
-    for name, module in modules.items():
-        if name == "" or (kinds is not None and not isinstance(module, kinds)):
-            continue
-        hit = False
-        for i, target in enumerate(targets):
-            for anc in _ancestors(name):
-                if isinstance(target, str):
-                    ok = anc != "" and _name_matches(anc, target)
-                else:
-                    ok = isinstance(modules[anc], target)
-                if ok:
-                    hit = True
-                    used.add(i)
-                    break
-        if hit:
-            chosen.append(name)
-    for i, target in enumerate(targets):
-        if i not in used:
-            label = target if isinstance(target, str) else target.__name__
-            raise ValueError(f"{what} {label!r} matches no module of this model")
-    return chosen
+
+    def hit(name: str, target) -> bool:
+        if isinstance(target, str):
+            return any(anc != "" and _name_matches(anc, target) for anc in _ancestors(name))
+        return any(isinstance(modules[anc], target) for anc in _ancestors(name))
+
+    candidates = [n for n, m in modules.items() if n != "" and (kinds is None or isinstance(m, kinds))]
+    for target in targets:
+        if not any(hit(n, target) for n in candidates):
+            label, kind = (target if isinstance(target, str) else target.__name__), (" nn.Linear" if kinds == (nn.Linear,) else "")
+            raise ConfigError(f"{what} {label!r} matches no{kind} module of this model; check the name (e.g. 'q_proj', 'blocks.1.*')")
+    return [n for n in candidates if any(hit(n, target) for target in targets)]
 
 
-def _as_target_list(targets) -> list:
+def _as_target_list(targets, what: str) -> list:
+    """``targets`` (a pattern, an nn.Module subclass, or an iterable of them) as a list; else ConfigError."""
+    hint = f"{what} takes module-name patterns (str) or nn.Module subclasses, or a list of them"
     if isinstance(targets, (str, type)):
         targets = [targets]
-    targets = list(targets)
+    try:
+        targets = list(targets)
+    except TypeError:
+        raise ConfigError(f"{hint}; got {targets!r}") from None
     for t in targets:
-        if not (isinstance(t, str) or (isinstance(t, type) and issubclass(t, nn.Module))):
-            raise TypeError(f"a target is a module-name pattern (str) or an nn.Module subclass, got {t!r}")
+        if isinstance(t, str) and t.strip():
+            continue
+        if not (isinstance(t, type) and issubclass(t, nn.Module)):
+            raise ConfigError(f"{hint}; got the item {t!r}")
     return targets
 
 
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def apply_lora(
-    model: nn.Module,
-    rank: int,
-    alpha: float,
-    targets: str | type | Iterable | None = None,
-    dropout: float = 0.0,
-    train_head: bool = False,
-    trainable_modules: str | type | Iterable = (),
-) -> nn.Module:
+    model: nn.Module, r: int, lora_alpha: float, target_modules: str | type | Iterable | None = None,
+    lora_dropout: float = 0.0, modules_to_save: str | type | Iterable | None = (), train_head: bool = False,
+) -> nn.Module:  # fmt: skip
     """Wrap linear layers of ``model`` in :class:`LoRALinear`, **in place**, and freeze everything else.
 
     Args:
-        rank, alpha: the update's rank r and the scale numerator (scale = alpha / r); both must be > 0.
-        targets: which ``nn.Linear`` layers to wrap. ``None`` (default): every ``nn.Linear`` inside
+        r, lora_alpha: the update's rank and the scaling numerator (scaling = lora_alpha / r); both > 0.
+        target_modules: which ``nn.Linear`` layers to wrap. ``None`` (default): every ``nn.Linear`` inside
             ``model.blocks`` -- heads such as ``lm_head`` or a classifier ``head`` are left out.
             Otherwise one or more module-name patterns (fnmatch on the qualified name, also matching
             as a dotted suffix: ``"q_proj"``, ``"*.attn.q_proj"``, ``"blocks.1.*"``, ``"head"``) or
             ``nn.Module`` types (``nn.Linear``, ``CausalSelfAttention``); these search the whole model,
-            and a layer is wrapped when it or a module containing it matches.
-        dropout: dropout on the LoRA branch's input (training only).
+            and a layer is wrapped when it or a module containing it matches. An empty list is an error.
+        lora_dropout: dropout probability on the LoRA branch's input (training only), in [0, 1).
+        modules_to_save: more modules (patterns or types, as for ``target_modules``) to keep fully trainable.
         train_head: keep the classification head (a module named ``head``, ``classifier`` or
-            ``score``) fully trainable. An error if the model has none.
-        trainable_modules: more modules (patterns or types, as for ``targets``) to keep fully trainable.
+            ``score``, outside the blocks) fully trainable. An error if the model has none.
 
     After the call only the LoRA factors and the modules asked for are trainable. The model gets a
     ``lora_config`` attribute (:class:`LoRAConfig`) recording what was done. Returns ``model`` itself.
 
-    Raises ValueError for rank/alpha <= 0, dropout outside [0, 1), a model that already has LoRA layers, a target or trainable
-    module that matches nothing, a wrapped layer whose weight is tied to another parameter (merging
-    would silently change that one too), or a module that is both LoRA-wrapped and fully trainable.
+    Raises :class:`~gpt.errors.ConfigError` -- before anything changes -- for a bad ``r``,
+    ``lora_alpha`` or ``lora_dropout``; ``target_modules`` / ``modules_to_save`` of the wrong type, an
+    empty ``target_modules`` or a pattern that matches nothing; a model that already has LoRA layers;
+    a wrapped layer whose weight is tied to another parameter (merging would silently change that
+    one too); or a module that is both LoRA-wrapped and fully trainable.
     """
-    _check_arguments(rank, alpha, dropout)  # before anything changes
+    if problem := _lora_problem(r, lora_alpha, lora_dropout):  # before anything changes
+        raise ConfigError(problem)
+    if not isinstance(train_head, bool):
+        raise ConfigError(f"train_head must be True or False, got {train_head!r}")
     if list(lora_layers(model)):
-        raise ValueError("this model already has LoRA layers; apply_lora works on a model without adapters")
+        raise ConfigError("this model already has LoRA layers; apply_lora works on a model without adapters")
 
-    if targets is None:
+    if target_modules is None:
         names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and _in_blocks(n)]
         if not names:
-            raise ValueError("the model has no nn.Linear inside a 'blocks' container; pass targets=...")
+            raise ConfigError("the model has no nn.Linear inside a 'blocks' container; name the layers with target_modules=...")
     else:
-        names = _select(model, _as_target_list(targets), "LoRA target", kinds=(nn.Linear,))
-    return _apply(model, names, rank, alpha, dropout, _trainable_names(model, names, train_head, trainable_modules))
+        targets = _as_target_list(target_modules, "target_modules")
+        if not targets:
+            raise ConfigError("target_modules is empty, so LoRA would wrap nothing and train nothing; pass None "
+                              "(every nn.Linear in the blocks) or name at least one layer, e.g. ['q_proj', 'v_proj']")
+        names = _select(model, targets, "target_modules pattern", kinds=(nn.Linear,))
+    to_save = _as_target_list(modules_to_save if modules_to_save is not None else (), "modules_to_save")
+    return _apply(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save))
 
 
-def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, trainable_modules) -> list[str]:
+def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, to_save: list) -> list[str]:
     """Qualified names of the modules to keep fully trainable (outermost only, no duplicates)."""
-    wanted = _select(model, _as_target_list(trainable_modules), "trainable module", kinds=None) if trainable_modules else []
+    wanted = _select(model, to_save, "modules_to_save pattern", kinds=None) if to_save else []
     if train_head:
         heads = [n for n, _ in model.named_modules() if n.split(".")[-1] in HEAD_NAMES and not _in_blocks(n)]
         if not heads:
-            raise ValueError(f"train_head=True but the model has no module named one of {HEAD_NAMES}")
+            raise ConfigError(f"train_head=True but the model has no module named one of {HEAD_NAMES}; add a head or drop train_head")
         wanted += heads
     # Keep only the outermost of nested names ("head" rather than "head" and "head.0").
     wanted = [n for n in dict.fromkeys(wanted) if not any(n != o and n.startswith(o + ".") for o in wanted)]
     for n in wanted:
         if n in lora_names or any(n.startswith(t + ".") or t.startswith(n + ".") for t in lora_names):
-            raise ValueError(f"module {n!r} is both LoRA-wrapped and asked to be fully trainable; choose one")
+            raise ConfigError(f"module {n!r} is both LoRA-wrapped and asked to be fully trainable; choose one")
     return wanted
 
 
-def _apply(model: nn.Module, names: list[str], rank, alpha, dropout, trainable: list[str]) -> nn.Module:
+def _apply(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trainable: list[str]) -> nn.Module:
     """Wrap exactly the Linear layers ``names``, freeze the rest, unfreeze ``trainable`` modules."""
     # A weight shared with another module (GPT's lm_head is tok_emb's matrix) must not be wrapped:
     # merging ΔW into it would change the embedding too.
@@ -341,18 +341,18 @@ def _apply(model: nn.Module, names: list[str], rank, alpha, dropout, trainable: 
     for name in names:
         shared = owners[id(model.get_submodule(name).weight)]
         if len(shared) > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}.weight is tied to {[s for s in shared if s != name + '.weight']} (shared weights); "
                 "LoRA on it would also change the tied tensor. Untie it (tie_weights=False) or leave it out."
             )
 
     model.requires_grad_(False)  # freeze everything, then wrap (LoRA factors start trainable)
     for name in names:
-        _set_submodule(model, name, LoRALinear(model.get_submodule(name), rank, alpha, dropout))
+        model.set_submodule(name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout))
     for name in trainable:
         model.get_submodule(name).requires_grad_(True)
     model.lora_config = LoRAConfig(
-        r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=list(names), modules_to_save=list(trainable)
+        r=int(r), lora_alpha=float(lora_alpha), lora_dropout=float(lora_dropout), target_modules=list(names), modules_to_save=list(trainable)
     )
     return model
 
@@ -369,7 +369,7 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its weight (W <- W + scale·B·A); already merged layers are skipped.
+    """Fold every adapter into its weight (W <- W + scaling·B·A); already merged layers are skipped.
 
     A merged layer's forward is one ``F.linear``, the base model's cost. Returns ``model``.
     """
@@ -379,7 +379,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 
 def unmerge_lora(model: nn.Module) -> nn.Module:
-    """Undo :func:`merge_lora` (W <- W - scale·B·A, exact up to fp rounding); unmerged layers are skipped."""
+    """Undo :func:`merge_lora` (W <- W - scaling·B·A, exact up to fp rounding); unmerged layers are skipped."""
     for _, layer in lora_layers(model):
         layer.unmerge()
     return model
@@ -416,17 +416,13 @@ lora_disabled = disable_lora  # alias
 _BLOCK_PREFIX = re.compile(r"^(?:.*\.)?blocks\.\d+\.")
 
 
-def _layer_type(module_name: str) -> str:
-    """``"blocks.3.attn.q_proj"`` -> ``"attn.q_proj"`` (block index dropped); other names unchanged."""
-    return _BLOCK_PREFIX.sub("", module_name)
-
-
 def count_lora_parameters(model: nn.Module) -> dict:
     """Parameter counts of a (LoRA) model; a tied weight counts once.
 
     Returns ``{"trainable": n, "total": n, "trainable_fraction": f, "lora": n, "by_layer_type": {...}}``
-    where ``by_layer_type`` maps a layer type (block index dropped) to its trainable parameters, e.g.
-    ``{"attn.q_proj": 2 * r * (C + C), ..., "head": C * 2 + 2}``. For a LoRA layer that is r·(in + out).
+    where ``by_layer_type`` maps a layer type (block index dropped: ``"blocks.3.attn.q_proj"`` ->
+    ``"attn.q_proj"``) to its trainable parameters, e.g. ``{"attn.q_proj": 2 * r * (C + C), ...,
+    "head": C * 2 + 2}``. For a LoRA layer that is r·(in + out).
     """
     lora_ids = {id(p) for _, layer in lora_layers(model) for p in (layer.lora_A.weight, layer.lora_B.weight)}
     trainable = total = lora = 0
@@ -441,19 +437,13 @@ def count_lora_parameters(model: nn.Module) -> dict:
         module_name = pname.rpartition(".")[0]
         if id(p) in lora_ids:  # "blocks.0.attn.q_proj.lora_A" -> the wrapped layer "blocks.0.attn.q_proj"
             module_name = module_name.rpartition(".")[0]
-        key = _layer_type(module_name) or pname
+        key = _BLOCK_PREFIX.sub("", module_name) or pname
         by_type[key] = by_type.get(key, 0) + p.numel()
-    return {
-        "trainable": trainable,
-        "total": total,
-        "trainable_fraction": trainable / total if total else 0.0,
-        "lora": lora,
-        "by_layer_type": by_type,
-    }
+    return {"trainable": trainable, "total": total, "trainable_fraction": trainable / total if total else 0.0, "lora": lora, "by_layer_type": by_type}
 
 
 # ---------------------------------------------------------------------------------------------
-# Saving and loading adapters
+# Adapter files: saving, reading, loading
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -467,12 +457,20 @@ def _base_sha256(base_checkpoint) -> str | None:
     """sha256 of a base checkpoint given as a file path, or a 64-hex-digit digest passed through."""
     if base_checkpoint is None:
         return None
-    p = Path(base_checkpoint)
-    if p.is_file():
-        return file_sha256(p)
+    if Path(base_checkpoint).is_file():
+        return file_sha256(base_checkpoint)
     if isinstance(base_checkpoint, str) and re.fullmatch(r"[0-9a-fA-F]{64}", base_checkpoint):
         return base_checkpoint.lower()
-    raise AdapterError(f"base checkpoint {str(base_checkpoint)!r} is neither a file nor a sha256 digest")
+    raise AdapterError(f"base checkpoint {str(base_checkpoint)!r} is neither a file nor a sha256 digest; give the base model's .safetensors file")
+
+
+def _model_config(model: nn.Module) -> dict | None:
+    """The GPTConfig (as a dict) of ``model`` or of the first submodule that has one (a classifier's ``gpt``)."""
+    for m in model.modules():
+        cfg = getattr(m, "config", None)
+        if hasattr(cfg, "to_dict"):
+            return cfg.to_dict()
+    return None
 
 
 def _adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -494,29 +492,46 @@ def _adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(
-    model: nn.Module,
-    path: str | os.PathLike,
-    base_checkpoint: str | os.PathLike | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write the adapter into the folder ``path``: ``adapter_model.safetensors`` + ``adapter_config.json``.
+    model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None,
+    extra: dict | None = None, *, overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Write the adapter into the folder ``path`` (``adapter_model.safetensors`` + ``adapter_config.json``).
 
     ``base_checkpoint``: the base model's .safetensors file (its sha256 is recorded, so loading onto
-    another base fails) or that sha256 as a hex string. ``extra``: any JSON-serialisable metadata
-    (label names, tokenizer, metrics). Saving a merged model is fine: the factors are kept apart.
-    Returns the folder.
+    another base fails) or that sha256. ``extra``: a dict of JSON-serialisable metadata (labels,
+    metrics); anything else is a ConfigError. Saving a merged model is fine. Returns the folder.
+
+    Nothing is lost: an existing non-empty ``path`` raises OutputExistsError unless ``overwrite=True``
+    (a folder holding more than an adapter's two files is refused even then); the output is checked
+    before anything is serialised, and both files appear in one rename (:func:`gpt.files.atomic_dir`),
+    so a crash leaves the previous adapter intact. Tensors holding NaN or inf (training diverged) are
+    refused with AdapterError -- such an adapter is useless -- and nothing is written.
     """
     layers = list(lora_layers(model))
     if not layers:
         raise AdapterError("the model has no LoRA layers: nothing to save (call apply_lora first)")
-    settings = {(layer.rank, layer.alpha, layer.dropout_p) for _, layer in layers}
+    settings = {(layer.r, layer.lora_alpha, layer.lora_dropout_p) for _, layer in layers}
     if len(settings) > 1:
-        raise AdapterError(f"layers use different (rank, alpha, dropout) {sorted(settings)}; one adapter file holds one setting")
+        raise AdapterError(f"layers use different (r, lora_alpha, lora_dropout) {sorted(settings)}; one adapter file holds one setting")
     r, lora_alpha, lora_dropout = settings.pop()
+    if extra is not None and not isinstance(extra, dict):
+        raise ConfigError(f"extra must be a dict of JSON-serialisable metadata, got {type(extra).__name__}")
+    try:
+        json.dumps(extra or {}, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"extra is not JSON-serialisable ({e}); pass plain str, numbers, lists and dicts, e.g. str(path), float(x)") from e
+    folder = check_output(path, kind="dir", overwrite=overwrite, flag="overwrite=True")  # before any work
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME))
+        if others:
+            raise OutputExistsError(f"{folder} holds files that are not part of an adapter ({others[:3]}); save the adapter into its own folder")
     sha = _base_sha256(base_checkpoint)
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in _adapter_tensors(model).items()}
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise AdapterError(f"adapter tensor {key!r} holds NaN or inf (training diverged); nothing was saved. Train again, e.g. with a lower learning rate")
     cfg = getattr(model, "lora_config", None)
-    model_config = getattr(model, "config", None)
     config = {
         "format": ADAPTER_FORMAT,
         "format_version": ADAPTER_FORMAT_VERSION,
@@ -528,62 +543,112 @@ def save_adapter(
         "bias": "none",
         "base_model_name_or_path": Path(base_checkpoint).name if sha and Path(base_checkpoint).is_file() else None,
         "base_model_sha256": sha,
-        "gpt_config": model_config.to_dict() if hasattr(model_config, "to_dict") else None,
+        "gpt_config": _model_config(model),
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
         "extra": extra or {},
     }
-    text = json.dumps(config, indent=2)  # fails early (TypeError) if ``extra`` is not JSON-serialisable
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (ADAPTER_WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": ADAPTER_FORMAT})
-    os.replace(tmp, folder / ADAPTER_WEIGHTS_NAME)
-    tmp = folder / (ADAPTER_CONFIG_NAME + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, folder / ADAPTER_CONFIG_NAME)
+    text = json.dumps(config, indent=2, allow_nan=False)
+    with atomic_dir(folder, overwrite=overwrite, flag="overwrite=True") as tmp:
+        save_file(tensors, str(tmp / ADAPTER_WEIGHTS_NAME), metadata={"format": ADAPTER_FORMAT})
+        (tmp / ADAPTER_CONFIG_NAME).write_text(text + "\n")
     return folder
 
 
+def _check_adapter_config(config, source: Path) -> None:
+    """AdapterError naming the key and ``source`` for anything :func:`load_adapter` could not use."""
+    if not isinstance(config, dict):
+        raise AdapterError(f"{source} holds a JSON {type(config).__name__}, not an adapter config object")
+    if config.get("format") != ADAPTER_FORMAT:
+        raise AdapterError(f"{source} is not a {ADAPTER_FORMAT} adapter config (format={config.get('format')!r}); give a folder written by save_adapter")
+    for key in ("r", "lora_alpha", "target_modules"):
+        if key not in config:
+            raise AdapterError(f"{source} lacks the key {key!r}; the file is damaged or incomplete: save the adapter again")
+    problem = _lora_problem(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0))
+    if problem:
+        raise AdapterError(f"{source}: {problem}; the file is damaged: save the adapter again")
+
+    def names(key: str) -> bool:
+        v = config.get(key)
+        return isinstance(v, list) and all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v)
+
+    if not names("target_modules") or not config["target_modules"]:
+        raise AdapterError(f"{source}: 'target_modules' must be a non-empty list of distinct module names, got {config['target_modules']!r}")
+    if config.get("modules_to_save") is not None and not names("modules_to_save"):
+        raise AdapterError(f"{source}: 'modules_to_save' must be a list of distinct module names, got {config['modules_to_save']!r}")
+    for key, kind in (("gpt_config", dict), ("tensors", dict), ("base_model_sha256", str)):
+        if config.get(key) is not None and not isinstance(config[key], kind):
+            raise AdapterError(f"{source}: {key!r} must be a {kind.__name__} or null, got {config[key]!r}")
+
+
 def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(config, tensors) of an adapter folder written by :func:`save_adapter` (or its .safetensors file)."""
+    """(config, tensors) of an adapter folder written by :func:`save_adapter` (or one of its two files).
+
+    Both are checked: :class:`AdapterError`, naming the file, for a missing folder or file, invalid
+    JSON, a damaged safetensors file, a missing or bad config key, tensors that disagree with the
+    config's ``tensors`` list, or a tensor that is not floating point or holds NaN/inf.
+    """
     folder = Path(path)
     if folder.is_file():
+        if folder.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
+            raise AdapterError(f"{folder} is a file, not an adapter; give the folder save_adapter wrote ({ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME})")
         folder = folder.parent
+    if not folder.is_dir():
+        raise AdapterError(f"adapter folder {folder} does not exist; check the path")
     cfg_file, weights_file = folder / ADAPTER_CONFIG_NAME, folder / ADAPTER_WEIGHTS_NAME
     for f in (cfg_file, weights_file):
         if not f.is_file():
-            raise AdapterError(f"{f} does not exist: not an adapter folder")
+            raise AdapterError(f"{f} does not exist: {folder} is not a complete adapter folder")
     try:
-        config = json.loads(cfg_file.read_text())
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, or not JSON
+        raise AdapterError(f"{cfg_file} is not valid JSON ({e}); the file is damaged: save the adapter again") from e
+    _check_adapter_config(config, cfg_file)
+    try:
         tensors = load_file(str(weights_file))
-    except Exception as e:  # bad JSON or a damaged safetensors file
-        raise AdapterError(f"{folder} holds an unreadable adapter ({e})") from e
-    if config.get("format") != ADAPTER_FORMAT:
-        raise AdapterError(f"{cfg_file} is not a {ADAPTER_FORMAT} adapter config (format={config.get('format')!r})")
+    except Exception as e:  # safetensors raises several types for a truncated or garbage file
+        raise AdapterError(f"{weights_file} is damaged or not a safetensors file ({e}); save the adapter again") from e
+
+    listed = config.get("tensors")
+    on_disk = {k: list(t.shape) for k, t in tensors.items()}
+    if listed is not None and listed != on_disk:
+        k = min(k for k in set(listed) | set(on_disk) if listed.get(k) != on_disk.get(k))
+        raise AdapterError(f"{weights_file} does not match {cfg_file}: tensor {k!r} has shape {on_disk.get(k, 'missing')} in "
+                           f"the weights and {listed.get(k, 'missing')} in the config; the files come from different saves")
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise AdapterError(f"adapter tensor {key!r} in {weights_file} has dtype {t.dtype}; adapter tensors are floating point")
+        if not bool(torch.isfinite(t).all()):
+            raise AdapterError(f"adapter tensor {key!r} in {weights_file} holds NaN or inf; the adapter is unusable: train and save it again")
     return config, tensors
 
 
 def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None) -> nn.Module:
     """Load an adapter saved by :func:`save_adapter` into ``model`` (in place) and return it.
 
-    If the model has no LoRA layers yet, LoRA is applied first with the saved rank, alpha, dropout,
-    layers and trainable modules. Everything is checked before any weight changes; an
-    :class:`AdapterError` names the problem: a ``base_checkpoint`` whose sha256 differs from the one
-    recorded at save time (the adapter was trained on another base), a layer the model lacks, a
-    missing, unexpected or mis-shaped tensor (by key), or a merged model (unmerge first).
+    A model without LoRA layers gets them first (the saved ``r``, ``lora_alpha``, ``lora_dropout``,
+    ``target_modules``, ``modules_to_save``). Everything is checked before any weight changes; an
+    AdapterError names the problem: anything :func:`read_adapter` refuses, a ``base_checkpoint`` with
+    another sha256 than at save time, a GPTConfig that differs from the saved ``gpt_config``
+    (``RUNTIME_FIELDS`` excepted), a layer the model lacks, a missing, unexpected or mis-shaped tensor,
+    LoRA layers with another ``r`` / ``lora_alpha``, or a merged model (unmerge first).
     """
     config, tensors = read_adapter(path)
     saved_sha, sha = config.get("base_model_sha256"), _base_sha256(base_checkpoint)
-    if sha is not None and saved_sha is not None and sha != saved_sha:
+    if sha is not None and saved_sha is not None and sha != saved_sha.lower():
         raise AdapterError(
             f"adapter {path} was trained on a base checkpoint with sha256 {saved_sha[:12]}..., but "
-            f"{base_checkpoint} has sha256 {sha[:12]}...: a different base model"
+            f"{base_checkpoint} has sha256 {sha[:12]}...: a different base model; load the base it was trained on"
         )
     if sha is not None and saved_sha is None:
         warnings.warn(f"adapter {path} records no base checkpoint sha256; cannot check the base model", stacklevel=2)
+    saved_cfg, model_cfg = config.get("gpt_config"), _model_config(model)
+    if saved_cfg and model_cfg:
+        diff = [k for k in saved_cfg if k in model_cfg and k not in RUNTIME_FIELDS and saved_cfg[k] != model_cfg[k]]
+        if diff:
+            shown = ", ".join(f"{k}={saved_cfg[k]!r} (the model has {model_cfg[k]!r})" for k in diff)
+            raise AdapterError(f"adapter {path} was trained on a model with {shown}: another architecture; load it into the model it was trained on")
 
-    r, alpha, dropout = config["r"], config["lora_alpha"], config["lora_dropout"]
+    r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
     targets, to_save = list(config["target_modules"]), list(config.get("modules_to_save") or [])
     existing = dict(lora_layers(model))
     modules = dict(model.named_modules())
@@ -594,8 +659,8 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
         for name, layer in existing.items():
             if layer.merged:
                 raise AdapterError(f"LoRA layer {name} is merged; call unmerge_lora(model) before loading an adapter")
-            if (layer.rank, layer.alpha) != (r, float(alpha)):
-                raise AdapterError(f"LoRA layer {name} has rank {layer.rank}, alpha {layer.alpha:g}; the adapter has {r}, {alpha:g}")
+            if (layer.r, layer.lora_alpha) != (r, float(lora_alpha)):
+                raise AdapterError(f"LoRA layer {name} has r={layer.r}, lora_alpha={layer.lora_alpha:g}; the adapter has r={r}, lora_alpha={lora_alpha:g}")
     else:
         for name in targets + to_save:
             if name not in modules:
@@ -613,13 +678,14 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
             raise AdapterError(f"adapter tensor {key!r} has no counterpart in this model")
         if tuple(t.shape) != expected[key]:
             raise AdapterError(f"adapter tensor {key!r} has shape {tuple(t.shape)}, the model expects {expected[key]}")
-    for name in targets:
-        for key in (f"{name}.lora_A.weight", f"{name}.lora_B.weight"):
-            if key not in tensors:
-                raise AdapterError(f"adapter file lacks tensor {key!r}")
+    needed = [f"{name}.lora_{ab}.weight" for name in targets for ab in "AB"]
+    needed += [f"{mod}.{pname}" for mod in to_save if mod in modules for pname, _ in modules[mod].named_parameters()]
+    for key in needed:
+        if key not in tensors:
+            raise AdapterError(f"adapter file lacks tensor {key!r}; the adapter is incomplete: save it again")
 
     if not existing:
-        _apply(model, targets, r, alpha, dropout, to_save)
+        _apply(model, targets, r, lora_alpha, lora_dropout, to_save)
     params = dict(model.named_parameters(remove_duplicate=False))
     with torch.no_grad():
         for key, t in tensors.items():

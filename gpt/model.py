@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .errors import ConfigError
 
 
 @dataclass
@@ -31,22 +34,25 @@ class GPTConfig:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
                 "so that every attention head gets the same width"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        for name in ("qkv_bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.attn_impl not in ("sdpa", "explicit"):
-            raise ValueError(f"GPTConfig.attn_impl must be 'sdpa' or 'explicit', got {self.attn_impl!r}")
+            raise ConfigError(f"GPTConfig.attn_impl must be 'sdpa' or 'explicit', got {self.attn_impl!r}")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTConfig":
         """A named preset (see ``PRESETS``), with any field overridden."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
@@ -54,10 +60,12 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a GPTConfig is a dict of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown GPTConfig fields: {sorted(unknown)}")
         return cls(**d)
 
 
@@ -183,11 +191,10 @@ class GPT(nn.Module):
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> final normalised hidden states (B, T, C)."""
-        if idx.dim() != 2:
-            raise ValueError(f"expected token ids of shape (batch, time), got {tuple(idx.shape)}")
+        self._check_ids(idx)
         B, T = idx.shape
         if T > self.config.context_length:
-            raise ValueError(
+            raise ConfigError(
                 f"sequence of {T} tokens is longer than the model's context of "
                 f"{self.config.context_length}; truncate it (or crop to the last tokens)"
             )
@@ -196,6 +203,27 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
+
+    def _check_ids(self, idx) -> None:
+        """Token ids must be an integer tensor (batch, time) with every id in [0, vocab_size).
+
+        Checked here (one min/max) so that a bad id is a clear :class:`~gpt.errors.ConfigError`, not an
+        ``IndexError`` deep inside the embedding (or a device-side assert on a GPU)."""
+        if not isinstance(idx, torch.Tensor):
+            raise ConfigError(f"token ids must be a torch tensor of shape (batch, time), got {type(idx).__name__}")
+        if idx.dim() != 2:
+            raise ConfigError(f"expected token ids of shape (batch, time), got {tuple(idx.shape)}")
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise ConfigError(f"token ids must be an integer tensor, got dtype {idx.dtype}")
+        if idx.numel():
+            lo, hi = int(idx.min()), int(idx.max())
+            V = self.config.vocab_size
+            if lo < 0 or hi >= V:
+                bad = lo if lo < 0 else hi
+                raise ConfigError(
+                    f"token id {bad} is outside the model's vocabulary (ids 0 to {V - 1}); "
+                    "the ids come from another tokenizer, or the checkpoint does not match it"
+                )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> next-token logits (B, T, V)."""
@@ -217,17 +245,27 @@ class GPT(nn.Module):
         temperature 0 is greedy decoding; otherwise logits are divided by the temperature,
         optionally restricted to the ``top_k`` most likely tokens and/or the smallest set whose
         probability reaches ``top_p``, then sampled. Stops early once every row produced ``eos_id``.
+
+        Bad arguments (an empty prompt, an id outside the vocabulary, a negative ``max_new_tokens``,
+        a NaN temperature, ...) raise :class:`~gpt.errors.ConfigError` (a ``ValueError``).
         """
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if top_k is not None and top_k <= 0:
-            raise ValueError("top_k must be a positive integer")
-        if top_p is not None and not 0.0 < top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) or temperature < 0:
+            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
+            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0.0 < top_p <= 1.0):
+            raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+        if isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.size(1) == 0:
+            raise ConfigError("the prompt is empty: generate needs at least one token to continue (e.g. the end-of-text token)")
+        self._check_ids(idx)
+        if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or not 0 <= eos_id < self.config.vocab_size):
+            raise ConfigError(f"eos_id must be a token id in [0, {self.config.vocab_size}), got {eos_id!r}")
         was_training = self.training
         self.eval()
         finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        for _ in range(max_new_tokens):
+        for _ in range(int(max_new_tokens)):
             logits = self(idx[:, -self.config.context_length :])[:, -1, :].float()  # (B, V), last position
             if temperature == 0.0:
                 next_id = logits.argmax(dim=-1, keepdim=True)

@@ -8,6 +8,8 @@ import platform
 from importlib import resources
 from pathlib import Path
 
+from .files import atomic_write_text
+
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "model.safetensors"
 CARD_JSON = "model_card.json"
@@ -47,9 +49,8 @@ def load_reference(device="cpu", **config_overrides):
 
 
 def write_card(out_dir: Path, card: dict) -> None:
-    """model_card.json plus a readable MODEL_CARD.md."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CARD_JSON).write_text(json.dumps(card, indent=1) + "\n")
+    """model_card.json plus a readable MODEL_CARD.md (each written atomically: temporary file, fsync, rename)."""
+    out_dir = Path(out_dir)
     c = card
     lines = [
         f"# Model card: {c['name']}",
@@ -79,4 +80,5 @@ def write_card(out_dir: Path, card: dict) -> None:
     ]
     lines += [f"| `{f}` | `{s}` |" for f, s in c["corpus"].items()]
     lines += ["", "No SMS message (the fine-tuning task's data) is part of the pretraining corpus.", ""]
-    (out_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+    atomic_write_text(out_dir / CARD_JSON, json.dumps(card, indent=1) + "\n")
+    atomic_write_text(out_dir / "MODEL_CARD.md", "\n".join(lines))

@@ -19,6 +19,9 @@ from typing import Iterable
 import regex
 import tiktoken
 
+from .errors import ConfigError, DataError
+from .files import atomic_write_text
+
 # GPT-2's pre-tokenization pattern: contractions, runs of letters, runs of digits, runs of other
 # symbols (each optionally with one leading space), and whitespace.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -29,6 +32,9 @@ GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33
 GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 
 COURSE_TOKENIZER_FILE = "course_bpe_4096.json"
+# tokenizer_fingerprint() of the shipped vocabulary: course_tokenizer() refuses a file that differs
+# (an overwritten asset would otherwise decode the reference model's ids into garbage or KeyErrors).
+COURSE_TOKENIZER_FINGERPRINT = "8080307d83d0f6e1"
 
 
 def _gpt2_byte_decoder() -> dict[str, int]:
@@ -201,30 +207,79 @@ def save_tokenizer(enc: tiktoken.Encoding, path: str | os.PathLike) -> None:
         "special_tokens": enc._special_tokens,
         "tokens": [base64.b64encode(t).decode("ascii") for t in tokens],
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc))  # temporary file, fsync, rename: never a half-written file
 
 
 def load_tokenizer(path: str | os.PathLike) -> tiktoken.Encoding:
-    """Load a tokenizer written by :func:`save_tokenizer`."""
+    """Load a tokenizer written by :func:`save_tokenizer`.
+
+    A missing file, a folder, or a file that is not a tokenizer raises
+    :class:`~gpt.errors.ConfigError` (a ``ValueError``) naming the file.
+    """
+    p = Path(str(path))
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder, not a tokenizer file; give the path of the .json file")
+    if not p.exists():
+        raise ConfigError(f"tokenizer file {p} does not exist")
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
         if doc.get("format") != "gpt-course-bpe/1":
             raise ValueError(f"unknown format {doc.get('format')!r}")
-        ranks = {base64.b64decode(t): i for i, t in enumerate(doc["tokens"])}
+        ranks = {base64.b64decode(t, validate=True): i for i, t in enumerate(doc["tokens"])}
+        if len(ranks) != len(doc["tokens"]):
+            raise ValueError("a token is listed twice")
         return tiktoken.Encoding(
             name=doc["name"], pat_str=doc["pat_str"], mergeable_ranks=ranks, special_tokens=doc["special_tokens"]
         )
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a valid tokenizer file ({e})") from e
+    except Exception as e:  # JSON, base64, missing keys, wrong types, tiktoken's own checks
+        raise ConfigError(f"{p}: not a valid tokenizer file ({type(e).__name__}: {e})") from e
+
+
+def course_tokenizer_path() -> Path:
+    """Where the installed package keeps the course vocabulary (``gpt/assets/course_bpe_4096.json``)."""
+    return Path(str(resources.files("gpt") / "assets" / COURSE_TOKENIZER_FILE))
+
+
+def _verified_course_tokenizer(path: Path) -> tiktoken.Encoding:
+    enc = load_tokenizer(path)
+    got = tokenizer_fingerprint(enc)
+    if got != COURSE_TOKENIZER_FINGERPRINT:
+        raise DataError(
+            f"{path} is not the course vocabulary shipped with the package (it has {enc.n_vocab} tokens, "
+            f"fingerprint {got}; the course's has fingerprint {COURSE_TOKENIZER_FINGERPRINT}). It was probably "
+            "overwritten; restore it (git checkout -- gpt/assets, or reinstall the package)"
+        )
+    return enc
 
 
 @lru_cache(maxsize=1)
 def course_tokenizer() -> tiktoken.Encoding:
-    """The course's 4,096-token byte-level BPE, trained on the Gutenberg corpus and shipped with the package."""
-    return load_tokenizer(resources.files("gpt") / "assets" / COURSE_TOKENIZER_FILE)
+    """The course's 4,096-token byte-level BPE, trained on the Gutenberg corpus and shipped with the package.
+
+    The file is checked against :data:`COURSE_TOKENIZER_FINGERPRINT`; a modified file is a
+    :class:`~gpt.errors.DataError`."""
+    return _verified_course_tokenizer(course_tokenizer_path())
+
+
+def encode_prompt(text: str, enc: tiktoken.Encoding | None = None) -> list[int]:
+    """Token ids of a prompt typed by a user (``enc`` defaults to the course tokenizer).
+
+    An empty or whitespace-only prompt, or one that contains a special token such as
+    ``<|endoftext|>`` (which marks the end of a document and cannot be typed), is a
+    :class:`~gpt.errors.ConfigError`."""
+    enc = enc or course_tokenizer()
+    if not isinstance(text, str):
+        raise ConfigError(f"a prompt is a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ConfigError(f"the prompt {text!r} is empty; give some text to continue")
+    for special in sorted(enc.special_tokens_set):
+        if special in text:
+            raise ConfigError(
+                f"the prompt {text!r} contains {special}, a special token that cannot be typed in a prompt; remove it"
+            )
+    return enc.encode_ordinary(text)
 
 
 def tokenizer_fingerprint(enc: tiktoken.Encoding) -> str:
@@ -242,4 +297,4 @@ def get_tokenizer(name: str) -> tiktoken.Encoding:
         return course_tokenizer()
     if name == "gpt2":
         return gpt2_tokenizer()
-    raise ValueError(f"unknown tokenizer {name!r}; choose 'course' or 'gpt2'")
+    raise ConfigError(f"unknown tokenizer {name!r}; choose 'course' or 'gpt2'")

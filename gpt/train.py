@@ -1,11 +1,34 @@
-"""Pretraining: AdamW, warmup + cosine schedule, clipping, evaluation, bf16 autocast, checkpoints that resume exactly."""
+"""Pretraining: AdamW, warmup + cosine schedule, clipping, evaluation, bf16 autocast, checkpoints that resume exactly.
+
+A run folder (``run_dir``) holds one resumable checkpoint, written as a unit::
+
+    run_dir/
+      checkpoint/                 replaced in one rename (gpt.files.atomic_dir): never half-written
+        model.safetensors         the weights (what save_model writes; load_model reads it)
+        optimizer.safetensors     AdamW's moments and step counts, one tensor per "<param>::<field>"
+        state.json                step, history, the sha256 of both tensor files, and what the run
+                                  was made from: TrainConfig, model config, the token streams'
+                                  sha256, and the caller's ``run_info`` (books, tokenizer, ...)
+
+A crash while a checkpoint is written leaves the previous ``checkpoint/`` untouched. Resuming
+checks the two hashes (so files of different steps are never mixed) and that this run is the same
+run (same TrainConfig, model, data and ``run_info``), naming the first field that differs.
+Ctrl-C during :func:`pretrain` finishes the current step, saves a checkpoint, and raises
+:class:`TrainingInterrupted`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import numbers
 import os
+import shutil
+import signal
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -15,13 +38,54 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as _st_load
+from safetensors.torch import load_file
+from safetensors.torch import save as _st_save
 
+from .errors import CheckpointError, ConfigError, OutputExistsError
+from .files import atomic_dir, atomic_write_bytes
 from .model import GPT, GPTConfig
+
+__all__ = [
+    "TrainConfig",
+    "TrainingInterrupted",
+    "CheckpointError",
+    "pick_device",
+    "resolve_precision",
+    "autocast",
+    "make_optimizer",
+    "lr_at",
+    "get_batch",
+    "lm_loss",
+    "evaluate",
+    "save_model",
+    "read_checkpoint",
+    "load_model",
+    "load_state_dict_strict",
+    "save_training_state",
+    "read_training_state",
+    "check_resume",
+    "load_training_state",
+    "checkpoint_dir",
+    "has_checkpoint",
+    "pretrain",
+    "CHECKPOINT_DIR",
+]
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
 class TrainConfig:
+    """Hyperparameters of a pretraining run. Every field is checked on construction; a value that
+    cannot work raises :class:`~gpt.errors.ConfigError` (a ``ValueError``) naming the field."""
+
     max_steps: int = 1000
     batch_size: int = 16
     lr: float = 3e-3
@@ -29,22 +93,60 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0  # None or 0: no clipping
     eval_interval: int = 100
     eval_batches: int = 20
     precision: str = "auto"  # "auto" (bf16 where fast), "bf16" or "fp32"
     device: str = "auto"
     seed: int = 1234
-    checkpoint_interval: int = 0  # 0: only at the end (when a checkpoint dir is given)
+    checkpoint_interval: int = 0  # 0: only at the end (when a run folder is given)
 
     def __post_init__(self):
-        if self.max_steps <= 0 or self.batch_size <= 0:
-            raise ValueError("max_steps and batch_size must be positive")
-        if not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError("warmup_steps must be between 0 and max_steps")
+        for name in ("max_steps", "batch_size", "eval_interval", "eval_batches"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 1, got {v!r}")
+        for name in ("warmup_steps", "checkpoint_interval"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 0, got {v!r}")
+        if not self.warmup_steps <= self.max_steps:
+            raise ConfigError(f"TrainConfig.warmup_steps ({self.warmup_steps}) must be between 0 and max_steps ({self.max_steps})")
+        if not _is_int(self.seed):
+            raise ConfigError(f"TrainConfig.seed must be a whole number, got {self.seed!r}")
+        if not _is_real(self.lr) or self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be a finite number > 0, got {self.lr!r}")
+        if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"TrainConfig.min_lr must be between 0 and lr ({self.lr!r}), got {self.min_lr!r}")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip < 0):
+            raise ConfigError(f"TrainConfig.grad_clip must be None or a finite number >= 0, got {self.grad_clip!r}")
+        try:
+            betas = tuple(self.betas)
+        except TypeError:
+            betas = None
+        if betas is None or len(betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in betas):
+            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = tuple(float(b) for b in betas)
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        self.betas = tuple(self.betas)
+            raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :func:`pretrain` after Ctrl-C (SIGINT): the step in progress was finished, a
+    checkpoint of it was saved (when the run has a folder), and training stopped.
+
+    ``step``: the last completed step; ``checkpoint``: the checkpoint folder (``None`` without a
+    run folder); ``history``: the history so far. It is a ``KeyboardInterrupt``, so code that does
+    not know it still treats it as an interrupt."""
+
+    def __init__(self, step: int, checkpoint: Path | None, history: dict):
+        where = f"; checkpoint saved in {checkpoint}" if checkpoint else ""
+        super().__init__(f"training interrupted after step {step}{where}")
+        self.step, self.checkpoint, self.history = step, checkpoint, history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,14 +154,25 @@ class TrainConfig:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``"auto"`` picks cuda, then mps, then cpu; a named device that is not valid or not available is
+    a :class:`~gpt.errors.ConfigError`."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this machine (or this torch build) has no CUDA GPU; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA devices")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use 'cpu' or 'auto'")
+    return dev
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -127,6 +240,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def get_batch(ids: torch.Tensor, context_length: int, batch_size: int, seed: int, step: int):
     """Random windows of ``context_length + 1`` tokens; returns inputs and next-token targets, (B, T) each."""
+    if len(ids) < context_length + 2:
+        raise ConfigError(f"a token stream of {len(ids)} tokens is too short for windows of {context_length + 1}; need at least {context_length + 2}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     starts = torch.randint(0, len(ids) - context_length - 1, (batch_size,), generator=g)
     windows = torch.stack([ids[s : s + context_length + 1] for s in starts.tolist()])
@@ -141,6 +256,10 @@ def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model, ids: torch.Tensor, batch_size: int, n_batches: int, device, precision="fp32", seed: int = 0) -> float:
     """Mean next-token loss over ``n_batches`` fixed random batches of ``ids``."""
+    if not _is_int(n_batches) or n_batches < 1:
+        raise ConfigError(f"evaluate needs n_batches >= 1 (the mean of no batches is NaN), got {n_batches!r}")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ConfigError(f"evaluate needs batch_size >= 1, got {batch_size!r}")
     was = model.training
     model.eval()
     ctx = model.config.context_length
@@ -154,34 +273,53 @@ def evaluate(model, ids: torch.Tensor, batch_size: int, n_batches: int, device, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
+# Model checkpoints (one safetensors file: weights + config)
 
 
-class CheckpointError(RuntimeError):
-    pass
-
-
-def save_model(model: GPT, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """Weights as safetensors (tied weights stored once), the config in the file's metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _model_bytes(model: GPT, metadata: dict | None = None) -> bytes:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if model.config.tie_weights:
         state.pop("lm_head.weight", None)
     meta = {"gpt_config": json.dumps(model.config.to_dict())}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    return _st_save(state, metadata=meta)
+
+
+def save_model(model: GPT, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Weights as safetensors (tied weights stored once), the config in the file's metadata.
+
+    The file is written in one step (temporary file, fsync, rename): a crash leaves the old file or
+    the new one. An existing file is replaced (commands check their outputs before calling this)."""
+    atomic_write_bytes(path, _model_bytes(model, metadata))
+
+
+def _check_finite(state: dict, source) -> None:
+    for k, v in state.items():
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(
+                f"{source}: tensor {k!r} holds {n} NaN or infinite value(s); the checkpoint is damaged "
+                "(or training diverged) and is refused"
+            )
+
+
+def _check_file(path: Path, what: str = "checkpoint") -> Path:
+    if path.is_dir():
+        hint = f"; did you mean {path / 'model.safetensors'}?" if (path / "model.safetensors").is_file() else ""
+        raise CheckpointError(f"{path} is a folder, but a {what} file (.safetensors) is expected{hint}")
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist")
+    return path
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict, dict]:
-    """(config, state dict, metadata) of a safetensors checkpoint written by :func:`save_model`."""
+    """(config, state dict, metadata) of a safetensors checkpoint written by :func:`save_model`.
+
+    A missing file, a folder, a damaged file, missing or malformed ``gpt_config`` metadata, or a
+    tensor with NaN/inf values raises :class:`~gpt.errors.CheckpointError` naming the file."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path = _check_file(Path(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -190,12 +328,21 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict, dict]:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
     if "gpt_config" not in meta:
         raise CheckpointError(f"{path} has no 'gpt_config' metadata: not a checkpoint of this package")
-    config = GPTConfig.from_dict(json.loads(meta.pop("gpt_config")))
+    try:
+        raw = json.loads(meta.pop("gpt_config"))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its 'gpt_config' metadata is not valid JSON ({e}); the file is damaged") from e
+    try:
+        config = GPTConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its 'gpt_config' metadata is not a valid model configuration ({e})") from e
+    _check_finite(state, path)
     return config, state, meta
 
 
 def load_model(path: str | os.PathLike, device="cpu", **config_overrides) -> GPT:
-    """Build a :class:`GPT` from a checkpoint; any missing, extra or mis-shaped tensor is an error naming it."""
+    """Build a :class:`GPT` from a checkpoint; any missing, extra, mis-shaped or non-finite tensor is an
+    error naming it."""
     config, state, _ = read_checkpoint(path)
     if config_overrides:
         config = dataclasses.replace(config, **config_overrides)
@@ -218,42 +365,245 @@ def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state d
     model.load_state_dict(state)
 
 
-def save_training_state(run_dir: Path, model, optimizer, state: dict) -> None:
-    """A resumable checkpoint: model.safetensors, optimizer.safetensors and state.json."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, run_dir / "model.safetensors")
+# ---------------------------------------------------------------------------------------------
+# Training checkpoints (a folder: weights + optimizer + state.json, written as one unit)
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FORMAT = "gpt-course-checkpoint/2"
+MODEL_FILE, OPTIMIZER_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+_IGNORED_ON_RESUME = {"checkpoint_interval"}  # TrainConfig fields that do not change the weights
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """The folder that holds a run's resumable checkpoint: ``run_dir/checkpoint``."""
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """One file of a checkpoint, written into the temporary checkpoint folder (which is fsynced and
+    renamed as a whole by :func:`gpt.files.atomic_dir`)."""
+    path.write_bytes(data)
+
+
+def _optimizer_tensors(model: nn.Module, optimizer) -> dict:
     names = {id(p): n for n, p in model.named_parameters()}
-    opt_tensors, opt_meta = {}, []
+    out = {}
     for group in optimizer.param_groups:
         for p in group["params"]:
             n = names[id(p)]
             for key, val in optimizer.state.get(p, {}).items():
-                opt_tensors[f"{n}::{key}"] = val.detach().contiguous().cpu().reshape(val.shape)
-            opt_meta.append(n)
-    tmp = run_dir / "optimizer.safetensors.tmp"
-    save_file(opt_tensors, str(tmp))
-    os.replace(tmp, run_dir / "optimizer.safetensors")
-    tmp = run_dir / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, run_dir / "state.json")
+                out[f"{n}::{key}"] = val.detach().contiguous().cpu().reshape(val.shape)
+    return out
 
 
-def load_training_state(run_dir: Path, model, optimizer) -> dict:
-    state = json.loads((run_dir / "state.json").read_text())
-    _, weights, _ = read_checkpoint(run_dir / "model.safetensors")
-    if model.config.tie_weights:
+def save_training_state(run_dir: str | os.PathLike, model, optimizer, state: dict, metadata: dict | None = None) -> Path:
+    """Write the resumable checkpoint ``run_dir/checkpoint/`` (model.safetensors, optimizer.safetensors,
+    state.json) as one unit: into a temporary folder, fsynced, then renamed over the previous
+    checkpoint. ``state.json`` records ``state`` plus the sha256 of both tensor files. Returns the folder."""
+    run_dir = Path(run_dir)
+    model_bytes = _model_bytes(model, metadata)
+    opt_bytes = _st_save(_optimizer_tensors(model, optimizer))
+    doc = {"format": CHECKPOINT_FORMAT, **state, "files": {MODEL_FILE: _sha256(model_bytes), OPTIMIZER_FILE: _sha256(opt_bytes)}}
+    text = json.dumps(doc, indent=1, allow_nan=True) + "\n"
+    with atomic_dir(checkpoint_dir(run_dir), overwrite=True) as tmp:
+        _write_file(tmp / MODEL_FILE, model_bytes)
+        _write_file(tmp / OPTIMIZER_FILE, opt_bytes)
+        _write_file(tmp / STATE_FILE, text.encode("utf-8"))
+    return checkpoint_dir(run_dir)
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """True if ``run_dir`` holds a training checkpoint (in this layout or the old one)."""
+    run_dir = Path(run_dir)
+    return (checkpoint_dir(run_dir) / STATE_FILE).exists() or (run_dir / STATE_FILE).exists()
+
+
+_REQUIRED = {"step": int, "files": dict, "history": dict, "train_config": dict, "model_config": dict, "seconds": (int, float)}
+
+
+def read_training_state(run_dir: str | os.PathLike) -> dict:
+    """The parsed ``state.json`` of the checkpoint in ``run_dir`` (no tensors are read).
+
+    A missing checkpoint, an old-layout one, or a truncated / invalid ``state.json`` raises
+    :class:`~gpt.errors.CheckpointError` naming the file."""
+    run_dir = Path(run_dir)
+    ckpt = checkpoint_dir(run_dir)
+    path = ckpt / STATE_FILE
+    if not ckpt.is_dir():
+        if (run_dir / STATE_FILE).exists():
+            raise CheckpointError(
+                f"{run_dir} holds a checkpoint in the old layout (state.json next to model.safetensors), whose "
+                "files were written one by one and cannot be checked to belong together; it cannot be resumed. "
+                "Start a new run (another folder, or --overwrite)"
+            )
+        old = sorted(run_dir.glob(f".{CHECKPOINT_DIR}.old-*")) if run_dir.is_dir() else []
+        if old:
+            raise CheckpointError(
+                f"nothing to resume in {run_dir}: {ckpt} is missing, but {old[-1]} holds the previous checkpoint "
+                f"(a crash interrupted replacing it); rename it to {ckpt} to resume"
+            )
+        raise CheckpointError(f"nothing to resume in {run_dir}: it holds no checkpoint ({path})")
+    if path.is_dir() or not path.exists():
+        raise CheckpointError(f"the checkpoint {ckpt} is incomplete: {path} is missing; it cannot be resumed")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}): the checkpoint is damaged (truncated?) and cannot be resumed") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint state (expected a JSON object, got {type(state).__name__})")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}; it cannot be resumed")
+    for key, typ in _REQUIRED.items():
+        if key not in state:
+            raise CheckpointError(f"{path} lacks the field {key!r}: the checkpoint is damaged and cannot be resumed")
+        if not isinstance(state[key], typ) or isinstance(state[key], bool):
+            raise CheckpointError(f"{path}: the field {key!r} is {state[key]!r}, not a {getattr(typ, '__name__', 'number')}")
+    if state["step"] < 0:
+        raise CheckpointError(f"{path}: step {state['step']} is negative")
+    for f in (MODEL_FILE, OPTIMIZER_FILE):
+        if not isinstance(state["files"].get(f), str):
+            raise CheckpointError(f"{path} records no sha256 for {f}: the checkpoint is damaged and cannot be resumed")
+    return state
+
+
+def _canon(x):
+    return json.loads(json.dumps(x))
+
+
+def _cfg_dict(cfg: TrainConfig) -> dict:
+    return _canon(dataclasses.asdict(cfg))
+
+
+def _data_info(train_t: torch.Tensor, val_t: torch.Tensor) -> dict:
+    def digest(t):
+        return _sha256(t.contiguous().numpy().tobytes())
+
+    return {"training tokens": len(train_t), "training data sha256": digest(train_t),
+            "validation tokens": len(val_t), "validation data sha256": digest(val_t)}
+
+
+def check_resume(state: dict, *, cfg: TrainConfig | None = None, model_config: GPTConfig | None = None,
+                 run_info: dict | None = None, data: dict | None = None, source="the checkpoint") -> None:
+    """Refuse to resume a checkpoint made by a different run: raises :class:`~gpt.errors.CheckpointError`
+    naming the first field that differs and both values. Only the parts given are compared."""
+
+    def differ(field, old, new, hint=""):
+        raise CheckpointError(
+            f"cannot resume {source}: {field} differs: the checkpoint has {old!r}, this run has {new!r}. "
+            f"Resume with the same {field}{hint}, or start a new run (another folder, or --overwrite)"
+        )
+
+    if run_info is not None:
+        saved = state.get("run", {}) or {}
+        new = _canon(run_info)
+        for k in list(saved) + [k for k in new if k not in saved]:
+            if saved.get(k) != new.get(k):
+                differ(k, saved.get(k), new.get(k))
+    if model_config is not None:
+        new = _canon(model_config.to_dict())
+        saved = state.get("model_config", {})
+        for k in list(saved) + [k for k in new if k not in saved]:
+            if saved.get(k) != new.get(k):
+                differ(f"model config {k}", saved.get(k), new.get(k))
+    if cfg is not None:
+        new = _cfg_dict(cfg)
+        saved = state.get("train_config", {})
+        for k in list(saved) + [k for k in new if k not in saved]:
+            if k not in _IGNORED_ON_RESUME and saved.get(k) != new.get(k):
+                differ(f"TrainConfig.{k}", saved.get(k), new.get(k))
+    if data is not None:
+        saved = state.get("data", {})
+        for k, v in data.items():
+            if saved.get(k) != v:
+                differ(k, saved.get(k), v, " (the same books, tokenizer and validation split)")
+
+
+def _read_verified(path: Path, want: str, ckpt: Path) -> bytes:
+    if not path.is_file():
+        raise CheckpointError(f"the checkpoint {ckpt} is incomplete: {path} is missing; it cannot be resumed")
+    data = path.read_bytes()
+    got = _sha256(data)
+    if got != want:
+        raise CheckpointError(
+            f"{path} has sha256 {got}, but {ckpt / STATE_FILE} records {want}: the files of this checkpoint "
+            "do not belong together (damaged, or copied from another step); it cannot be resumed"
+        )
+    return data
+
+
+def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
+    """Load the checkpoint in ``run_dir`` into ``model`` and ``optimizer``; returns its state.
+
+    The tensor files must have the sha256 that ``state.json`` records, hold finite values, and fit
+    the model and optimizer; otherwise :class:`~gpt.errors.CheckpointError` names the problem."""
+    run_dir = Path(run_dir)
+    ckpt = checkpoint_dir(run_dir)
+    state = read_training_state(run_dir)
+    _read_verified(ckpt / MODEL_FILE, state["files"][MODEL_FILE], ckpt)
+    opt_bytes = _read_verified(ckpt / OPTIMIZER_FILE, state["files"][OPTIMIZER_FILE], ckpt)
+    _, weights, _ = read_checkpoint(ckpt / MODEL_FILE)
+    if model.config.tie_weights and "tok_emb.weight" in weights:
         weights.setdefault("lm_head.weight", weights["tok_emb.weight"])
-    load_state_dict_strict(model, weights, source=str(run_dir / "model.safetensors"))
-    opt = load_file(str(run_dir / "optimizer.safetensors"))
+    load_state_dict_strict(model, weights, source=str(ckpt / MODEL_FILE))
+    try:
+        opt = _st_load(opt_bytes)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} is not a readable safetensors file ({e})") from e
+    _check_finite(opt, ckpt / OPTIMIZER_FILE)
     params = dict(model.named_parameters())
+    trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    seen = set()
     for key, val in opt.items():
-        name, field = key.split("::")
+        name, _, field = key.partition("::")
+        if name not in params or id(params[name]) not in trainable or not field:
+            raise CheckpointError(f"{ckpt / OPTIMIZER_FILE}: optimizer state {key!r} belongs to no trainable parameter of this model")
         optimizer.state[params[name]][field] = val.to(params[name].device)
+        seen.add(name)
+    if state["step"] > 0:
+        missing = sorted(n for n, p in params.items() if id(p) in trainable and n not in seen)
+        if missing:
+            raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} has no optimizer state for {missing[:5]}; the checkpoint is incomplete")
     return state
 
 
 # ---------------------------------------------------------------------------------------------
 # The training loop
+
+
+class _InterruptFlag:
+    """While installed, the first Ctrl-C (SIGINT) only sets a flag that the loop checks between
+    steps (so the weights and optimizer state are never saved half-updated); a second one raises
+    ``KeyboardInterrupt`` at once. Installs nothing outside the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing this step, then saving a checkpoint (press Ctrl-C again to stop at once, "
+              "without saving)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+                self._installed = True
+            except (ValueError, OSError):
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+        return False
 
 
 def pretrain(
@@ -265,33 +615,90 @@ def pretrain(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    run_info: dict | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train ``model`` on next-token prediction; returns the history (losses, lr, tokens, time).
 
-    With ``run_dir``, a resumable checkpoint is written every ``checkpoint_interval`` steps and at
-    the end; ``resume=True`` continues from it and reaches the same weights and losses as an
-    uninterrupted run. ``stop_after`` ends the loop early after that many steps (to test resuming).
+    With ``run_dir``, a resumable checkpoint (``run_dir/checkpoint/``, see the module docstring) is
+    written every ``checkpoint_interval`` steps and at the end. ``resume=True`` continues from it and
+    reaches the same weights and losses as an uninterrupted run; the checkpoint must come from the
+    same run (TrainConfig, model config, token streams and ``run_info``, a JSON-able dict such as
+    ``{"books": [...], "tokenizer_fingerprint": ...}`` that is stored with it), else
+    :class:`~gpt.errors.CheckpointError` names what differs. Without ``resume``, an existing
+    checkpoint in ``run_dir`` is refused (:class:`~gpt.errors.OutputExistsError`) unless ``overwrite``.
+
+    Ctrl-C finishes the step in progress, saves a checkpoint (with ``run_dir``) and raises
+    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). ``stop_after`` ends the loop early after
+    that many steps (to test resuming).
     """
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if stop_after is not None and (not _is_int(stop_after) or stop_after < 1):
+        raise ConfigError(f"stop_after must be None or a whole number >= 1, got {stop_after!r}")
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    model.to(device).train()
     ctx = model.config.context_length
+    V = model.config.vocab_size
     train_t = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
     val_t = torch.from_numpy(np.asarray(val_ids).astype(np.int64))
     for name, t in (("training", train_t), ("validation", val_t)):
+        if t.dim() != 1:
+            raise ConfigError(f"the {name} token stream must be one-dimensional, got shape {tuple(t.shape)}")
         if len(t) < ctx + 2:
-            raise ValueError(f"the {name} token stream has {len(t)} tokens; need more than the context ({ctx})")
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+            raise ConfigError(f"the {name} token stream has {len(t)} tokens; need more than the context ({ctx}) + 1")
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= V:
+            raise ConfigError(
+                f"the {name} token stream holds token id {lo if lo < 0 else hi}, but the model's vocabulary has "
+                f"{V} tokens (ids 0 to {V - 1}); tokenize with the model's tokenizer"
+            )
+    if run_info is not None:
+        try:
+            json.dumps(run_info, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"run_info must be a JSON-able dict ({e})") from e
     run_dir = Path(run_dir) if run_dir else None
+    data = _data_info(train_t, val_t) if run_dir else None
+    if resume and run_dir is None:
+        raise CheckpointError("nothing to resume: no run folder (run_dir) was given")
+    if run_dir is not None:
+        for stale in run_dir.glob(f".{CHECKPOINT_DIR}.*.tmp") if run_dir.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a process killed while writing a checkpoint
+        if resume:
+            check_resume(read_training_state(run_dir), cfg=cfg, model_config=model.config, run_info=run_info,
+                         data=data, source=str(run_dir))
+        elif has_checkpoint(run_dir):
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{run_dir} already holds a training checkpoint; resume it (resume=True, --resume), "
+                    "replace it (overwrite=True, --overwrite), or choose another folder"
+                )
+            shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+            (run_dir / STATE_FILE).unlink(missing_ok=True)
+
+    model.to(device).train()
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "lr": [], "tokens": [], "seconds": []}
     start_step, elapsed = 0, 0.0
     if resume:
-        if run_dir is None or not (run_dir / "state.json").exists():
-            raise CheckpointError(f"nothing to resume in {run_dir}")
         state = load_training_state(run_dir, model, optimizer)
-        if state["train_config"] != _cfg_dict(cfg):
-            raise CheckpointError("the checkpoint was made with a different TrainConfig; resume with the same one")
-        start_step, history, elapsed = state["step"], state["history"], state["seconds"]
+        start_step, history, elapsed = state["step"], state["history"], float(state["seconds"])
+    ckpt_meta = {"tokenizer_fingerprint": run_info["tokenizer_fingerprint"]} if run_info and "tokenizer_fingerprint" in run_info else None
+
+    def save(step: int, t0: float) -> Path:
+        state = {
+            "step": step,
+            "seconds": time.perf_counter() - t0,
+            "history": history,
+            "train_config": _cfg_dict(cfg),
+            "model_config": _canon(model.config.to_dict()),
+            "run": _canon(run_info or {}),
+            "data": data,
+            "precision": precision,
+            "device": str(device),
+        }
+        return save_training_state(run_dir, model, optimizer, state, metadata=ckpt_meta)
 
     bar = None
     if progress:
@@ -299,53 +706,51 @@ def pretrain(
 
         bar = tqdm(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
     t0 = time.perf_counter() - elapsed
-    step = start_step
+    step = saved_step = start_step
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
-    while step < end:
-        lr = lr_at(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        x, y = get_batch(train_t, ctx, cfg.batch_size, cfg.seed, step)
-        torch.manual_seed(cfg.seed * 7919 + step)  # dropout masks, reproducible per step
-        with autocast(device, precision):
-            loss = lm_loss(model, x.to(device), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        history["step"].append(step)
-        history["train_loss"].append(loss.item())
-        history["lr"].append(lr)
-        history["tokens"].append(step * cfg.batch_size * ctx)
-        history["seconds"].append(time.perf_counter() - t0)
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            history["val_step"].append(step)
-            history["val_loss"].append(evaluate(model, val_t, cfg.batch_size, cfg.eval_batches, device, precision, cfg.seed))
+    try:
+        with _InterruptFlag() as interrupt:
+            while step < end and not interrupt.requested:
+                lr = lr_at(step, cfg)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                x, y = get_batch(train_t, ctx, cfg.batch_size, cfg.seed, step)
+                torch.manual_seed(cfg.seed * 7919 + step)  # dropout masks, reproducible per step
+                with autocast(device, precision):
+                    loss = lm_loss(model, x.to(device), y.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                history["step"].append(step)
+                history["train_loss"].append(loss.item())
+                history["lr"].append(lr)
+                history["tokens"].append(step * cfg.batch_size * ctx)
+                history["seconds"].append(time.perf_counter() - t0)
+                if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+                    history["val_step"].append(step)
+                    history["val_loss"].append(evaluate(model, val_t, cfg.batch_size, cfg.eval_batches, device, precision, cfg.seed))
+                if bar:
+                    bar.update(1)
+                    post = {"loss": f"{loss.item():.3f}"}
+                    if history["val_loss"]:
+                        post["val"] = f"{history['val_loss'][-1]:.3f}"
+                    bar.set_postfix(post)
+                if run_dir and (step == end or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
+                    save(step, t0)
+                    saved_step = step
+            if interrupt.requested and step < end:
+                ckpt = None
+                if run_dir:
+                    if step != saved_step:
+                        save(step, t0)
+                    ckpt = checkpoint_dir(run_dir) if has_checkpoint(run_dir) else None
+                history["precision"], history["device"] = precision, str(device)
+                raise TrainingInterrupted(step, ckpt, history)
+    finally:
         if bar:
-            bar.update(1)
-            post = {"loss": f"{loss.item():.3f}"}
-            if history["val_loss"]:
-                post["val"] = f"{history['val_loss'][-1]:.3f}"
-            bar.set_postfix(post)
-        if run_dir and (step == end or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
-            state = {
-                "step": step,
-                "seconds": time.perf_counter() - t0,
-                "history": history,
-                "train_config": _cfg_dict(cfg),
-                "precision": precision,
-                "device": str(device),
-            }
-            save_training_state(run_dir, model, optimizer, state)
-    if bar:
-        bar.close()
+            bar.close()
     history["precision"], history["device"] = precision, str(device)
     return history
-
-
-def _cfg_dict(cfg: TrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["betas"] = list(d["betas"])
-    return d

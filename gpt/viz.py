@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -283,3 +284,90 @@ def samples_table(models: dict, enc, prompts, max_new_tokens: int, seed: int = 0
     df = pd.DataFrame(table)
     df.index.name = "prompt"
     return df
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning (notebooks 05 and 06, the experiment command)
+
+
+def plot_confusion_matrix(confusion, ax=None, title: str = "", labels=("ham", "spam")):
+    """Draw a 2×2 confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), [f"pred {l}" for l in labels])
+    ax.set_yticks(range(len(labels)), [f"true {l}" for l in labels])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_history(history: dict, axes=None, label: str = ""):
+    """Loss and accuracy per epoch, train and validation (two side-by-side axes)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    ep = history["epoch"]
+    prefix = f"{label} " if label else ""
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(ep, history[f"train_{key}"], "o-", label=f"{prefix}train")
+        ax.plot(ep, history[f"val_{key}"], "s--", label=f"{prefix}val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    return axes
+
+
+def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, target: float | None = 0.98):
+    """Balanced-split test accuracy (mean ± std over seeds) against trainable parameters, log x.
+
+    ``results``: a results table (DataFrame) or the path of a ``results.csv``. The baseline (not a
+    GPT) is drawn as a horizontal line; ``target`` as a dotted one. Saves to ``path`` if given.
+    Returns the matplotlib axes.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .results import summarize
+
+    table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
+    s = summarize(table)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
+    gpt_rows = s[s["strategy"] != "baseline"]
+    lora = gpt_rows[gpt_rows["strategy"].str.startswith("lora-")]
+    other = gpt_rows[~gpt_rows["strategy"].str.startswith("lora-")]
+    for rows, style, name in ((lora, "o-", "LoRA (rank r)"), (other, "s", "full / last block / head")):
+        if len(rows):
+            ax.errorbar(rows["trainable_params"], 100 * rows["test_accuracy_mean"], yerr=100 * rows["test_accuracy_std"],
+                        fmt=style, capsize=3, label=name)
+            for _, r in rows.iterrows():
+                text = r["strategy"].replace("lora-", "")
+                ax.annotate(text, (r["trainable_params"], 100 * r["test_accuracy_mean"]), textcoords="offset points",
+                            xytext=(4, -12 if r["strategy"].startswith("lora-") else 6), fontsize=8)
+    base = s[s["strategy"] == "baseline"]
+    if len(base):
+        ax.axhline(100 * base["test_accuracy_mean"].iloc[0], color="gray", ls="--", lw=1,
+                   label=f"bag-of-words baseline ({100 * base['test_accuracy_mean'].iloc[0]:.1f} %)")
+    if target:
+        ax.axhline(100 * target, color="tab:red", ls=":", lw=1, label=f"target {100 * target:.0f} %")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("balanced test accuracy (%)")
+    n = int(s["n"].max()) if len(s) else 0
+    ax.set_title(f"SMS spam: accuracy vs trainable parameters (mean ± std of {n} seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    if path is not None:
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=120)
+    return ax

@@ -2,10 +2,14 @@
 the cache, the loaders, and the token datasets."""
 
 import dataclasses
+import errno
 import hashlib
 import http.server
+import os
+import re
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ import torch
 import gpt.data as data
 from gpt.data import (
     REGISTRY,
+    ConfigError,
     DataError,
     TokenWindowDataset,
     create_dataloader,
@@ -100,16 +105,18 @@ def test_second_fetch_uses_cache(mirror_dir, cache, monkeypatch):
     assert fetch("the_verdict", progress=False) == first
 
 
-def test_fetch_unknown_name():
-    with pytest.raises(KeyError, match="unknown dataset"):
-        fetch("no_such_dataset")
+@pytest.mark.parametrize("name", ["no_such_dataset", "pg99999", "", "PG1342", None])
+def test_fetch_unknown_name(name, cache):
+    with pytest.raises(DataError, match=f"unknown dataset {re.escape(repr(name))}.*known: sms_spam, the_verdict"):
+        fetch(name)
+    assert not cache.exists()  # nothing created
 
 
 def test_registry_is_consistent():
     assert len(data.PRETRAIN_BOOKS) == 22
     for name, res in REGISTRY.items():
         assert res.name == name
-        assert len(res.sha256) == 64 and int(res.sha256, 16) >= 0
+        assert re.fullmatch("[0-9a-f]{64}", res.sha256), name
         assert res.urls and res.license and res.citation
     assert len({r.relpath for r in REGISTRY.values()}) == len(REGISTRY)
 
@@ -206,14 +213,18 @@ def test_load_sms_spam(mirror_dir, cache, monkeypatch):
     assert df.iloc[0]["text"].startswith("Go until jurong point")
 
 
-def _fake_sms_mirror(tmp_path, monkeypatch, content: bytes):
-    """A mirror holding ``content`` as the SMS file, with the registry pinned to its sha256."""
+def _fake_mirror(tmp_path, monkeypatch, name: str, content: bytes):
+    """A mirror holding ``content`` as registry file ``name``, with the registry pinned to its sha256."""
     mirror = tmp_path / "fake_mirror"
-    res = REGISTRY["sms_spam"]
-    (mirror / res.relpath).parent.mkdir(parents=True)
+    res = REGISTRY[name]
+    (mirror / res.relpath).parent.mkdir(parents=True, exist_ok=True)
     (mirror / res.relpath).write_bytes(content)
-    monkeypatch.setitem(REGISTRY, "sms_spam", dataclasses.replace(res, sha256=hashlib.sha256(content).hexdigest()))
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(res, sha256=hashlib.sha256(content).hexdigest()))
     monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror))
+
+
+def _fake_sms_mirror(tmp_path, monkeypatch, content: bytes):
+    _fake_mirror(tmp_path, monkeypatch, "sms_spam", content)
 
 
 def test_sms_bad_label(tmp_path, cache, monkeypatch):
@@ -331,12 +342,8 @@ def test_token_windows_stride():
 
 
 def test_token_windows_too_short():
-    with pytest.raises(ValueError, match="need at least 5 tokens"):
+    with pytest.raises(ConfigError, match="need at least 5 tokens for one window of context_length 4, got 4"):
         TokenWindowDataset(np.arange(4), context_length=4)
-    with pytest.raises(ValueError):
-        TokenWindowDataset(np.arange(100), context_length=0)
-    with pytest.raises(ValueError):
-        TokenWindowDataset(np.arange(100), context_length=4, stride=-1)
 
 
 def test_dataloader_batches():
@@ -347,7 +354,8 @@ def test_dataloader_batches():
     assert x.shape == y.shape == (4, 8)
     assert torch.equal(x[:, 1:], y[:, :-1])
     again = list(create_dataloader(np.arange(200), context_length=8, batch_size=4, shuffle=True, seed=3))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert len(again) == len(batches) and all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert x[:, 0].tolist() != [0, 8, 16, 24]  # shuffled: not the first four windows in order
 
 
 def test_split_ids():
@@ -415,5 +423,396 @@ def test_load_pretraining_ids_split_per_book(mirror_dir, cache, monkeypatch):
         (cache / REGISTRY[b].relpath).unlink()
     train2, val2 = data.load_pretraining_ids(enc, books, val_fraction=0.1)
     assert np.array_equal(train, train2) and np.array_equal(val, val2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="val_fraction must be a number between 0 and 1"):
         data.load_pretraining_ids(enc, books, val_fraction=0.0)
+
+
+# --- bad inputs and faults: each one a DataError/ConfigError that names the problem and the fix -------
+
+SMS = REGISTRY["sms_spam"]
+TINY_BOOK = b"header\n*** START OF A TINY BOOK ***\nOne two three four five six seven eight nine ten.\n*** END OF IT ***\n"
+
+
+def _parts(folder):
+    return [p.name for p in folder.rglob("*.part")]
+
+
+class _FailingFile:
+    """A file whose first write stores a few bytes and then raises ``error`` (a disk that fails mid-write)."""
+
+    def __init__(self, f, error):
+        self.f, self.error = f, error
+
+    def write(self, b):
+        self.f.write(bytes(b)[:10])
+        raise self.error
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _fail_temp_writes(monkeypatch, error):
+    """Every file opened with os.fdopen (the temporary file of a download or a .npy) fails on write."""
+    real = os.fdopen
+    monkeypatch.setattr(data.os, "fdopen", lambda *a, **kw: _FailingFile(real(*a, **kw), error))
+
+
+def _interrupt_download(monkeypatch, error):
+    """Run the real download, but raise ``error`` after the first 100 bytes reach the temporary file."""
+    real = data._download
+
+    class Dest:
+        def __init__(self, dest):
+            self.dest = dest
+
+        def write(self, b):
+            self.dest.write(bytes(b)[:100])
+            raise error
+
+    monkeypatch.setattr(data, "_download", lambda url, dest, progress: real(url, Dest(dest), progress))
+
+
+@pytest.fixture
+def tiny_book(tmp_path, cache, monkeypatch):
+    """pg35 replaced by a 13-token book in a fake mirror (fast to tokenize)."""
+    _fake_mirror(tmp_path, monkeypatch, "pg35", TINY_BOOK)
+    from gpt.tokenizer import course_tokenizer
+
+    return course_tokenizer()
+
+
+@pytest.mark.parametrize(
+    "err, phrase",
+    [
+        (errno.ENOSPC, "is full"),
+        (errno.EDQUOT, "is full"),
+        (errno.EACCES, "cannot be written"),
+        (errno.EROFS, "cannot be written"),
+        (errno.EIO, "cannot be written"),
+    ],
+)
+def test_fetch_cache_write_fails(err, phrase, mirror_dir, cache, monkeypatch):
+    """A write into the cache that fails is the cache's problem (named, with GPT_DATA_DIR), not the source's."""
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    _fail_temp_writes(monkeypatch, OSError(err, os.strerror(err)))
+    with pytest.raises(DataError, match=f"{phrase}.*GPT_DATA_DIR") as e:
+        fetch("sms_spam", progress=False)
+    assert f"data cache {cache}" in str(e.value)
+    assert "could not be fetched" not in str(e.value) and str(mirror_dir) not in str(e.value)
+    assert _files_in(cache) == []  # no .part file, no target
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS])
+def test_fetch_copy_raises_disk_error(err, mirror_dir, cache, monkeypatch):
+    """The copy function itself raising ENOSPC/EROFS is still blamed on the cache, and the .part file is removed."""
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    _interrupt_download(monkeypatch, OSError(err, os.strerror(err)))
+    with pytest.raises(DataError, match=f"data cache {re.escape(str(cache))}.*GPT_DATA_DIR") as e:
+        fetch("sms_spam", progress=False)
+    assert "could not be fetched" not in str(e.value)
+    assert _files_in(cache) == []
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])
+def test_fetch_temp_file_cannot_be_created(err, mirror_dir, cache, monkeypatch):
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+
+    def mkstemp(*a, **kw):
+        raise OSError(err, os.strerror(err), kw.get("dir"))
+
+    monkeypatch.setattr(data.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(DataError, match="GPT_DATA_DIR") as e:
+        fetch("sms_spam", progress=False)
+    assert str(cache) in str(e.value)
+
+
+def test_fetch_source_permission_error_is_the_sources(mirror_dir, cache, monkeypatch):
+    """EACCES while *reading* the source is that source's failure (listed with its path), not the cache's."""
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+
+    def unreadable(url, dest, progress):
+        raise PermissionError(errno.EACCES, "Permission denied", url)
+
+    monkeypatch.setattr(data, "_download", unreadable)
+    with pytest.raises(DataError, match="could not be fetched") as e:
+        fetch("sms_spam", progress=False)
+    assert str(mirror_dir / SMS.relpath) in str(e.value) and "GPT_DATA_DIR" not in str(e.value)
+    assert _parts(cache) == []
+
+
+def test_fetch_read_only_cache(mirror_dir, tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("chmod does not stop this user (root) from writing")
+        monkeypatch.setenv("GPT_DATA_DIR", str(ro))
+        monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+        with pytest.raises(DataError, match=f"data cache {re.escape(str(ro))} cannot be written.*GPT_DATA_DIR"):
+            fetch("the_verdict", progress=False)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_data_dir_is_a_file(mirror_dir, tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "data.txt"
+    not_a_dir.write_text("a file, not a folder\n")
+    monkeypatch.setenv("GPT_DATA_DIR", str(not_a_dir))
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    with pytest.raises(DataError, match=f"data cache {re.escape(str(not_a_dir))}.*GPT_DATA_DIR"):
+        fetch("the_verdict", progress=False)
+
+
+def test_cached_file_is_a_folder(cache):
+    (cache / VERDICT.relpath).mkdir(parents=True)
+    with pytest.raises(DataError, match="is in the data cache but is not a file; delete it"):
+        fetch("the_verdict", progress=False)
+
+
+def test_killed_download_leaves_no_part_for_long(mirror_dir, cache, monkeypatch):
+    """A .part file of a killed (SIGKILL) download is removed by the next download of that file;
+    one written to recently (a download in progress) is left alone, as is another file's."""
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    folder = (cache / SMS.relpath).parent
+    folder.mkdir(parents=True)
+    stale, live, other = (folder / n for n in (".SMSSpamCollection.abc123.part", ".SMSSpamCollection.xyz789.part", ".readme.abc123.part"))
+    for p in (stale, live, other):
+        p.write_bytes(b"half a download")
+    old = time.time() - data.STALE_PART_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert fetch("sms_spam", progress=False) == cache / SMS.relpath
+    assert sorted(_parts(cache)) == sorted([live.name, other.name])
+
+
+@pytest.mark.parametrize("where", ["download", "write"])
+def test_keyboard_interrupt_leaves_no_part(where, mirror_dir, cache, monkeypatch):
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    if where == "download":
+        _interrupt_download(monkeypatch, KeyboardInterrupt())
+    else:
+        _fail_temp_writes(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        fetch("sms_spam", progress=False)
+    assert _files_in(cache) == []
+    monkeypatch.undo()  # the next run works
+    monkeypatch.setenv("GPT_DATA_DIR", str(cache))
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    assert sha256_file(fetch("sms_spam", progress=False)) == SMS.sha256
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda tok: data.load_pretraining_texts(["pg35", "pg99999"]),
+        lambda tok: data.load_pretraining_ids(tok, ["pg35", "pg99999"]),
+        lambda tok: data.load_book("pg99999"),
+        lambda tok: data.corpus_token_cache(["pg99999"], tok),
+    ],
+    ids=["texts", "ids", "book", "cache_path"],
+)
+def test_unknown_book_before_any_work(call, mirror_dir, cache, monkeypatch):
+    from gpt.tokenizer import course_tokenizer
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    with pytest.raises(DataError, match="unknown dataset 'pg99999'.*known: .*pg1342"):
+        call(course_tokenizer())
+    assert not cache.exists()  # pg35 was not fetched first
+
+
+@pytest.mark.parametrize(
+    "books, error, phrase",
+    [
+        ([], ConfigError, "list of books is empty"),
+        (["pg35", "pg84", "pg35"], ConfigError, "pg35 listed more than once"),
+        (["sms_spam"], DataError, "'sms_spam' is a dataset but not a Project Gutenberg book"),
+    ],
+)
+def test_bad_book_lists(books, error, phrase, mirror_dir, cache, monkeypatch):
+    from gpt.tokenizer import course_tokenizer
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    with pytest.raises(error, match=phrase):
+        data.load_pretraining_texts(books)
+    with pytest.raises(error, match=phrase):
+        data.load_pretraining_ids(course_tokenizer(), books)
+    assert not cache.exists()
+
+
+@pytest.mark.parametrize("val_fraction", [0, 0.0, 1.0, -0.1, 1.5, float("nan"), "0.1", None, True])
+def test_bad_val_fraction(val_fraction, cache):
+    from gpt.tokenizer import course_tokenizer
+
+    with pytest.raises(ConfigError, match=f"val_fraction must be .*got {re.escape(repr(val_fraction))}"):
+        data.load_pretraining_ids(course_tokenizer(), ["pg35"], val_fraction=val_fraction)
+    with pytest.raises(ConfigError, match="val_fraction must be"):
+        split_ids(np.arange(100), val_fraction)
+    assert not cache.exists()
+
+
+@pytest.mark.parametrize("val_fraction, phrase", [(1e-20, "no validation tokens"), (0.95, "no training tokens")])
+def test_val_fraction_leaves_a_book_empty(val_fraction, phrase, tiny_book):
+    with pytest.raises(ConfigError, match=f"val_fraction {val_fraction!r} leaves pg35 \\(13 tokens\\) with {phrase}"):
+        data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=val_fraction)
+    with pytest.raises(ConfigError, match=phrase):
+        split_ids(np.arange(12), val_fraction)
+
+
+def test_load_pretraining_ids_tiny_book(tiny_book):
+    train, val = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
+    assert len(train) == 9 and len(val) == 4 and val[-1] == tiny_book.eot_token
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "float", "offsets"])
+def test_load_pretraining_ids_damaged_cache_is_rebuilt(damage, tiny_book):
+    want = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
+    path = data.corpus_token_cache(["pg35"], tiny_book, tag="per-book-v2")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-5])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"not a numpy file")
+    elif damage == "float":
+        np.save(path, np.ones(12))
+    else:
+        np.save(path.with_suffix(".offsets.npy"), np.array([0, 5]))
+    with pytest.warns(RuntimeWarning, match="rebuilding"):
+        got = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+    assert np.array_equal(np.load(path), np.concatenate(want))  # the file is whole again
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"not a numpy file", "truncate", np.zeros((2, 3), np.uint16), np.ones(6), np.array([10**6], np.uint32)],
+    ids=["empty", "garbage", "truncated", "2d", "float", "id_beyond_vocab"],
+)
+def test_tokenize_to_array_damaged_cache_is_rebuilt(damage, tmp_path):
+    from gpt.tokenizer import course_tokenizer
+
+    enc = course_tokenizer()
+    want = tokenize_to_array("Hello there.", enc)
+    path = tmp_path / "ids.npy"
+    if isinstance(damage, bytes):
+        path.write_bytes(damage)
+    elif isinstance(damage, str):
+        np.save(path, np.arange(1000, dtype=np.uint16))
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        np.save(path, damage)
+    with pytest.warns(RuntimeWarning, match=f"token cache {re.escape(str(path))} is damaged"):
+        assert tokenize_to_array("Hello there.", enc, cache=path).tolist() == want.tolist()
+    assert np.load(path).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("err, phrase", [(errno.ENOSPC, "is full"), (errno.EACCES, "cannot be written")])
+def test_save_npy_fails_cleanly(err, phrase, cache, monkeypatch):
+    path = cache / "cache" / "tokens.npy"
+    _fail_temp_writes(monkeypatch, OSError(err, os.strerror(err)))
+    with pytest.raises(DataError, match=f"data cache {re.escape(str(cache))} {phrase}|{phrase}.*GPT_DATA_DIR"):
+        data._save_npy(path, np.arange(10))
+    assert _files_in(cache) == []  # the temporary file is gone
+    with pytest.warns(RuntimeWarning, match="token cache not saved"):  # a cache that cannot be written only warns
+        assert tokenize_to_array("Hello", _Tok(), cache=path).tolist() == [1, 2, 3, 0]
+    assert _files_in(cache) == []
+
+
+def test_save_npy_interrupted(tmp_path, monkeypatch):
+    _fail_temp_writes(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        data._save_npy(tmp_path / "x.npy", np.arange(10))
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Tok:
+    """A 4-token tokenizer: every text is [1, 2, 3]."""
+
+    eot_token, n_vocab = 0, 4
+
+    def encode_ordinary(self, text):
+        return [1, 2, 3]
+
+
+def test_tokenize_bad_texts():
+    with pytest.raises(ConfigError, match="texts must be strings, got \\['int'"):
+        tokenize_to_array([1, 2], _Tok())
+    with pytest.raises(ConfigError, match="empty corpus"):
+        tokenize_to_array([], _Tok())
+
+
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        (dict(context_length=0), "context_length must be a positive whole number, got 0"),
+        (dict(context_length=-4), "context_length must be a positive whole number, got -4"),
+        (dict(context_length=2.5), "context_length must be a positive whole number, got 2.5"),
+        (dict(context_length="4"), "context_length must be a positive whole number, got '4'"),
+        (dict(context_length=4, stride=0), "stride must be a positive whole number, got 0"),
+        (dict(context_length=4, stride=-1), "stride must be a positive whole number, got -1"),
+        (dict(context_length=100), "need at least 101 tokens .* got 20; use a smaller context_length"),
+        (dict(ids=np.arange(20).reshape(4, 5), context_length=4), "1-D sequence of token ids, got shape \\(4, 5\\)"),
+        (dict(ids=np.linspace(0, 1, 20), context_length=4), "token ids .* got dtype float64"),
+        (dict(ids=np.arange(-5, 15), context_length=4), "token ids \\(whole numbers >= 0\\)"),
+        (dict(ids=[], context_length=4), "need at least 5 tokens .* got 0"),
+    ],
+)
+def test_token_windows_bad_arguments(kwargs, phrase):
+    kwargs = {"ids": np.arange(20), **kwargs}
+    with pytest.raises(ConfigError, match=phrase):
+        TokenWindowDataset(**kwargs)
+    with pytest.raises(ConfigError, match=phrase):
+        create_dataloader(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "batch_size, phrase",
+    [
+        (0, "batch_size must be a positive whole number, got 0"),
+        (-2, "batch_size must be a positive whole number, got -2"),
+        (1.5, "batch_size must be a positive whole number, got 1.5"),
+        (5, "batch_size 5 is larger than the 4 windows of 4 tokens"),
+    ],
+)
+def test_dataloader_bad_batch_size(batch_size, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        create_dataloader(np.arange(17), context_length=4, batch_size=batch_size)
+    # without drop_last the one short batch is fine
+    assert batch_size != 5 or len(list(create_dataloader(np.arange(17), 4, batch_size=5, drop_last=False))) == 1
+
+
+@pytest.mark.parametrize(
+    "make, phrase",
+    [
+        (lambda p: p / "missing.txt", "missing.txt does not exist"),
+        (lambda p: p, "is a folder, not a text file"),
+    ],
+    ids=["missing", "folder"],
+)
+def test_read_text_bad_path(make, phrase, tmp_path):
+    with pytest.raises(DataError, match=phrase):
+        read_text(make(tmp_path))
+
+
+def test_strip_gutenberg_empty_book():
+    with pytest.raises(DataError, match="pg1: no text between"):
+        strip_gutenberg("*** START OF X ***\n\n  \n*** END OF X ***\nlicence\n", "pg1")
+
+
+def test_sms_empty_file(tmp_path, cache, monkeypatch):
+    _fake_sms_mirror(tmp_path, monkeypatch, b"\n\n")
+    with pytest.raises(DataError, match="holds no messages"):
+        load_sms_spam()
+
+
+def test_every_error_is_a_gpt_error():
+    from gpt.errors import GPTError
+
+    assert data.DataError is DataError and issubclass(DataError, GPTError) and issubclass(ConfigError, ValueError)

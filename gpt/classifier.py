@@ -1,0 +1,353 @@
+"""The GPT as a classifier: encode messages, pad them, read the last real token, predict.
+
+* :func:`encode_messages` and :func:`pad_batch` turn texts into right-padded token ids plus lengths.
+* :class:`GPTClassifier` *holds* a pretrained :class:`~gpt.model.GPT` body and adds a
+  classification ``head`` = ``nn.Linear(n_embd, num_classes)`` that reads the hidden state of the
+  *last real token* of every message (never a padding token).
+* :func:`classifier_from_checkpoint` builds one from a checkpoint (default: the reference model),
+  checking that the checkpoint's vocabulary is the tokenizer's.
+* :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
+  :func:`gpt.lora.apply_lora`).
+* Inference: :func:`predict_proba` (many messages), :func:`evaluate` (a labelled split, with
+  :mod:`gpt.metrics`) and :func:`classify` (one message).
+
+Messages are tokenized with the course tokenizer, padded on the right with ``<|endoftext|>``, and
+truncated to the model's context (the first ``context_length`` tokens are kept).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import CheckpointError, ConfigError
+from .metrics import metrics_from_probs
+from .model import GPT, GPTConfig, count_parameters
+from .sms import LABELS, label_ids
+from .train import autocast, read_checkpoint
+
+STRATEGIES = ("full", "last-block", "head")
+
+# ---------------------------------------------------------------------------------------------
+# Messages -> token ids -> padded batches
+
+
+def as_text(message) -> str:
+    """A message as str: bytes must be UTF-8; empty or whitespace-only messages are rejected."""
+    if isinstance(message, (bytes, bytearray)):
+        try:
+            message = bytes(message).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"message is not valid UTF-8: {e.reason} at byte {e.start}") from e
+    if not isinstance(message, str):
+        raise TypeError(f"a message must be str or UTF-8 bytes, got {type(message).__name__}")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates, e.g. from decoding with errors="surrogateescape"
+        raise ConfigError(f"message is not valid Unicode text: {e.reason} at position {e.start}") from e
+    if not message.strip():
+        raise ConfigError("empty message: there is nothing to classify")
+    return message
+
+
+def _message_list(texts) -> list:
+    """``texts`` as a list of messages; one str (or bytes) is refused (it would be read letter by letter)."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise ConfigError(
+            "expected a list of messages, got a single message; wrap it in a list ([message]) or use classify(model, message)"
+        )
+    try:
+        return list(texts)
+    except TypeError as e:
+        raise ConfigError(f"expected a list of messages, got {type(texts).__name__}") from e
+
+
+def encode_messages(texts, tokenizer, max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of every message, each cut to its first ``max_length`` tokens.
+
+    Returns ``(ids, n_truncated)``. Every message must be non-empty text (see :func:`classify`).
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
+    out, n_truncated = [], 0
+    for t in _message_list(texts):
+        ids = tokenizer.encode_ordinary(as_text(t))
+        if len(ids) > max_length:
+            ids, n_truncated = ids[:max_length], n_truncated + 1
+        out.append(ids)
+    return out, n_truncated
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists with ``pad_id`` into ``(ids (B, T), lengths (B,))``.
+
+    ``T`` is the longest sequence, or ``pad_to`` if given (for the padding lesson and tests).
+    """
+    if not seqs or any(len(s) == 0 for s in seqs):
+        raise ConfigError("pad_batch needs at least one sequence, and no empty sequence")
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    T = int(lengths.max()) if pad_to is None else pad_to
+    if T < int(lengths.max()):
+        raise ConfigError(f"pad_to={pad_to} is shorter than the longest sequence ({int(lengths.max())})")
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids, lengths
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifier
+
+
+class GPTClassifier(nn.Module):
+    """A pretrained GPT body plus a classification ``head`` on the last real token.
+
+    ``forward(idx, lengths)`` runs the body on right-padded token ids ``idx`` (B, T) and returns
+    class logits (B, num_classes) computed from the hidden state at position ``lengths - 1``: the
+    last *real* token of every row. Thanks to the causal mask that hidden state never sees the
+    padding after it, so the prediction does not depend on how much padding there is. Without
+    ``lengths`` every row is taken to end at ``T - 1`` (no padding).
+
+    The body is held, not inherited: ``model.gpt`` is the :class:`~gpt.model.GPT` (its blocks are
+    ``model.gpt.blocks``); only its hidden states are used. Its ``lm_head`` is not: with tied
+    weights (the course model, GPT-2) it is the token embedding and costs nothing; an untied
+    ``lm_head`` is frozen and never trains.
+    """
+
+    def __init__(self, gpt: GPT, num_classes: int = 2, classifier_dropout: float = 0.0):
+        super().__init__()
+        if not isinstance(gpt, GPT):
+            raise TypeError(f"GPTClassifier holds a gpt.model.GPT, got {type(gpt).__name__}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if not 0.0 <= classifier_dropout < 1.0:
+            raise ConfigError(f"classifier_dropout must be in [0, 1), got {classifier_dropout!r}")
+        self.gpt = gpt
+        if not gpt.config.tie_weights:
+            gpt.lm_head.requires_grad_(False)
+        self.num_classes = num_classes
+        self.classifier_dropout = nn.Dropout(classifier_dropout)
+        self.head = nn.Linear(gpt.config.n_embd, num_classes)
+        nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.head.to(next(gpt.parameters()).device)
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.gpt.config
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The body's final normalised hidden states (B, T, C)."""
+        return self.gpt.hidden_states(idx)
+
+    def last_token_states(self, idx: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state (B, C) of each row's last real token (position ``lengths - 1``)."""
+        h = self.hidden_states(idx)  # (B, T, C)
+        B, T, _ = h.shape
+        if lengths is None:
+            return h[:, -1, :]
+        lengths = lengths.to(h.device)
+        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
+            raise ConfigError(f"lengths must be {B} integers in [1, {T}], got {lengths.tolist()}")
+        return h[torch.arange(B, device=h.device), lengths - 1]  # (B, C)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.classifier_dropout(self.last_token_states(idx, lengths)))  # (B, num_classes)
+
+    @classmethod
+    def from_gpt(cls, gpt: GPT, num_classes: int = 2, classifier_dropout: float = 0.0, seed: int = 0) -> "GPTClassifier":
+        """A classifier holding a copy of ``gpt`` (the original is never changed) and a new head initialised from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(copy.deepcopy(gpt), num_classes, classifier_dropout)
+
+
+class VocabularyMismatchError(CheckpointError):
+    """The checkpoint was trained with another vocabulary than the tokenizer in use."""
+
+
+def check_vocabulary(config: GPTConfig, tokenizer, fingerprint: str | None = None, source: str = "the checkpoint") -> None:
+    """Raise :class:`VocabularyMismatchError` unless the model's vocabulary is the tokenizer's.
+
+    Checks the size (``config.vocab_size`` vs ``tokenizer.n_vocab``) and, when the checkpoint
+    records one, the ``tokenizer_fingerprint`` (same size, different tokens is caught too).
+    """
+    from .tokenizer import tokenizer_fingerprint
+
+    if config.vocab_size != tokenizer.n_vocab:
+        raise VocabularyMismatchError(
+            f"{source} has a vocabulary of {config.vocab_size} tokens but the tokenizer {tokenizer.name!r} has "
+            f"{tokenizer.n_vocab}: token ids would mean different things. Use the tokenizer the model was pretrained with."
+        )
+    if fingerprint is not None and fingerprint != tokenizer_fingerprint(tokenizer):
+        raise VocabularyMismatchError(
+            f"{source} was pretrained with tokenizer fingerprint {fingerprint}, but the tokenizer {tokenizer.name!r} "
+            f"has fingerprint {tokenizer_fingerprint(tokenizer)}: same size, different tokens."
+        )
+
+
+def classifier_from_checkpoint(
+    path: str | os.PathLike | None = None,
+    num_classes: int = 2,
+    classifier_dropout: float = 0.0,
+    dropout: float | None = None,
+    tokenizer=None,
+    seed: int = 0,
+    device="cpu",
+) -> GPTClassifier:
+    """A :class:`GPTClassifier` from a pretrained GPT checkpoint (default: the reference model).
+
+    The vocabulary is checked against ``tokenizer`` (default: the course tokenizer, see
+    :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
+    initialised from ``seed``. A missing, extra or mis-shaped tensor is a CheckpointError naming it.
+    """
+    from .reference import reference_path
+    from .tokenizer import course_tokenizer
+
+    path = Path(path) if path else reference_path()
+    config, state, meta = read_checkpoint(path)
+    check_vocabulary(config, tokenizer or course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        config = dataclasses.replace(config, dropout=dropout)
+    body = GPT(config)
+    if config.tie_weights:
+        state.setdefault("lm_head.weight", state.get("tok_emb.weight"))
+    expected = body.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match the GPT: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{path}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+    body.load_state_dict(state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPTClassifier(body, num_classes, classifier_dropout)
+    return model.to(device)
+
+
+def set_trainable(model: GPTClassifier, strategy: str) -> dict:
+    """Freeze / unfreeze ``model``'s parameters for a fine-tuning strategy; returns the counts.
+
+    * ``"full"``: every parameter trains (an untied, unused ``lm_head`` excepted).
+    * ``"last-block"``: the last transformer block, the final LayerNorm ``ln_f`` and ``head``.
+    * ``"head"``: only ``head`` (``n_embd * num_classes + num_classes`` parameters).
+
+    Returns ``{"trainable": int, "total": int}`` (a tied weight counts once).
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES} (LoRA: gpt.lora.apply_lora)")
+    if not isinstance(model, GPTClassifier):
+        raise TypeError(f"set_trainable expects a GPTClassifier, got {type(model).__name__}")
+    model.requires_grad_(strategy == "full")
+    if not model.config.tie_weights:
+        model.gpt.lm_head.requires_grad_(False)
+    if strategy == "last-block":
+        for m in (model.gpt.blocks[-1], model.gpt.ln_f):
+            m.requires_grad_(True)
+    model.head.requires_grad_(True)
+    return {"trainable": count_parameters(model, trainable_only=True), "total": count_parameters(model)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+
+def tokenizer_for(model: GPTClassifier, tokenizer=None):
+    """``tokenizer`` (default: the course tokenizer), after checking it is the model's vocabulary."""
+    from .tokenizer import course_tokenizer
+
+    tokenizer = tokenizer or course_tokenizer()
+    check_vocabulary(model.config, tokenizer, source="the model")
+    return tokenizer
+
+
+def _length_sorted_batches(lengths, batch_size: int):
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def predict_ids(model: GPTClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64, device=None, precision: str = "fp32") -> np.ndarray:
+    """Class probabilities (N, num_classes) of already-encoded messages, in eval mode (the mode is restored)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    device = device or next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = np.zeros((len(ids), model.num_classes), dtype=np.float64)
+    for b in _length_sorted_batches([len(s) for s in ids], batch_size):  # less padding; order restored below
+        x, lengths = pad_batch([ids[i] for i in b], pad_id)
+        with autocast(torch.device(device), precision):
+            logits = model(x.to(device), lengths.to(device))
+        out[b] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model.train(was)
+    return out
+
+
+def predict_proba(model: GPTClassifier, texts, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32") -> np.ndarray:
+    """Class probabilities (N, num_classes) for a list of messages (longer ones are truncated to the context)."""
+    tokenizer = tokenizer_for(model, tokenizer)
+    ids, _ = encode_messages(texts, tokenizer, model.config.context_length)
+    return predict_ids(model, ids, tokenizer.eot_token, batch_size, device, precision)
+
+
+def evaluate(
+    model: GPTClassifier, df, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32", labels=LABELS
+) -> dict:
+    """Loss and :func:`gpt.metrics.classification_metrics` of ``model`` on a split (DataFrame with ``label``, ``text``).
+
+    ``labels``: the class names in class-id order (default ham, spam; the second is the "positive"
+    class of precision / recall / F1). Also returns ``spam_probability`` (the probability of
+    ``labels[1]``) and ``predicted`` (label names) per message (lists, in ``df`` order).
+    """
+    missing = {"label", "text"} - set(getattr(df, "columns", ()))
+    if missing:
+        raise ConfigError(f"evaluate() needs a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
+    if len(df) == 0:
+        raise ConfigError("evaluate() got an empty split: there is nothing to measure")
+    y = label_ids(df["label"], labels)
+    probs = predict_proba(model, df["text"].tolist(), tokenizer, batch_size, device, precision)
+    return metrics_from_probs(y, probs, labels)
+
+
+class Prediction(NamedTuple):
+    label: str  # "ham" or "spam"
+    spam_probability: float
+
+
+@torch.no_grad()
+def classify(model: GPTClassifier, message, tokenizer=None) -> Prediction:
+    """Classify one SMS: returns ``Prediction(label, spam_probability)`` (unpacks as a tuple).
+
+    ``message`` is a str or UTF-8 bytes. Handling of bad input:
+
+    * empty or whitespace-only message, bytes that are not UTF-8, text with lone surrogates:
+      :class:`~gpt.errors.ConfigError` (a ValueError); anything but str/bytes: ``TypeError``;
+    * a message longer than the model's context (256 tokens for the reference model, roughly
+      1,000 characters) is truncated to its first ``context_length`` tokens, with a ``UserWarning``;
+    * a tokenizer whose vocabulary is not the model's: :class:`VocabularyMismatchError`.
+    """
+    if model.num_classes != len(LABELS):
+        raise ConfigError(f"classify() needs a ham/spam model with 2 classes, this one has {model.num_classes}")
+    if not isinstance(message, (str, bytes, bytearray)):
+        raise TypeError(f"a message must be str or UTF-8 bytes, got {type(message).__name__} (for many messages use predict_proba)")
+    tokenizer = tokenizer_for(model, tokenizer)
+    ids, n_truncated = encode_messages([message], tokenizer, model.config.context_length)
+    if n_truncated:
+        warnings.warn(
+            f"the message is longer than the model's context; only its first {model.config.context_length} tokens were read",
+            stacklevel=2,
+        )
+    p = predict_ids(model, ids, tokenizer.eot_token)[0]
+    return Prediction(LABELS[int(p.argmax())], float(p[1]))

@@ -1,0 +1,680 @@
+"""Fine-tuning a classifier: one config, one loop in named steps, checkpoints that resume exactly.
+
+The loop, top to bottom (:func:`finetune`):
+
+1. :func:`setup` -- check the config and the splits, encode the messages, build AdamW over the
+   trainable parameters only, and the learning-rate schedule (linear warmup, linear decay to 0).
+2. :func:`train_step` -- one batch: forward (bf16 autocast where fast), cross-entropy, backward,
+   gradient clipping, optimizer step.
+3. :func:`end_epoch` -- validation accuracy and loss; the best epoch's weights are kept.
+4. :func:`save_checkpoint` / :func:`load_checkpoint` -- a checkpoint folder written in one step
+   (trainable weights, optimizer state, random-number states, the position in the epoch), so that
+   a run stopped by Ctrl-C resumes to exactly the weights of an uninterrupted run.
+5. :func:`finish` -- back to the best epoch's weights, final evaluation, the :class:`FinetuneResult`.
+
+What trains is chosen before the loop: :func:`build_model` reads a :class:`FinetuneConfig` and
+calls :func:`gpt.classifier.set_trainable` (``full``, ``last-block``, ``head``) or
+:func:`gpt.lora.apply_lora` (``lora``). The bag-of-words ``baseline`` strategy is
+:func:`gpt.baseline.train_baseline`; it takes the same config and returns the same result type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .classifier import STRATEGIES, GPTClassifier, classifier_from_checkpoint, encode_messages, predict_ids, set_trainable, tokenizer_for
+from .errors import CheckpointError, ConfigError
+from .files import atomic_dir, atomic_write_text
+from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .metrics import metrics_from_probs
+from .model import count_parameters
+from .sms import LABELS, SPLIT_NAMES, label_ids
+from .train import autocast, make_optimizer, pick_device, resolve_precision
+
+ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
+
+# ---------------------------------------------------------------------------------------------
+# The config and the result
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run (and the bag-of-words baseline's).
+
+    Fields that apply to one kind of run only: ``r`` and ``lora_alpha`` (strategy ``lora``: the
+    LoRA rank and the scale numerator, scale = lora_alpha / r), ``l2`` and ``min_count``
+    (``baseline``: the L2 penalty and the vocabulary's minimum count); ``weight_decay``,
+    ``warmup_fraction``, ``grad_clip``, ``dropout``, ``classifier_dropout``, ``bucket``,
+    ``device`` and ``precision`` apply to the GPT strategies. :func:`default_config` gives each
+    strategy's tuned defaults and refuses a field that does not apply to it.
+    """
+
+    strategy: str = "full"
+    epochs: int = 5
+    lr: float = 5e-4
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = 1.0
+    dropout: float = 0.0  # inside the transformer
+    classifier_dropout: float = 0.1  # before the head
+    r: int | None = None
+    lora_alpha: float | None = None
+    l2: float = 0.0
+    min_count: int = 1
+    bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"  # of the training steps; every evaluation runs in fp32
+    eval_splits: tuple[str, ...] = ("test", "test_natural")
+    labels: tuple[str, str] = LABELS
+
+    def __post_init__(self):
+        object.__setattr__(self, "eval_splits", tuple(self.eval_splits))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.strategy not in ALL_STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {list(ALL_STRATEGIES)}")
+        for name in ("epochs", "batch_size", "bucket", "min_count"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        for name in ("weight_decay", "l2"):
+            _check_number(name, getattr(self, name), low=0.0)
+        _check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+        for name in ("dropout", "classifier_dropout"):
+            _check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.strategy == "lora":
+            if self.r is None or self.lora_alpha is None:
+                raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
+            _check_int("r", self.r, minimum=1)
+            _check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+        elif self.r is not None or self.lora_alpha is not None:
+            raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
+        if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(isinstance(x, str) and x for x in self.labels):
+            raise ConfigError(f"labels must be two different class names, got {list(self.labels)}")
+
+    @property
+    def label(self) -> str:
+        """The name of this configuration in result tables: the strategy, or ``lora-r8`` for LoRA."""
+        return lora_label(self.r) if self.strategy == "lora" else self.strategy
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["eval_splits"], d["labels"] = list(self.eval_splits), list(self.labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown FinetuneConfig fields {unknown}")
+        return cls(**d)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{name} must be a finite number in {lo or '(-inf, '}{hi}, got {value!r}")
+
+
+def lora_label(r: int) -> str:
+    """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
+    return f"lora-r{int(r)}"
+
+
+# Each strategy's defaults, chosen on the validation split (2 seeds per setting) with the reference
+# checkpoint; the sweep is described in results/finetune/README.md.
+DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
+    "full": FinetuneConfig("full", epochs=5, lr=5e-4),
+    "last-block": FinetuneConfig("last-block", epochs=5, lr=1e-3),
+    "head": FinetuneConfig("head", epochs=10, lr=3e-2),
+    "lora": FinetuneConfig("lora", epochs=5, lr=3e-3, r=8, lora_alpha=16.0),
+    "baseline": FinetuneConfig("baseline", epochs=30, lr=0.01, l2=1e-3, batch_size=32, classifier_dropout=0.0),
+}
+# Fields that mean something for one kind of run only (see FinetuneConfig).
+_ONLY_FOR = {
+    "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
+    **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
+                                           "classifier_dropout", "bucket", "device", "precision")},
+}
+
+
+def default_config(strategy: str, **overrides) -> FinetuneConfig:
+    """The tuned defaults of ``strategy`` (:data:`DEFAULT_CONFIGS`) with ``overrides``.
+
+    An override that does not apply to the strategy (``r`` for ``full``, ``l2`` for ``lora``, ...)
+    is a :class:`~gpt.errors.ConfigError`, so a setting is never silently ignored.
+    """
+    if strategy not in DEFAULT_CONFIGS:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {list(DEFAULT_CONFIGS)}")
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"strategy"}
+    for k in overrides:
+        if k not in known:
+            raise ConfigError(f"unknown FinetuneConfig field {k!r}")
+        if k in _ONLY_FOR and strategy not in _ONLY_FOR[k]:
+            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(_ONLY_FOR[k])})")
+    return dataclasses.replace(DEFAULT_CONFIGS[strategy], **overrides)
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` (and :func:`gpt.baseline.train_baseline`) return.
+
+    * ``history``: per epoch ``epoch``, ``train_loss`` and ``train_accuracy`` (running means over the
+      epoch's batches, dropout on), ``val_loss``, ``val_accuracy`` (eval mode), ``lr`` (at the epoch's
+      end) and ``seconds`` (cumulative training time).
+    * ``best_epoch`` (1-based; best validation accuracy, ties broken by lower validation loss).
+    * ``metrics``: ``{split: metrics}`` for ``"val"`` and each evaluated split (see
+      :func:`gpt.metrics.metrics_from_probs`: accuracy, precision, recall, f1, confusion, loss,
+      spam_probability, predicted).
+    * ``wall_seconds`` (the whole call), ``train_seconds`` (the epochs, validation included),
+      ``seconds_per_epoch``, ``seconds_per_step`` (one optimizer step: forward, backward, clipping, update).
+    * ``peak_memory_bytes`` / ``peak_memory_method`` (:class:`gpt.meters.PeakMemory`, around the
+      epochs), ``optimizer_state_bytes``, ``gradient_bytes`` (of the trainable parameters),
+      ``activation_bytes`` (largest saved activations of one training batch).
+    * ``truncated_messages``: ``{split: messages cut to the context}``.
+    * ``resumed``: the run continued from a checkpoint (times and memory then cover the parts).
+    * ``model``: the fitted model for the baseline (``None`` for a GPT: the caller holds it).
+    """
+
+    config: FinetuneConfig
+    history: dict
+    best_epoch: int
+    metrics: dict
+    trainable_params: int
+    total_params: int
+    wall_seconds: float
+    train_seconds: float
+    seconds_per_epoch: float
+    seconds_per_step: float | None
+    peak_memory_bytes: int | None
+    peak_memory_method: str
+    optimizer_state_bytes: int
+    gradient_bytes: int
+    activation_bytes: int
+    truncated_messages: dict
+    device: str
+    precision: str
+    resumed: bool = False
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable (the model left out)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        d["config"] = self.config.to_dict()
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the model a config describes
+
+
+def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = None, tokenizer=None) -> GPTClassifier:
+    """The classifier ``config`` describes, ready to train: built from ``checkpoint`` (default: the
+    reference model) with the config's dropouts, its head initialised from ``config.seed``, and its
+    trainable parameters chosen by ``config.strategy`` (LoRA factors initialised from the seed too)."""
+    if config.strategy == "baseline":
+        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+    model = classifier_from_checkpoint(
+        checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
+    )
+    if config.strategy == "lora":
+        from .lora import apply_lora
+
+        with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
+            torch.manual_seed(config.seed)
+            apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True)
+    else:
+        set_trainable(model, config.strategy)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Setup
+
+
+@dataclass
+class Run:
+    """The state of one fine-tuning run, carried from step to step (and into checkpoints)."""
+
+    model: nn.Module
+    config: FinetuneConfig
+    device: torch.device
+    precision: str
+    pad_id: int
+    data: dict  # split name -> (token ids per message, class ids)
+    truncated: dict
+    params: list  # the trainable parameters, in optimizer order
+    optimizer: torch.optim.Optimizer
+    total_steps: int
+    warmup_steps: int
+    batch_generator: torch.Generator
+    meter: SavedActivations
+    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    best: tuple | None = None  # ((val_accuracy, -val_loss), epoch, trainable weights)
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs completed
+    epoch_batches: list | None = None  # the current epoch's batches (lists of message indices)
+    batch_in_epoch: int = 0  # batches of the current epoch done
+    loss_sum: float = 0.0  # running sums over the current epoch
+    correct: int = 0
+    seen: int = 0
+    step_seconds: float = 0.0
+    train_seconds: float = 0.0  # of earlier parts of a resumed run
+    resumed: bool = False
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def check_splits(splits, config: FinetuneConfig) -> list[str]:
+    """The names of the splits a run uses (train, val, then the evaluated ones), after checking them."""
+    if not isinstance(splits, dict) or "train" not in splits or "val" not in splits:
+        raise ConfigError("splits must be a dict holding at least 'train' and 'val' DataFrames")
+    for name in config.eval_splits:
+        if name not in splits and name not in SPLIT_NAMES:
+            raise ConfigError(f"eval_splits names {name!r}, which is neither in the splits ({sorted(splits)}) nor a known split")
+    names = ["train", "val"] + [s for s in config.eval_splits if s in splits and s not in ("train", "val")]
+    for name in names:
+        df = splits[name]
+        missing = {"label", "text"} - set(getattr(df, "columns", ()))
+        if missing:
+            raise ConfigError(f"split {name!r} must be a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
+        if len(df) == 0:
+            raise ConfigError(f"split {name!r} is empty")
+    present = set(splits["train"]["label"])
+    if not set(config.labels) <= present:
+        raise ConfigError(
+            f"the train split must hold both classes {list(config.labels)}; it has only {sorted(present, key=str)} "
+            "(a model trained on one class learns nothing)"
+        )
+    return names
+
+
+def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None) -> Run:
+    """Check everything, encode the splits, and build the optimizer: a :class:`Run` at step 0."""
+    if getattr(model, "num_classes", None) != 2:
+        raise ConfigError(f"finetune() trains binary classifiers; this model has {getattr(model, 'num_classes', None)} classes")
+    names = check_splits(splits, config)
+    try:
+        device = pick_device(config.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise ConfigError(f"device {config.device!r} is not available here ({e}); use 'cpu' or 'auto'") from e
+    precision = resolve_precision(config.precision, device)
+    tokenizer = tokenizer_for(model, tokenizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameter: call set_trainable() or apply_lora() first")
+    model.to(device)
+    data, truncated = {}, {}
+    for name in names:
+        ids, truncated[name] = encode_messages(splits[name]["text"].tolist(), tokenizer, model.config.context_length)
+        data[name] = (ids, label_ids(splits[name]["label"], config.labels))
+    n_batches = math.ceil(len(data["train"][0]) / config.batch_size)
+    total = config.epochs * n_batches
+    torch.manual_seed(config.seed)  # dropout masks
+    return Run(
+        model=model, config=config, device=device, precision=precision, pad_id=tokenizer.eot_token, data=data,
+        truncated=truncated, params=params, optimizer=make_optimizer(model, config.lr, config.weight_decay),
+        total_steps=total, warmup_steps=int(config.warmup_fraction * total),
+        batch_generator=torch.Generator().manual_seed(config.seed), meter=SavedActivations(model),
+    )
+
+
+def lr_at(run: Run, step: int) -> float:
+    """Linear warmup over ``warmup_steps``, then linear decay to 0 at the last step."""
+    lr, warmup, total = run.config.lr, run.warmup_steps, run.total_steps
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def epoch_batches(run: Run) -> list[list[int]]:
+    """The next epoch's batches: shuffled; chunks of ``bucket * batch_size`` messages sorted by
+    length (less padding), and the batches shuffled again."""
+    lengths = np.array([len(s) for s in run.data["train"][0]])
+    bs, bucket, gen = run.config.batch_size, run.config.bucket, run.batch_generator
+    perm = torch.randperm(len(lengths), generator=gen).numpy()
+    if bucket > 1:
+        chunks = [perm[i : i + bucket * bs] for i in range(0, len(perm), bucket * bs)]
+        perm = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+    batches = [perm[i : i + bs].tolist() for i in range(0, len(perm), bs)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. One step, 3. the end of an epoch
+
+
+def train_step(run: Run, batch: list[int]) -> None:
+    """Forward, loss, backward, clipping and update on one batch of message indices."""
+    from .classifier import pad_batch
+
+    t0 = time.perf_counter()
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr_at(run, run.step)
+    ids, y_all = run.data["train"]
+    x, lengths = pad_batch([ids[i] for i in batch], run.pad_id)
+    y = torch.from_numpy(y_all[batch]).to(run.device)
+    with run.meter.track(), autocast(run.device, run.precision):
+        logits = run.model(x.to(run.device), lengths.to(run.device))
+    loss = F.cross_entropy(logits.float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.params, run.config.grad_clip)
+    run.optimizer.step()
+    run.step_seconds += time.perf_counter() - t0
+    run.step += 1
+    run.batch_in_epoch += 1
+    run.loss_sum += loss.item() * len(batch)
+    run.correct += int((logits.argmax(-1) == y).sum())
+    run.seen += len(batch)
+
+
+def _trainable_state(model: nn.Module) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def evaluate_split(run: Run, name: str) -> dict:
+    ids, y = run.data[name]
+    return metrics_from_probs(y, predict_ids(run.model, ids, run.pad_id, device=run.device), run.config.labels)
+
+
+def end_epoch(run: Run, seconds: float) -> dict:
+    """Validation metrics, one history row, and the best epoch's weights kept; starts the next epoch."""
+    val = evaluate_split(run, "val")
+    run.epoch += 1
+    h = run.history
+    h["epoch"].append(run.epoch)
+    h["train_loss"].append(run.loss_sum / run.seen)
+    h["train_accuracy"].append(run.correct / run.seen)
+    h["val_loss"].append(val["loss"])
+    h["val_accuracy"].append(val["accuracy"])
+    h["lr"].append(lr_at(run, run.step - 1))
+    h["seconds"].append(seconds)
+    key = (val["accuracy"], -val["loss"])
+    if run.best is None or key > run.best[0]:
+        run.best = (key, run.epoch, _trainable_state(run.model))
+    run.epoch_batches, run.batch_in_epoch, run.loss_sum, run.correct, run.seen = None, 0, 0.0, 0, 0
+    return val
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Checkpoints
+
+CHECKPOINT_WEIGHTS = "training_state.safetensors"
+CHECKPOINT_STATE = "state.json"
+
+
+def _fingerprint(run: Run) -> dict:
+    """What a checkpoint must match to be resumed by this run: config, data, and the frozen weights."""
+    h = hashlib.sha256()
+    for name in ("train", "val"):
+        ids, y = run.data[name]
+        h.update(json.dumps([ids, y.tolist()]).encode())
+    frozen = hashlib.sha256()
+    for n, p in run.model.named_parameters():
+        if not p.requires_grad:
+            frozen.update(n.encode() + p.detach().cpu().contiguous().numpy().tobytes())
+    return {
+        "config": run.config.to_dict(),
+        "data_sha256": h.hexdigest(),
+        "frozen_weights_sha256": frozen.hexdigest(),
+        "trainable": {n: list(p.shape) for n, p in run.model.named_parameters() if p.requires_grad},
+    }
+
+
+def save_checkpoint(run: Run, folder: str | os.PathLike) -> Path:
+    """Write the run's state into ``folder`` in one step (temporary folder, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    from .data import sha256_file
+
+    names = {id(p): n for n, p in run.model.named_parameters()}
+    tensors = {f"param::{n}": p.detach().cpu().contiguous() for n, p in run.model.named_parameters() if p.requires_grad}
+    for p in run.params:
+        for k, v in run.optimizer.state.get(p, {}).items():
+            tensors[f"optim::{names[id(p)]}::{k}"] = v.detach().cpu().contiguous()
+    if run.best is not None:
+        tensors.update({f"best::{n}": w.cpu().contiguous() for n, w in run.best[2].items()})
+    tensors["rng::torch"] = torch.get_rng_state()
+    tensors["rng::batches"] = run.batch_generator.get_state()
+    state = {
+        "format": "gpt-course-finetune-checkpoint/1",
+        **_fingerprint(run),
+        "step": run.step, "epoch": run.epoch, "epoch_batches": run.epoch_batches, "batch_in_epoch": run.batch_in_epoch,
+        "loss_sum": run.loss_sum, "correct": run.correct, "seen": run.seen,
+        "history": run.history, "best_key": list(run.best[0]) if run.best else None, "best_epoch": run.best[1] if run.best else None,
+        "step_seconds": run.step_seconds, "train_seconds": run.train_seconds, "activation_peak": run.meter.peak_bytes,
+    }
+    with atomic_dir(folder, overwrite=True) as tmp:
+        save_file(tensors, str(tmp / CHECKPOINT_WEIGHTS))
+        state["files"] = {CHECKPOINT_WEIGHTS: sha256_file(tmp / CHECKPOINT_WEIGHTS)}
+        atomic_write_text(tmp / CHECKPOINT_STATE, json.dumps(state) + "\n")
+    return Path(folder)
+
+
+def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
+    """Continue ``run`` (fresh from :func:`setup`) from the checkpoint in ``folder``.
+
+    Refused with a :class:`~gpt.errors.CheckpointError` naming the difference when the checkpoint
+    is damaged or belongs to another run: another config, other data, other frozen weights (another
+    base checkpoint), other trainable tensors.
+    """
+    from safetensors.torch import load_file
+
+    from .data import sha256_file
+
+    folder = Path(folder)
+    state_file, weights_file = folder / CHECKPOINT_STATE, folder / CHECKPOINT_WEIGHTS
+    if not state_file.is_file() or not weights_file.is_file():
+        raise CheckpointError(f"{folder} holds no complete fine-tuning checkpoint (needs {CHECKPOINT_STATE} and {CHECKPOINT_WEIGHTS})")
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{state_file} is not readable JSON ({e}); delete {folder} to start the run afresh") from e
+    want = state.get("files", {}).get(CHECKPOINT_WEIGHTS)
+    if want is None or sha256_file(weights_file) != want:
+        raise CheckpointError(f"{weights_file} does not match the sha256 recorded in {state_file}: the checkpoint is damaged")
+    mine = _fingerprint(run)
+    if state["config"] != mine["config"]:
+        diff = sorted(k for k in mine["config"] if state["config"].get(k) != mine["config"][k])
+        k = diff[0]
+        raise CheckpointError(
+            f"the checkpoint in {folder} was made with {k}={state['config'].get(k)!r}, this run has {k}={mine['config'][k]!r} "
+            f"(differing: {diff}); resume with the same settings, or start afresh without --resume"
+        )
+    for key, what in (("data_sha256", "training/validation data"), ("frozen_weights_sha256", "frozen (base) weights"),
+                      ("trainable", "trainable tensors")):
+        if state[key] != mine[key]:
+            raise CheckpointError(f"the checkpoint in {folder} was made with other {what} than this run; it cannot be resumed here")
+    tensors = load_file(str(weights_file))
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{weights_file} holds non-finite values in {bad[:3]}; it cannot be resumed")
+    named = dict(run.model.named_parameters())
+    with torch.no_grad():
+        for n in mine["trainable"]:
+            named[n].copy_(tensors[f"param::{n}"])
+    for p in run.params:
+        n = next(k for k, q in named.items() if q is p)
+        st = {key.split("::")[2]: v.to(run.device) for key, v in tensors.items() if key.startswith(f"optim::{n}::")}
+        if st:
+            run.optimizer.state[p] = st
+    if state["best_epoch"] is not None:
+        run.best = (tuple(state["best_key"]), state["best_epoch"], {n: tensors[f"best::{n}"].to(run.device) for n in mine["trainable"]})
+    torch.set_rng_state(tensors["rng::torch"])
+    run.batch_generator.set_state(tensors["rng::batches"])
+    run.step, run.epoch, run.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+    run.epoch_batches = state["epoch_batches"]
+    run.loss_sum, run.correct, run.seen = state["loss_sum"], state["correct"], state["seen"]
+    run.history = state["history"]
+    run.step_seconds, run.train_seconds = state["step_seconds"], state["train_seconds"]
+    run.meter.peak_bytes = state["activation_peak"]
+    run.resumed = True
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after its state was saved; ``checkpoint`` is the folder to resume from."""
+
+    def __init__(self, checkpoint: Path | None, step: int):
+        self.checkpoint, self.step = checkpoint, step
+        where = f"; its state is saved in {checkpoint}" if checkpoint else " (nothing saved: no checkpoint folder, or a second Ctrl-C)"
+        super().__init__(f"interrupted after step {step}{where}")
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Within the block, Ctrl-C only sets ``flag["requested"]``: the loop stops at the next step boundary,
+    so a step is never half done when the state is saved. Elsewhere than the main thread: no effect."""
+    flag = {"requested": False, "forced": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["requested"]:  # a second Ctrl-C: stop at once, mid-step (the state is not saved then)
+            flag["forced"] = True
+            raise KeyboardInterrupt
+        flag["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The end, and the whole loop
+
+
+def finish(run: Run, wall_start: float, peak: PeakMemory) -> FinetuneResult:
+    """Restore the best epoch's weights, evaluate every split but train, and build the result."""
+    with torch.no_grad():
+        named = dict(run.model.named_parameters())
+        for n, w in run.best[2].items():
+            named[n].copy_(w)
+    run.model.eval()
+    metrics = {name: evaluate_split(run, name) for name in run.data if name != "train"}
+    c = run.config
+    return FinetuneResult(
+        config=c, history=run.history, best_epoch=run.best[1], metrics=metrics,
+        trainable_params=count_parameters(run.model, trainable_only=True), total_params=count_parameters(run.model),
+        wall_seconds=time.perf_counter() - wall_start, train_seconds=run.train_seconds,
+        seconds_per_epoch=run.train_seconds / c.epochs, seconds_per_step=run.step_seconds / max(1, run.step),
+        peak_memory_bytes=peak.peak_bytes, peak_memory_method=peak.method,
+        optimizer_state_bytes=optimizer_state_bytes(run.optimizer),
+        gradient_bytes=int(sum(p.numel() * p.element_size() for p in run.params)),
+        activation_bytes=int(run.meter.peak_bytes), truncated_messages=run.truncated,
+        device=str(run.device), precision=run.precision, resumed=run.resumed,
+    )
+
+
+def finetune(
+    model: nn.Module,
+    splits: dict,
+    config: FinetuneConfig | None = None,
+    *,
+    tokenizer=None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> FinetuneResult:
+    """Train ``model`` on ``splits["train"]`` and keep the epoch with the best validation accuracy.
+
+    Only the parameters with ``requires_grad`` train: choose them first (:func:`build_model`, or
+    :func:`gpt.classifier.set_trainable` / :func:`gpt.lora.apply_lora`). ``config`` (default: the
+    ``full`` strategy's defaults) sets the hyperparameters, the seed (batch order, dropout masks),
+    the training precision (evaluation always runs in fp32) and the class names (``labels``,
+    ``("ham", "spam")`` by default; the second is the positive class of precision / recall / F1).
+    ``splits`` maps names to DataFrames with ``label`` and ``text``: ``"train"`` and ``"val"`` are
+    required; each name of ``config.eval_splits`` that ``splits`` holds is evaluated at the end
+    with the best epoch's weights.
+
+    With ``checkpoint_dir``, the run's state is saved there after every epoch and when Ctrl-C stops
+    it (at the end of the current step; a :class:`TrainingInterrupted` is raised after saving), and
+    ``resume=True`` continues from it to exactly the weights of an uninterrupted run.
+
+    The model is left on the config's device, in eval mode, with the best epoch's weights.
+    """
+    wall_start = time.perf_counter()
+    config = config or DEFAULT_CONFIGS["full"]
+    if config.strategy == "baseline":
+        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume=True needs the checkpoint_dir to resume from")
+    run = setup(model, splits, config, tokenizer)
+    if resume:
+        load_checkpoint(run, checkpoint_dir)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
+    t0 = time.perf_counter() - run.train_seconds
+    with PeakMemory(run.device) as peak, deferred_interrupt() as interrupt:
+        try:
+            while run.epoch < config.epochs:
+                run.model.train()
+                if run.epoch_batches is None:
+                    run.epoch_batches = epoch_batches(run)
+                for batch in run.epoch_batches[run.batch_in_epoch :]:
+                    train_step(run, batch)
+                    run.train_seconds = time.perf_counter() - t0
+                    if bar:
+                        bar.update(1)
+                        bar.set_postfix(epoch=run.epoch + 1, loss=f"{run.loss_sum / run.seen:.3f}", acc=f"{run.correct / run.seen:.3f}")
+                    if interrupt["requested"]:
+                        raise KeyboardInterrupt
+                val = end_epoch(run, time.perf_counter() - t0)
+                run.train_seconds = time.perf_counter() - t0
+                if bar:
+                    bar.set_postfix(epoch=run.epoch, val_acc=f"{val['accuracy']:.3f}")
+                if checkpoint_dir is not None:
+                    save_checkpoint(run, checkpoint_dir)
+                if interrupt["requested"]:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if bar:
+                bar.close()
+            saved = None
+            if checkpoint_dir is not None and not interrupt["forced"]:
+                saved = save_checkpoint(run, checkpoint_dir)
+            raise TrainingInterrupted(saved, run.step) from None
+    if bar:
+        bar.close()
+    return finish(run, wall_start, peak)
