@@ -1,7 +1,7 @@
 """What LoRA costs and saves per step, and whether a merged model is as fast as the base model.
 
 On the reference checkpoint turned into the spam classifier, with real batches of the balanced
-training split (16 messages, length-bucketed and right-padded, as ``gpt.classify.finetune`` makes them):
+training split (16 messages, length-bucketed and right-padded, as ``gpt.finetune.finetune`` makes them):
 
 * **training step time** (forward, loss, backward, gradient clipping, AdamW step; bf16 autocast where
   the CPU supports it, as in fine-tuning) of full fine-tuning, the head only, and LoRA (every Linear
@@ -33,8 +33,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _common import BUSY, OtherLoad, run_info, write_results  # noqa: E402
 
-from gpt import classify as C  # noqa: E402
+from gpt.classifier import classifier_from_checkpoint, encode_messages, pad_batch, predict_ids, set_trainable  # noqa: E402
+from gpt.finetune import bucketed_batches  # noqa: E402
 from gpt.lora import apply_lora, lora_layers, merge_lora  # noqa: E402
+from gpt.meters import optimizer_state_bytes  # noqa: E402
+from gpt.sms import label_ids, load_splits  # noqa: E402
 from gpt.model import count_parameters  # noqa: E402
 from gpt.tokenizer import course_tokenizer  # noqa: E402
 from gpt.train import autocast, make_optimizer, resolve_precision  # noqa: E402
@@ -42,14 +45,14 @@ from gpt.train import autocast, make_optimizer, resolve_precision  # noqa: E402
 
 def training_batches(n: int, batch_size: int, seed: int = 0):
     tok = course_tokenizer()
-    train = C.load_splits()["train"]
-    ids, _ = C.encode_messages(train["text"].tolist(), tok, 256)
-    y = C.label_ids(train["label"])
+    train = load_splits()["train"]
+    ids, _ = encode_messages(train["text"].tolist(), tok, 256)
+    y = label_ids(train["label"])
     gen = torch.Generator().manual_seed(seed)
-    batches = C._train_batches([len(s) for s in ids], batch_size, gen, bucket=8)[:n]
+    batches = bucketed_batches([len(s) for s in ids], batch_size, 8, gen)[:n]
     out = []
     for b in batches:
-        x, lengths = C.pad_batch([ids[i] for i in b], tok.eot_token)
+        x, lengths = pad_batch([ids[i] for i in b], tok.eot_token)
         out.append((x, lengths, torch.from_numpy(y[b])))
     return out
 
@@ -76,7 +79,7 @@ def time_steps(model, batches, warmup: int, precision: str, lr: float = 1e-3) ->
     return {
         "step_seconds_median": statistics.median(times),
         "step_seconds_mean": statistics.fmean(times),
-        "optimizer_state_bytes": C.optimizer_state_bytes(opt),
+        "optimizer_state_bytes": optimizer_state_bytes(opt),
         "trainable_params": count_parameters(model, trainable_only=True),
     }
 
@@ -84,11 +87,11 @@ def time_steps(model, batches, warmup: int, precision: str, lr: float = 1e-3) ->
 @torch.no_grad()
 def time_inference(model, ids, pad_id, repeats: int) -> float:
     model.eval()
-    C._predict_ids(model, ids, pad_id)  # warm up
+    predict_ids(model, ids, pad_id)  # warm up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        C._predict_ids(model, ids, pad_id)
+        predict_ids(model, ids, pad_id)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -112,12 +115,12 @@ def main(argv=None) -> int:
     with OtherLoad() as load:
         configs = [("full", None), ("head", None)] + [(f"lora-r{r}", r) for r in args.ranks]
         for label, rank in configs:
-            model = C.classifier_from_checkpoint(seed=0)
+            model = classifier_from_checkpoint(seed=0)
             if rank is None:
-                C.set_trainable(model, label)
+                set_trainable(model, label)
             else:
                 torch.manual_seed(0)
-                apply_lora(model, rank=rank, alpha=2 * rank, train_head=True)
+                apply_lora(model, r=rank, lora_alpha=2 * rank, train_head=True)
             with OtherLoad() as one:
                 r = time_steps(model, batches, args.warmup, precision)
             r.update(kind="training step", label=label, other_load_cores=one.cores)
@@ -126,17 +129,17 @@ def main(argv=None) -> int:
 
         # Inference: base vs LoRA unmerged vs merged, on the balanced test split.
         tok = course_tokenizer()
-        test = C.load_splits()["test"]
-        ids, _ = C.encode_messages(test["text"].tolist(), tok, 256)
-        base = C.classifier_from_checkpoint(seed=0).eval()
+        test = load_splits()["test"]
+        ids, _ = encode_messages(test["text"].tolist(), tok, 256)
+        base = classifier_from_checkpoint(seed=0).eval()
         lora = copy.deepcopy(base)
         torch.manual_seed(1)
-        apply_lora(lora, rank=8, alpha=16, train_head=True)
+        apply_lora(lora, r=8, lora_alpha=16, train_head=True)
         with torch.no_grad():
             for _, layer in lora_layers(lora):
                 layer.lora_B.weight.normal_(0, 0.02)  # a non-zero update, as after training
         lora.eval()
-        x, lengths = C.pad_batch(ids, tok.eot_token)
+        x, lengths = pad_batch(ids, tok.eot_token)
         with torch.no_grad():
             unmerged_logits = lora(x, lengths)
         merged = merge_lora(copy.deepcopy(lora)).eval()

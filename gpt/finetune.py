@@ -316,8 +316,8 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
     present = set(splits["train"]["label"])
     if not set(config.labels) <= present:
         raise ConfigError(
-            f"the train split must hold both classes {list(config.labels)}; it has only {sorted(present, key=str)} "
-            "(a model trained on one class learns nothing)"
+            f"the train split must hold both classes of labels={list(config.labels)}; it has {sorted(present, key=str)} "
+            "(set the config's labels to the split's class names; a model trained on one class learns nothing)"
         )
     return names
 
@@ -361,17 +361,22 @@ def lr_at(run: Run, step: int) -> float:
     return lr * max(0.0, (total - step) / max(1, total - warmup))
 
 
-def epoch_batches(run: Run) -> list[list[int]]:
-    """The next epoch's batches: shuffled; chunks of ``bucket * batch_size`` messages sorted by
-    length (less padding), and the batches shuffled again."""
-    lengths = np.array([len(s) for s in run.data["train"][0]])
-    bs, bucket, gen = run.config.batch_size, run.config.bucket, run.batch_generator
-    perm = torch.randperm(len(lengths), generator=gen).numpy()
+def bucketed_batches(lengths, batch_size: int, bucket: int, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches of message indices: shuffled; chunks of ``bucket * batch_size`` messages
+    sorted by length (less padding), and the batches shuffled again."""
+    lengths = np.asarray(lengths)
+    perm = torch.randperm(len(lengths), generator=generator).numpy()
     if bucket > 1:
-        chunks = [perm[i : i + bucket * bs] for i in range(0, len(perm), bucket * bs)]
+        chunks = [perm[i : i + bucket * batch_size] for i in range(0, len(perm), bucket * batch_size)]
         perm = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
-    batches = [perm[i : i + bs].tolist() for i in range(0, len(perm), bs)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    batches = [perm[i : i + batch_size].tolist() for i in range(0, len(perm), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def epoch_batches(run: Run) -> list[list[int]]:
+    """The next epoch's batches (:func:`bucketed_batches` from the run's batch-order generator)."""
+    lengths = [len(s) for s in run.data["train"][0]]
+    return bucketed_batches(lengths, run.config.batch_size, run.config.bucket, run.batch_generator)
 
 
 # ---------------------------------------------------------------------------------------------

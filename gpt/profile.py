@@ -19,7 +19,7 @@ class Profile:
     eval_interval: int
     eval_batches: int
     sample_tokens: int  # tokens generated per sample
-    finetune_epochs: int  # notebook 05: epochs per fine-tuning run (0: the strategy's default, gpt.classify.DEFAULT_HPARAMS)
+    finetune_epochs: int  # notebook 05: epochs per fine-tuning run (0: the strategy's default, gpt.finetune.DEFAULT_CONFIGS)
     finetune_train_limit: int  # notebook 05: train on the first N messages of the train split (0: all 1,045)
     finetune_eval_limit: int  # notebook 05: evaluate on the first N messages of each other split (0: all)
 

@@ -6,7 +6,7 @@ already uses (:data:`AUTHOR_BOOKS`): Mark Twain's *Adventures of Huckleberry Fin
 *The Adventures of Tom Sawyer* (``pg74``) against Charles Dickens' *Great Expectations*
 (``pg1400``) and *A Tale of Two Cities* (``pg98``). Labels are :data:`AUTHOR_LABELS` =
 ``("twain", "dickens")`` (class ids 0 and 1; "dickens" is the positive class of precision, recall
-and F1 in :func:`gpt.classify.finetune`).
+and F1 in :func:`gpt.finetune.finetune`).
 
 **What the reference model has seen.** The reference GPT was pretrained on every book except the
 last 5 % of each book's *tokens* (:func:`gpt.data.load_pretraining_ids` with ``val_fraction=0.05``:
@@ -43,9 +43,9 @@ use numpy's PCG64 generator (``tests/test_tasks.py`` pins the sha256 of the seed
 Example::
 
     splits = author_splits(seed=0)
-    model = classifier_from_checkpoint()
-    apply_lora(model, rank=8, alpha=16, train_head=True)
-    finetune(model, splits, labels=AUTHOR_LABELS, eval_splits=("test",))
+    config = default_config("lora", labels=AUTHOR_LABELS, eval_splits=("test",))
+    model = build_model(config)                     # the reference model with LoRA r=8 on every block Linear
+    finetune(model, splits, config)
 
 Known limitation: the course tokenizer (BPE) was trained on the full text of all books, held-out
 tails included; it fixes only which character sequences are single tokens, not what the model learned.

@@ -1,15 +1,38 @@
-"""The headline experiment command: its run list, a tiny end-to-end run, resuming, the plot."""
+"""The finetune and experiment commands: result rows, refusals before work, Ctrl-C and --resume, the plot."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
 import torch
 
-from gpt import classify as C
 from gpt import experiment as E
+from gpt.cli import main
 from gpt.model import GPT, GPTConfig
+from gpt.results import RESULT_COLUMNS
 from gpt.train import save_model
+from gpt.viz import plot_accuracy_vs_params
 
 TINY = dict(vocab_size=4096, context_length=64, n_layer=1, n_head=2, n_embd=32)
+
+
+@pytest.fixture()
+def env(mirror_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
+    ckpt = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_model(GPT(GPTConfig(**TINY)), ckpt)
+    return ckpt
+
+
+def finetune(ckpt, out, strategy, *extra):
+    return main(["finetune", "--strategy", strategy, "--seeds", "0", "--epochs", "1", "--checkpoint", str(ckpt), "--out", str(out), *extra])
 
 
 def test_experiment_runs_cover_the_issue():
@@ -21,34 +44,121 @@ def test_experiment_runs_cover_the_issue():
         E.experiment_runs(strategies=("lora", "prefix-tuning"))
 
 
-def test_tiny_experiment_end_to_end_and_resume(mirror_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
-    ckpt = tmp_path / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_model(GPT(GPTConfig(**TINY)), ckpt)
+def test_cli_writes_result_rows(env, tmp_path):
     out = tmp_path / "results"
-    csv = E.run_experiment(out, seeds=(0,), strategies=("head", "lora"), ranks=(1, 4), checkpoint=str(ckpt), epochs=1,
-                           command="python -m gpt experiment --test")
+    for strategy, extra in (("head", []), ("baseline", []), ("lora", ["--rank", "2", "--alpha", "4"]), ("full", [])):
+        assert finetune(env, out, strategy, *extra) == 0
+    table = pd.read_csv(out / "results.csv").set_index("strategy")
+    assert list(table.index) == ["full", "head", "lora-r2", "baseline"] and list(table.reset_index().columns) == RESULT_COLUMNS
+    assert table.loc["head", "trainable_params"] == 66 and table["command"].str.startswith("python -m gpt").all()
+    # r·(in + out) per wrapped layer: q, k, v, out (32 -> 32), fc (32 -> 128), proj (128 -> 32); + the head
+    assert table.loc["lora-r2", "trainable_params"] == 2 * (4 * 64 + 2 * 160) * TINY["n_layer"] + 66
+    assert table.loc["lora-r2", "r"] == 2 and table.loc["lora-r2", "lora_alpha"] == 4
+    assert table.loc["full", "stored_bytes"] > table.loc["full", "trainable_params"] * 4
+    assert table.loc["lora-r2", "stored_bytes"] < table.loc["full", "stored_bytes"] / 5
+    assert 0 < table.loc["lora-r2", "seconds_per_step"] < table.loc["lora-r2", "seconds_per_epoch"]
+    assert (out / "runs" / "lora-r2_seed0.json").exists() and "| lora-r2 |" in (out / "summary.md").read_text()
+    assert not (out / "checkpoints").exists(), "a finished run leaves no checkpoint behind"
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--strategy", "head", "--rank", "4"], "--rank does not apply to the strategy 'head'"),
+        (["--strategy", "baseline", "--dropout", "0.1"], "--dropout does not apply"),
+        (["--strategy", "head", "--epochs", "0"], "epochs must be an integer >= 1"),
+        (["--strategy", "head", "--lr", "-1"], "lr must be"),
+        (["--strategy", "lora", "--rank", "0"], "r must be an integer >= 1"),
+        (["--strategy", "head", "--seeds", "1", "1"], "repeats a seed"),
+        (["--strategy", "head", "--device", "cuda:3"], "CUDA"),
+        (["--strategy", "head", "--checkpoint", "no/such.safetensors"], "does not exist"),
+    ],
+)
+def test_bad_flags_are_refused_before_any_work(env, tmp_path, capsys, args, phrase):
+    out = tmp_path / "results"
+    argv = ["finetune", *args, "--out", str(out)]
+    if "--seeds" not in args:
+        argv += ["--seeds", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_outputs_are_checked_before_training(env, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert finetune(env, out, "head") == 0
+    before = (out / "results.csv").read_bytes()
+    capsys.readouterr()
+    assert finetune(env, out, "head") == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "results.csv").read_bytes() == before
+    assert finetune(env, out, "head", "--resume") == 0  # the row exists: skipped
+    assert "skipped" in capsys.readouterr().out and (out / "results.csv").read_bytes() == before
+    assert finetune(env, out, "head", "--overwrite") == 0
+    assert (out / "results.csv").read_bytes() != before
+    (tmp_path / "afile").write_text("x")
+    assert finetune(env, tmp_path / "afile", "head") == 2
+    assert "is a file" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("name,score\nx,1\n")
+    assert finetune(env, foreign, "head") == 2
+    assert "not a results table" in capsys.readouterr().err
+
+
+def _spawn(ckpt, out, *extra):
+    cmd = [sys.executable, "-m", "gpt", "finetune", "--strategy", "lora", "--rank", "2", "--alpha", "4", "--seeds", "0",
+           "--epochs", "3", "--checkpoint", str(ckpt), "--out", str(out), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+
+
+def test_ctrl_c_saves_and_resume_gives_the_same_result(env, tmp_path):
+    straight = _spawn(env, tmp_path / "a")
+    interrupted = _spawn(env, tmp_path / "b")
+    checkpoint = tmp_path / "b" / "checkpoints" / "lora-r2_seed0"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and interrupted.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the first epoch's checkpoint appears: Ctrl-C in the second epoch
+    interrupted.send_signal(signal.SIGINT)
+    _, err = interrupted.communicate(timeout=240)
+    assert interrupted.returncode == 130, err
+    assert "resume with: python -m gpt finetune" in err and "--resume" in err and "Traceback" not in err
+    assert (checkpoint / "state.json").exists() and not (tmp_path / "b" / "results.csv").exists()
+    resumed = _spawn(env, tmp_path / "b", "--resume")
+    assert resumed.wait(timeout=240) == 0 and straight.wait(timeout=240) == 0
+    a, b = (json.loads((tmp_path / d / "runs" / "lora-r2_seed0.json").read_text()) for d in "ab")
+    assert b["resumed"] and not a["resumed"]
+    assert a["history"]["train_loss"] == b["history"]["train_loss"]
+    assert a["metrics"]["test"]["spam_probability"] == b["metrics"]["test"]["spam_probability"]
+    assert not checkpoint.exists()
+
+
+def test_tiny_experiment_end_to_end_and_resume(env, tmp_path, capsys):
+    out = tmp_path / "results"
+    kw = dict(seeds=(0,), strategies=("head", "lora"), ranks=(1, 4), checkpoint=str(env), epochs=1)
+    csv = E.run_experiment(out, command="python -m gpt experiment --test", **kw)
     table = pd.read_csv(csv)
     assert list(table["strategy"]) == ["head", "lora-r1", "lora-r4"]
     assert (table["command"] == "python -m gpt experiment --test").all()
     assert table.set_index("strategy").loc["lora-r4", "trainable_params"] > table.set_index("strategy").loc["lora-r1", "trainable_params"]
     assert (out / "accuracy_vs_params.png").stat().st_size > 10_000
     assert "| lora-r4 |" in (out / "summary.md").read_text()
-    # resume: nothing left to do, nothing rerun
     capsys.readouterr()
-    E.run_experiment(out, seeds=(0,), strategies=("head", "lora"), ranks=(1, 4), checkpoint=str(ckpt), epochs=1, skip_existing=True)
+    E.run_experiment(out, skip_existing=True, **kw)  # resume: nothing left to do, nothing rerun
     assert "0 runs to do" in capsys.readouterr().out
     assert pd.read_csv(csv)["date"].tolist() == table["date"].tolist()
+    with pytest.raises(Exception, match="--overwrite"):  # without --skip-existing or --overwrite: refused
+        E.run_experiment(out, **kw)
+    with pytest.raises(ValueError, match="r must be an integer"):
+        E.run_experiment(tmp_path / "other", **{**kw, "ranks": (0,)})
 
 
 def test_plot_accuracy_vs_params_from_a_table():
     rows = []
     for strategy, params, accs in (("full", 2_600_000, [0.95, 0.96]), ("lora-r8", 110_978, [0.96, 0.97]), ("baseline", 14_000, [0.955, 0.958])):
         for seed, a in enumerate(accs):
-            row = {c: 0 for c in C.RESULT_COLUMNS}
+            row = {c: 0 for c in RESULT_COLUMNS}
             row.update(strategy=strategy, seed=seed, trainable_params=params, total_params=2_700_000, test_accuracy=a)
             rows.append(row)
-    ax = E.plot_accuracy_vs_params(pd.DataFrame(rows))
+    ax = plot_accuracy_vs_params(pd.DataFrame(rows))
     assert ax.get_xscale() == "log" and len(ax.get_lines()) >= 2

@@ -201,18 +201,21 @@ def test_val_and_test_lie_in_the_heldout_tails(splits):
 
 
 def test_finetune_accepts_the_author_task(splits):
-    """gpt.classify.finetune trains on these splits with labels=AUTHOR_LABELS (a tiny model, a few passages)."""
-    from gpt import classify as C
-    from gpt.model import GPTConfig
+    """gpt.finetune.finetune trains on these splits with labels=AUTHOR_LABELS (a tiny model, a few passages)."""
+    from gpt.classifier import GPTClassifier, set_trainable
+    from gpt.errors import ConfigError
+    from gpt.finetune import default_config, finetune
+    from gpt.model import GPT, GPTConfig
 
     torch.manual_seed(0)
-    model = C.GPTClassifier(GPTConfig(vocab_size=4096, context_length=128, n_layer=1, n_head=2, n_embd=32))
+    model = GPTClassifier(GPT(GPTConfig(vocab_size=4096, context_length=128, n_layer=1, n_head=2, n_embd=32)))
+    set_trainable(model, "full")
     small = {name: df.head(16 if name == "train" else 8) for name, df in splits.items()}
-    result = C.finetune(model, small, labels=AUTHOR_LABELS, eval_splits=("test",), epochs=1, batch_size=8,
-                        lr=1e-3, precision="fp32", progress=False)
-    assert result["labels"] == list(AUTHOR_LABELS)
-    assert result["metrics"]["test"]["n"] == 8
-    assert set(result["metrics"]["test"]["predicted"]) <= set(AUTHOR_LABELS)
-    assert np.isfinite(result["history"]["train_loss"][0])
-    with pytest.raises(ValueError, match="labels"):
-        C.finetune(model, small, eval_splits=("test",), epochs=1, progress=False)  # ham/spam labels: a clear error
+    config = default_config("full", labels=AUTHOR_LABELS, eval_splits=("test",), epochs=1, batch_size=8, lr=1e-3, precision="fp32")
+    result = finetune(model, small, config, progress=False)
+    test = result.metrics["test"]
+    assert result.config.labels == tuple(AUTHOR_LABELS) and test["n"] == 8
+    assert test["predicted"] == [AUTHOR_LABELS[1] if p > 0.5 else AUTHOR_LABELS[0] for p in test["spam_probability"]]
+    assert np.isfinite(result.history["train_loss"][0])
+    with pytest.raises(ConfigError, match="labels"):  # ham/spam labels: a clear error
+        finetune(model, small, default_config("full", eval_splits=("test",), epochs=1), progress=False)

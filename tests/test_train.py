@@ -1,24 +1,35 @@
-"""Pretraining: schedule, optimizer groups, reproducibility, exact resume, checkpoints, precision."""
+"""Pretraining: schedule, optimizer groups, reproducibility, exact resume, atomic checkpoints that refuse
+to mix runs, interrupts, precision, and one clear error for every bad input."""
 
 import json
 import math
+import os
+import signal
+import threading
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+import gpt.train as train_module
+from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters
 from gpt.train import (
-    CheckpointError,
     TrainConfig,
+    TrainingInterrupted,
+    check_resume,
+    cpu_has_fast_bf16,
     evaluate,
     get_batch,
     load_model,
+    load_training_state,
     lr_at,
     make_optimizer,
+    pick_device,
     pretrain,
     read_checkpoint,
+    read_training_state,
     resolve_precision,
     save_model,
 )
@@ -76,11 +87,48 @@ def test_lr_schedule_without_warmup():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(max_steps=0), dict(batch_size=0), dict(warmup_steps=20, max_steps=10), dict(precision="fp16")]
+    "kwargs, phrase",
+    [
+        (dict(max_steps=0), "max_steps must be a whole number >= 1"),
+        (dict(max_steps=2.5), "max_steps must be a whole number"),
+        (dict(batch_size=0), "batch_size must be a whole number >= 1"),
+        (dict(warmup_steps=20, max_steps=10), "warmup_steps (20) must be between 0 and max_steps (10)"),
+        (dict(warmup_steps=-1), "warmup_steps must be a whole number >= 0"),
+        (dict(precision="fp16"), "precision must be 'auto', 'bf16' or 'fp32'"),
+        (dict(eval_interval=0), "eval_interval must be a whole number >= 1"),
+        (dict(eval_batches=0), "eval_batches must be a whole number >= 1"),
+        (dict(lr=0.0), "lr must be a finite number > 0"),
+        (dict(lr=float("nan")), "lr must be a finite number > 0"),
+        (dict(lr=1e-3, min_lr=1e-2), "min_lr must be between 0 and lr"),
+        (dict(min_lr=-1e-4), "min_lr must be between 0 and lr"),
+        (dict(grad_clip=-1.0), "grad_clip must be None or a finite number >= 0"),
+        (dict(grad_clip=float("inf")), "grad_clip must be None or a finite number >= 0"),
+        (dict(checkpoint_interval=-1), "checkpoint_interval must be a whole number >= 0"),
+        (dict(weight_decay=-0.1), "weight_decay must be a finite number >= 0"),
+        (dict(betas=(1.0, 0.95)), "betas must be two numbers in [0, 1)"),
+        (dict(betas=(0.9,)), "betas must be two numbers in [0, 1)"),
+        (dict(betas=0.9), "betas must be two numbers in [0, 1)"),
+        (dict(seed=1.5), "seed must be a whole number"),
+        (dict(device=""), "device must be 'auto' or a torch device"),
+    ],
 )
-def test_train_config_validation(kwargs):
-    with pytest.raises(ValueError):
+def test_train_config_validation(kwargs, phrase):
+    with pytest.raises(ConfigError) as e:
         TrainConfig(**kwargs)
+    assert phrase in str(e.value)
+    assert isinstance(e.value, ValueError)  # `except ValueError` keeps working
+
+
+def test_train_config_accepts_edge_values():
+    c = TrainConfig(max_steps=1, warmup_steps=1, min_lr=0.0, grad_clip=None, betas=[0.0, 0.5], checkpoint_interval=0)
+    assert c.betas == (0.0, 0.5) and c.grad_clip is None
+    assert TrainConfig(lr=1e-3, min_lr=1e-3).min_lr == 1e-3  # a constant schedule
+
+
+@pytest.mark.parametrize("device, phrase", [("gpu", "is not a device"), ("cuda:99", "CUDA")])
+def test_pick_device_refuses_unknown_or_missing_devices(device, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        pick_device(device)
 
 
 def test_weight_decay_only_on_matrices():
@@ -150,7 +198,8 @@ def test_resume_is_exact(tmp_path):
     run = tmp_path / "interrupted"
     part = pretrain(tiny_model(seed=0, dropout=0.1), TRAIN, VAL, c, run_dir=run, progress=False, stop_after=4)
     assert part["step"] == [1, 2, 3, 4]
-    assert json.loads((run / "state.json").read_text())["step"] == 4
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint"]  # no temporary folder left behind
     resumed_model = tiny_model(seed=99, dropout=0.1)
     resumed = pretrain(resumed_model, TRAIN, VAL, c, run_dir=run, resume=True, progress=False)
     assert resumed["step"] == full["step"]
@@ -167,22 +216,9 @@ def test_resume_in_two_interruptions(tmp_path):
     run = tmp_path / "run"
     for i in range(3):
         model = tiny_model(seed=0 if i == 0 else 5)  # a resumed run loads its weights from the checkpoint
-        hist = pretrain(model, TRAIN, VAL, c, run_dir=run, resume=(run / "state.json").exists(), progress=False, stop_after=2)
+        hist = pretrain(model, TRAIN, VAL, c, run_dir=run, resume=(run / "checkpoint").exists(), progress=False, stop_after=2)
+    assert hist["step"] == list(range(1, 7))
     assert hist["train_loss"] == full["train_loss"]
-
-
-def test_resume_refuses_other_config_or_missing_run(tmp_path):
-    run = tmp_path / "run"
-    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=run, progress=False, stop_after=2)
-    with pytest.raises(CheckpointError, match="different TrainConfig"):
-        pretrain(tiny_model(), TRAIN, VAL, cfg(lr=1e-3), run_dir=run, resume=True, progress=False)
-    with pytest.raises(CheckpointError, match="nothing to resume"):
-        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=tmp_path / "empty", resume=True, progress=False)
-
-
-def test_too_short_stream_raises():
-    with pytest.raises(ValueError, match="validation token stream has 20 tokens"):
-        pretrain(tiny_model(), TRAIN, VAL[:20], cfg(), progress=False)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -207,7 +243,7 @@ def test_resolve_precision():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("bf16", cpu) == "bf16"
-    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_fast_bf16() else "fp32")
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
@@ -286,3 +322,317 @@ def test_checkpoint_without_config(tmp_path):
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(CheckpointError, match="no 'gpt_config' metadata"):
         load_model(path)
+
+
+def test_checkpoint_folder_name_in_error(tmp_path):
+    save_model(tiny_model(), tmp_path / "run" / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"is a folder, but a checkpoint file .* did you mean .*model.safetensors"):
+        load_model(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "gpt_config, phrase",
+    [
+        ('{"vocab_size": 512, "n_layer": ', "'gpt_config' metadata is not valid JSON"),
+        ('{"vocab_size": 512, "n_head": 0}', "not a valid model configuration"),
+        ('{"vocab_size": 512, "n_layers": 2}', "not a valid model configuration"),
+        ("[1, 2, 3]", "not a valid model configuration"),
+    ],
+)
+def test_malformed_gpt_config_metadata(tmp_path, gpt_config, phrase):
+    path = tmp_path / "bad_meta.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"gpt_config": gpt_config})
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(path)
+    assert phrase in str(e.value) and str(path) in str(e.value)
+
+
+def _nan_checkpoint(tmp_path, name="blocks.0.mlp.fc.weight"):
+    model = tiny_model()
+    state = {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    state[name][3, 4] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path), metadata={"gpt_config": json.dumps(model.config.to_dict())})
+    return path
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    path = _nan_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match=r"tensor 'blocks.0.mlp.fc.weight' holds 1 NaN or infinite value"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"blocks.0.mlp.fc.weight"):
+        load_model(path)
+
+
+# --- training checkpoints: one unit, verified on resume -------------------------------------------
+
+
+def _runs_equal(a: GPT, b: GPT) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+RUN_INFO = {"books": ["pg35"], "val_fraction": 0.05, "preset": "course-tiny", "tokenizer_fingerprint": "abc"}
+
+
+@pytest.fixture
+def half_run(tmp_path):
+    """A run stopped after 4 of 8 steps, with a checkpoint."""
+    run = tmp_path / "run"
+    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=run, progress=False, stop_after=4, run_info=RUN_INFO)
+    return run
+
+
+def test_checkpoint_layout_and_state(half_run):
+    ckpt = half_run / "checkpoint"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.safetensors", "optimizer.safetensors", "state.json"]
+    state = read_training_state(half_run)
+    assert state["step"] == 4 and state["run"] == RUN_INFO
+    import hashlib
+
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        assert state["files"][name] == hashlib.sha256((ckpt / name).read_bytes()).hexdigest()
+    assert state["model_config"] == tiny_config().to_dict()
+    assert state["data"]["training tokens"] == len(TRAIN)
+    # the checkpoint's weights are a model file: load_model reads them
+    assert load_model(ckpt / "model.safetensors").config == tiny_config()
+    _, _, meta = read_checkpoint(ckpt / "model.safetensors")
+    assert meta["tokenizer_fingerprint"] == "abc"
+
+
+def test_resume_refuses_other_train_config(half_run):
+    with pytest.raises(CheckpointError) as e:
+        pretrain(tiny_model(), TRAIN, VAL, cfg(lr=1e-3), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+    assert "TrainConfig.lr differs: the checkpoint has 0.003, this run has 0.001" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("books", ["pg35", "pg120"]), ("val_fraction", 0.1), ("preset", "course"), ("tokenizer_fingerprint", "def")],
+)
+def test_resume_refuses_other_run_info(half_run, field, value):
+    other = {**RUN_INFO, field: value}
+    with pytest.raises(CheckpointError) as e:
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=half_run, resume=True, progress=False, run_info=other)
+    assert f"{field} differs: the checkpoint has {RUN_INFO[field]!r}, this run has {value!r}" in str(e.value)
+
+
+def test_resume_refuses_other_model_or_data(half_run):
+    with pytest.raises(CheckpointError, match="model config dropout differs: the checkpoint has 0.0, this run has 0.1"):
+        pretrain(tiny_model(dropout=0.1), TRAIN, VAL, cfg(), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+    other = TRAIN.copy()
+    other[100] = (other[100] + 1) % VOCAB
+    with pytest.raises(CheckpointError, match="training data sha256 differs"):
+        pretrain(tiny_model(), other, VAL, cfg(), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+    with pytest.raises(CheckpointError, match="validation tokens differs: the checkpoint has 1000, this run has 999"):
+        pretrain(tiny_model(), TRAIN, VAL[:-1], cfg(), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+
+
+def test_resume_allows_another_checkpoint_interval(half_run):
+    hist = pretrain(tiny_model(), TRAIN, VAL, cfg(checkpoint_interval=3), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+    assert hist["step"] == list(range(1, 9))
+
+
+def test_resume_refuses_missing_or_old_layout_run(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume in .*empty"):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=tmp_path / "empty", resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume: no run folder"):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), resume=True, progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "state.json").write_text('{"step": 2}')
+    with pytest.raises(CheckpointError, match="old layout"):
+        read_training_state(old)
+
+
+def test_pretrain_refuses_to_overwrite_a_run(half_run):
+    before = (half_run / "checkpoint" / "state.json").read_bytes()
+    with pytest.raises(OutputExistsError, match="already holds a training checkpoint"):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=half_run, progress=False)
+    assert (half_run / "checkpoint" / "state.json").read_bytes() == before
+    hist = pretrain(tiny_model(), TRAIN, VAL, cfg(max_steps=2, warmup_steps=1), run_dir=half_run, progress=False, overwrite=True)
+    assert hist["step"] == [1, 2] and read_training_state(half_run)["step"] == 2
+
+
+def _tamper_state(run, **changes):
+    path = run / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    state.update(changes)
+    path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize(
+    "damage, phrase",
+    [
+        (lambda run: (run / "checkpoint" / "state.json").write_text('{"format": "gpt-course-checkpoint/2", "step": 4, "hist'),
+         "state.json is not valid JSON"),
+        (lambda run: (run / "checkpoint" / "state.json").write_text("[]"), "expected a JSON object"),
+        (lambda run: (run / "checkpoint" / "state.json").unlink(), "incomplete: .*state.json is missing"),
+        (lambda run: (run / "checkpoint" / "optimizer.safetensors").unlink(), "incomplete: .*optimizer.safetensors is missing"),
+        (lambda run: _tamper_state(run, step="four"), "the field 'step' is 'four'"),
+        (lambda run: _tamper_state(run, format="something/1"), "has format 'something/1'"),
+        (lambda run: _tamper_state(run, files={}), "records no sha256 for model.safetensors"),
+    ],
+)
+def test_damaged_training_checkpoint_is_refused(half_run, damage, phrase):
+    damage(half_run)
+    with pytest.raises(CheckpointError, match=phrase):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+
+
+def test_files_of_different_steps_are_never_mixed(tmp_path):
+    """The bug this layout fixes: step-6 weights next to step-4 optimizer state resumed silently."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=a, progress=False, stop_after=4)
+    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=b, progress=False, stop_after=6)
+    (a / "checkpoint" / "model.safetensors").write_bytes((b / "checkpoint" / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=r"model.safetensors has sha256 \w+, but .*state.json records \w+: the files"):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=a, resume=True, progress=False)
+
+
+def test_non_finite_optimizer_state_is_refused(half_run):
+    from safetensors.torch import load_file
+
+    import hashlib
+
+    opt_path = half_run / "checkpoint" / "optimizer.safetensors"
+    opt = load_file(str(opt_path))
+    key = next(k for k in opt if k.endswith("::exp_avg_sq"))
+    opt[key].view(-1)[0] = float("inf")
+    save_file(opt, str(opt_path))
+    state = read_training_state(half_run)
+    _tamper_state(half_run, files={**state["files"], "optimizer.safetensors": hashlib.sha256(opt_path.read_bytes()).hexdigest()})
+    model = tiny_model()
+    with pytest.raises(CheckpointError, match=rf"tensor '{key}' holds 1 NaN or infinite"):
+        load_training_state(half_run, model, make_optimizer(model, 1e-3, 0.1))
+
+
+def test_non_finite_weights_in_training_checkpoint_are_refused(half_run):
+    import hashlib
+
+    path = half_run / "checkpoint" / "model.safetensors"
+    config, state, meta = read_checkpoint(path)
+    state["ln_f.weight"][0] = float("nan")
+    save_file(state, str(path), metadata={"gpt_config": json.dumps(config.to_dict())})
+    files = read_training_state(half_run)["files"]
+    _tamper_state(half_run, files={**files, "model.safetensors": hashlib.sha256(path.read_bytes()).hexdigest()})
+    with pytest.raises(CheckpointError, match="tensor 'ln_f.weight' holds 1 NaN"):
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=half_run, resume=True, progress=False, run_info=RUN_INFO)
+
+
+def test_crash_between_checkpoint_writes_keeps_the_previous_one(tmp_path, monkeypatch):
+    """Fault injection: the write of step 6's optimizer file fails after its model file was written.
+    The step-3 checkpoint stays whole, and resuming from it ends exactly where an uninterrupted run does."""
+    c = cfg(max_steps=8, checkpoint_interval=3, eval_interval=3)
+    full = tiny_model(dropout=0.1)
+    full_hist = pretrain(full, TRAIN, VAL, c, progress=False)
+
+    run = tmp_path / "run"
+    real_write = train_module._write_file
+    calls = []
+
+    def failing_write(path, data):
+        calls.append(path.name)
+        if len(calls) == 5:  # step 3 wrote files 1-3; step 6 writes model (4), then fails on the optimizer (5)
+            raise RuntimeError("simulated crash: power lost while writing the checkpoint")
+        real_write(path, data)
+
+    monkeypatch.setattr(train_module, "_write_file", failing_write)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pretrain(tiny_model(dropout=0.1), TRAIN, VAL, c, run_dir=run, progress=False)
+    assert calls == ["model.safetensors", "optimizer.safetensors", "state.json", "model.safetensors", "optimizer.safetensors"]
+    monkeypatch.setattr(train_module, "_write_file", real_write)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint"]  # the half-written folder is gone
+    assert read_training_state(run)["step"] == 3
+
+    resumed = tiny_model(seed=42, dropout=0.1)
+    hist = pretrain(resumed, TRAIN, VAL, c, run_dir=run, resume=True, progress=False)
+    assert hist["train_loss"] == full_hist["train_loss"] and hist["val_loss"] == full_hist["val_loss"]
+    assert _runs_equal(resumed, full)
+    final = load_model(run / "checkpoint" / "model.safetensors")
+    assert _runs_equal(final, full)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def _interrupt_after(monkeypatch, n_losses: int, times: int = 1):
+    """Send SIGINT to this process from inside the n-th training step (as Ctrl-C would)."""
+    real = train_module.lm_loss
+    count = [0]
+
+    def lm_loss(model, x, y):
+        count[0] += 1
+        if count[0] == n_losses:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(model, x, y)
+
+    monkeypatch.setattr(train_module, "lm_loss", lm_loss)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ctrl_c_saves_the_last_step_and_resumes_exactly(tmp_path, monkeypatch, capsys):
+    c = cfg(max_steps=8, eval_interval=4)
+    full = tiny_model(dropout=0.1)
+    full_hist = pretrain(full, TRAIN, VAL, c, progress=False)
+    handler = signal.getsignal(signal.SIGINT)
+    run = tmp_path / "run"
+    _interrupt_after(monkeypatch, 3)  # during step 3: the step finishes, then training stops
+    with pytest.raises(TrainingInterrupted) as e:
+        pretrain(tiny_model(dropout=0.1), TRAIN, VAL, c, run_dir=run, progress=False)
+    assert isinstance(e.value, KeyboardInterrupt)
+    assert e.value.step == 3 and e.value.checkpoint == run / "checkpoint"
+    assert e.value.history["step"] == [1, 2, 3]
+    assert read_training_state(run)["step"] == 3
+    assert "finishing this step, then saving a checkpoint" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is handler  # the handler is restored
+    monkeypatch.undo()
+    resumed = tiny_model(seed=1, dropout=0.1)
+    hist = pretrain(resumed, TRAIN, VAL, c, run_dir=run, resume=True, progress=False)
+    assert hist["train_loss"] == full_hist["train_loss"] and _runs_equal(resumed, full)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ctrl_c_without_run_folder_and_twice(tmp_path, monkeypatch):
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(TrainingInterrupted) as e:
+        pretrain(tiny_model(), TRAIN, VAL, cfg(), progress=False)
+    assert e.value.step == 2 and e.value.checkpoint is None
+    # a second Ctrl-C stops at once, without saving; the last periodic checkpoint stays as it was
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    _interrupt_after(monkeypatch, 5, times=2)
+    with pytest.raises(KeyboardInterrupt) as e:
+        pretrain(tiny_model(), TRAIN, VAL, cfg(checkpoint_interval=2, eval_interval=8), run_dir=run, progress=False)
+    assert not isinstance(e.value, TrainingInterrupted)
+    assert read_training_state(run)["step"] == 4
+
+
+# --- bad inputs to the loop ---------------------------------------------------------------------
+
+
+def test_too_short_stream_raises():
+    with pytest.raises(ConfigError, match="validation token stream has 20 tokens"):
+        pretrain(tiny_model(), TRAIN, VAL[:20], cfg(), progress=False)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused():
+    bad = TRAIN.copy()
+    bad[10] = VOCAB
+    with pytest.raises(ConfigError, match=f"training token stream holds token id {VOCAB}, but the model's vocabulary has {VOCAB}"):
+        pretrain(tiny_model(), bad, VAL, cfg(), progress=False)
+
+
+@pytest.mark.parametrize("n_batches", [0, -1])
+def test_evaluate_needs_batches(n_batches):
+    ids = torch.from_numpy(VAL.astype(np.int64))
+    with pytest.raises(ConfigError, match="n_batches >= 1"):
+        evaluate(tiny_model(), ids, 4, n_batches, torch.device("cpu"))
+
+
+def test_check_resume_compares_only_what_is_given(half_run):
+    state = read_training_state(half_run)
+    check_resume(state)  # nothing to compare
+    check_resume(state, cfg=cfg(), model_config=tiny_config(), run_info=RUN_INFO)
+    with pytest.raises(CheckpointError, match="TrainConfig.max_steps differs: the checkpoint has 8, this run has 9"):
+        check_resume(state, cfg=cfg(max_steps=9))
