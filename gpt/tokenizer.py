@@ -110,9 +110,11 @@ def train_bpe(
     whose merged bytes sort first, so training is deterministic. Pair counts are updated
     incrementally: only the words containing the merged pair are revisited.
     """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise ConfigError(f"vocab_size must be a whole number, got {vocab_size!r}")
     n_merges = vocab_size - 256 - len(special_tokens)
     if n_merges < 0:
-        raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)} (256 bytes + special tokens)")
+        raise ConfigError(f"vocab_size must be at least {256 + len(special_tokens)} (256 bytes + special tokens), got {vocab_size!r}")
     if isinstance(texts, str):
         texts = [texts]
     word_counts: Counter[bytes] = Counter()
@@ -121,7 +123,7 @@ def train_bpe(
             raise TypeError(f"train_bpe expects str texts, got {type(text).__name__}")
         word_counts.update(w.encode("utf-8") for w in pretokenize(text))
     if not word_counts:
-        raise ValueError("cannot train a BPE vocabulary on an empty corpus")
+        raise ConfigError("cannot train a BPE vocabulary on an empty corpus")
 
     # Each distinct word is a list of token byte strings, starting as single bytes.
     words = [[bytes([b]) for b in w] for w in word_counts]
@@ -186,7 +188,7 @@ def train_bpe(
     if bar:
         bar.close()
     if merges_done < n_merges:
-        raise ValueError(
+        raise ConfigError(
             f"the corpus only allows {merges_done} merges (every word is already one token), but "
             f"vocab_size {vocab_size} needs {n_merges}; use a larger corpus or a smaller vocab_size"
         )
@@ -199,7 +201,7 @@ def save_tokenizer(enc: tiktoken.Encoding, path: str | os.PathLike) -> None:
     ranks = enc._mergeable_ranks
     tokens = sorted(ranks, key=ranks.get)
     if [ranks[t] for t in tokens] != list(range(len(tokens))):
-        raise ValueError("mergeable ranks must be 0..n-1 to be saved")
+        raise ConfigError("mergeable ranks must be 0..n-1 to be saved")
     doc = {
         "format": "gpt-course-bpe/1",
         "name": enc.name,

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gpt.errors import ConfigError
 from gpt.model import (
     GPT,
     PRESETS,
@@ -35,13 +36,13 @@ def ids(B=2, T=16, V=4096, seed=1):
 
 
 def test_config_rejects_indivisible_heads():
-    with pytest.raises(ValueError, match="divisible by n_head"):
+    with pytest.raises(ConfigError, match="divisible by n_head"):
         GPTConfig(n_embd=100, n_head=3)
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_config_rejects_bad_context_length(value):
-    with pytest.raises(ValueError, match="context_length must be a positive integer"):
+    with pytest.raises(ConfigError, match="context_length must be a positive integer"):
         GPTConfig(context_length=value)
 
 
@@ -53,15 +54,17 @@ def test_config_rejects_bad_context_length(value):
         (dict(dropout=1.0), "dropout"),
         (dict(dropout=-0.1), "dropout"),
         (dict(attn_impl="flash"), "attn_impl"),
+        (dict(tie_weights="yes"), "tie_weights must be True or False"),
+        (dict(dropout="0.1"), "dropout must be a number"),
     ],
 )
 def test_config_rejects_other_bad_values(overrides, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         GPTConfig(**overrides)
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="unknown preset 'gpt5'"):
+    with pytest.raises(ConfigError, match="unknown preset 'gpt5'"):
         GPTConfig.from_preset("gpt5")
 
 
@@ -70,7 +73,7 @@ def test_preset_overrides_and_dict_round_trip():
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.context_length) == (4, 3, 192, 4096, 256)
     assert cfg.dropout == 0.1
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown GPTConfig fields"):
+    with pytest.raises(ConfigError, match="unknown GPTConfig fields"):
         GPTConfig.from_dict({**cfg.to_dict(), "n_embed": 3})
 
 
@@ -140,9 +143,9 @@ def test_logits_shape():
 def test_full_context_ok_and_too_long_raises():
     model = make()
     assert model(ids(B=1, T=64)).shape == (1, 64, 4096)
-    with pytest.raises(ValueError, match="longer than the model's context of 64"):
+    with pytest.raises(ConfigError, match="longer than the model's context of 64"):
         model(ids(B=1, T=65))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ConfigError, match="shape"):
         model(torch.zeros(8, dtype=torch.long))
 
 
@@ -259,8 +262,10 @@ def test_generate_stops_at_eos():
         k = row.index(eos) if eos in row else len(row)
         assert got[: k + 1] == row[: k + 1][: len(got)]  # the greedy tokens up to the first eos
         assert all(t == eos for t in got[k + 1 :])  # then only eos
-    if eos not in greedy[0, 5:].tolist():
-        assert out2.shape == (2, 13)
+    # the batch stops right after the step in which the last row produced eos (else after 8 tokens)
+    firsts = [row.index(eos) if eos in row else None for row in greedy[:, 5:].tolist()]
+    n_new = 8 if None in firsts else max(firsts) + 1
+    assert firsts[1] is not None and out2.shape == (2, 5 + n_new)
 
 
 def test_top_k_1_equals_greedy():
@@ -299,13 +304,62 @@ def test_sample_next_filters():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(temperature=-0.1), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p")],
+    [
+        (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0, got nan"),
+        (dict(temperature=float("inf")), "temperature must be a finite number >= 0, got inf"),
+        (dict(temperature="hot"), "temperature must be a finite number"),
+        (dict(top_k=0), "top_k must be a positive integer"),
+        (dict(top_k=1.5), "top_k must be a positive integer"),
+        (dict(top_p=0.0), "top_p must be in"),
+        (dict(top_p=1.5), "top_p must be in"),
+        (dict(top_p=float("nan")), "top_p must be in"),
+        (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0, got -1"),
+        (dict(max_new_tokens=2.5), "max_new_tokens must be an integer >= 0, got 2.5"),
+        (dict(max_new_tokens=True), "max_new_tokens must be an integer"),
+        (dict(eos_id=4096), r"eos_id must be a token id in \[0, 4096\)"),
+        (dict(eos_id=-1), "eos_id must be a token id"),
+    ],
 )
 def test_generate_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        make().generate(ids(B=1, T=3), 2, **kwargs)
+    kwargs = {"max_new_tokens": 2, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        make().generate(ids(B=1, T=3), **kwargs)
+
+
+def test_generate_zero_new_tokens_returns_the_prompt():
+    x = ids(B=1, T=3)
+    assert torch.equal(make().generate(x, 0), x)
+
+
+@pytest.mark.parametrize(
+    "prompt, match",
+    [
+        (torch.zeros(1, 0, dtype=torch.long), "the prompt is empty"),
+        (torch.tensor([[1, 2, 4096]]), "token id 4096 is outside the model's vocabulary \\(ids 0 to 4095\\)"),
+        (torch.tensor([[-1, 2]]), "token id -1 is outside the model's vocabulary"),
+        (torch.tensor([[1.0, 2.0]]), "must be an integer tensor, got dtype torch.float32"),
+        (torch.tensor([1, 2]), "expected token ids of shape \\(batch, time\\), got \\(2,\\)"),
+        ([[1, 2]], "must be a torch tensor"),
+    ],
+)
+def test_generate_rejects_bad_prompts(prompt, match):
+    with pytest.raises(ConfigError, match=match):
+        make().generate(prompt, 3)
+
+
+def test_forward_and_hidden_states_check_ids():
+    model = make()
+    with pytest.raises(ConfigError, match="token id 5000 is outside the model's vocabulary"):
+        model(torch.tensor([[3, 5000, 7]]))
+    with pytest.raises(ConfigError, match="token id -3 is outside"):
+        model.hidden_states(torch.tensor([[-3, 1]]))
+    with pytest.raises(ConfigError, match="integer tensor"):
+        model(torch.tensor([[True, False]]))
+    assert model(torch.tensor([[0, 4095]])).shape == (1, 2, 4096)  # both ends of the vocabulary are fine
 
 
 def test_presets_are_valid():
-    for name in PRESETS:
-        GPTConfig.from_preset(name)
+    for name, fields in PRESETS.items():
+        cfg = GPTConfig.from_preset(name)
+        assert cfg == GPTConfig(**fields) and cfg.n_embd % cfg.n_head == 0

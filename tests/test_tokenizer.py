@@ -2,9 +2,14 @@
 
 import pytest
 
+import gpt.tokenizer as tokenizer_module
+from gpt.errors import ConfigError, DataError
 from gpt.tokenizer import (
+    COURSE_TOKENIZER_FINGERPRINT,
     ENDOFTEXT,
     course_tokenizer,
+    course_tokenizer_path,
+    encode_prompt,
     get_tokenizer,
     gpt2_tokenizer,
     load_tokenizer,
@@ -66,7 +71,7 @@ def test_gpt2_round_trip():
 def test_get_tokenizer_names():
     assert get_tokenizer("gpt2") is gpt2_tokenizer()
     assert get_tokenizer("course") is course_tokenizer()
-    with pytest.raises(ValueError, match="unknown tokenizer"):
+    with pytest.raises(ConfigError, match="unknown tokenizer 'gpt3'"):
         get_tokenizer("gpt3")
 
 
@@ -122,22 +127,24 @@ def test_learned_merges_compress(small_bpe):
 
 
 def test_train_bpe_rejects_empty_corpus():
-    with pytest.raises(ValueError, match="empty corpus"):
+    with pytest.raises(ConfigError, match="empty corpus"):
         train_bpe("", 300)
-    with pytest.raises(ValueError, match="empty corpus"):
+    with pytest.raises(ConfigError, match="empty corpus"):
         train_bpe([], 300)
 
 
 def test_train_bpe_rejects_too_small_vocab():
-    with pytest.raises(ValueError, match="at least 257"):
+    with pytest.raises(ConfigError, match="at least 257"):
         train_bpe(CORPUS, 256)
-    with pytest.raises(ValueError, match="at least 258"):
+    with pytest.raises(ConfigError, match="at least 258"):
         train_bpe(CORPUS, 257, special_tokens=(ENDOFTEXT, "<|pad|>"))
+    with pytest.raises(ConfigError, match="vocab_size must be a whole number, got 300.5"):
+        train_bpe(CORPUS, 300.5)
 
 
 def test_train_bpe_rejects_vocab_larger_than_corpus_allows():
     # "hello hello world" allows only 10 merges before every word is one token
-    with pytest.raises(ValueError, match="only allows 10 merges"):
+    with pytest.raises(ConfigError, match="only allows 10 merges"):
         train_bpe("hello hello world", 300)
 
 
@@ -164,19 +171,61 @@ def test_save_load_round_trip(small_bpe, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content",
-    ["this is not json", '{"format": "something-else/9", "tokens": []}', '{"format": "gpt-course-bpe/1"}', ""],
+    "content, phrase",
+    [
+        ("this is not json", "JSONDecodeError"),
+        ('{"format": "something-else/9", "tokens": []}', "unknown format 'something-else/9'"),
+        ('{"format": "gpt-course-bpe/1"}', "KeyError"),
+        ("", "JSONDecodeError"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"format": "gpt-course-bpe/1", "name": "x", "pat_str": "a", "special_tokens": {}, "tokens": ["!!"]}', "Error"),
+    ],
 )
-def test_load_corrupt_tokenizer_file(tmp_path, content):
+def test_load_corrupt_tokenizer_file(tmp_path, content, phrase):
     path = tmp_path / "broken.json"
     path.write_text(content)
-    with pytest.raises(ValueError, match="not a valid tokenizer file"):
+    with pytest.raises(ConfigError) as e:
         load_tokenizer(path)
+    assert f"{path}: not a valid tokenizer file" in str(e.value) and phrase in str(e.value)
+    assert isinstance(e.value, ValueError)
 
 
-def test_load_missing_tokenizer_file(tmp_path):
-    with pytest.raises(ValueError, match="not a valid tokenizer file"):
+def test_load_missing_tokenizer_file_or_folder(tmp_path):
+    with pytest.raises(ConfigError, match=f"tokenizer file {tmp_path / 'nope.json'} does not exist"):
         load_tokenizer(tmp_path / "nope.json")
+    with pytest.raises(ConfigError, match="is a folder, not a tokenizer file"):
+        load_tokenizer(tmp_path)
+
+
+def test_modified_course_vocabulary_is_refused(small_bpe, tmp_path):
+    """An overwritten gpt/assets/course_bpe_4096.json is refused instead of decoding ids into garbage."""
+    assert tokenizer_fingerprint(course_tokenizer()) == COURSE_TOKENIZER_FINGERPRINT
+    fake = tmp_path / "course_bpe_4096.json"
+    save_tokenizer(small_bpe, fake)
+    with pytest.raises(DataError, match=r"is not the course vocabulary shipped with the package \(it has 320 tokens"):
+        tokenizer_module._verified_course_tokenizer(fake)
+    assert tokenizer_module._verified_course_tokenizer(course_tokenizer_path()).n_vocab == 4096
+
+
+@pytest.mark.parametrize(
+    "prompt, phrase",
+    [
+        ("", "is empty"),
+        ("   \n\t", "is empty"),
+        ("Hello <|endoftext|> world", "contains <|endoftext|>, a special token that cannot be typed in a prompt"),
+        (b"bytes", "a prompt is a string"),
+    ],
+)
+def test_encode_prompt_rejects_bad_prompts(prompt, phrase):
+    with pytest.raises(ConfigError) as e:
+        encode_prompt(prompt)
+    assert phrase in str(e.value)
+
+
+def test_encode_prompt_encodes_ordinary_text():
+    enc = course_tokenizer()
+    assert encode_prompt("The old man") == enc.encode_ordinary("The old man")
+    assert encode_prompt("<|endoftext", enc) == enc.encode_ordinary("<|endoftext")  # not the special token
 
 
 def test_fingerprint_distinguishes_vocabularies(small_bpe):
