@@ -18,7 +18,6 @@ truncated to the model's context (the first ``context_length`` tokens are kept).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -32,7 +31,7 @@ from .errors import CheckpointError, ConfigError
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .sms import LABELS, label_ids
-from .train import autocast, read_checkpoint
+from .train import autocast, load_model, read_checkpoint
 
 STRATEGIES = ("full", "last-block", "head")
 
@@ -213,23 +212,11 @@ def classifier_from_checkpoint(
     from .tokenizer import course_tokenizer
 
     path = Path(path) if path else reference_path()
-    config, state, meta = read_checkpoint(path)
+    config, _, meta = read_checkpoint(path)
     check_vocabulary(config, tokenizer or course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
-    if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-        config = dataclasses.replace(config, dropout=dropout)
-    body = GPT(config)
-    if config.tie_weights:
-        state.setdefault("lm_head.weight", state.get("tok_emb.weight"))
-    expected = body.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not match the GPT: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(f"{path}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
-    body.load_state_dict(state)
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+    body = load_model(path) if dropout is None else load_model(path, dropout=dropout)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)
