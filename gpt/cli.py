@@ -167,12 +167,11 @@ _RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md")
 
 
 def _cmd_pretrain(args) -> int:
-    from .data import REGISTRY, fetch, load_pretraining_ids, sha256_file
-    from .files import atomic_dir, check_output
+    from .data import load_pretraining_ids
+    from .files import check_output
     from .model import GPT, GPTConfig, count_parameters
-    from .reference import machine_description, write_card
-    from .tokenizer import COURSE_TOKENIZER_FILE, course_tokenizer, encode_prompt, tokenizer_fingerprint
-    from .train import TrainConfig, TrainingInterrupted, check_resume, evaluate, pick_device, pretrain, read_training_state, save_model
+    from .tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
+    from .train import TrainConfig, TrainingInterrupted, check_resume, pick_device, pretrain, read_training_state
 
     # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)
@@ -238,6 +237,24 @@ def _cmd_pretrain(args) -> int:
         else:
             print("\ninterrupted before the first step; nothing was saved", file=sys.stderr, flush=True)
         return 130
+    try:
+        return _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after training finished; the checkpoint in {out}/checkpoint is complete.\n"
+              f"to write the model and its card, run:\n  {_resume_command(args._argv)}", file=sys.stderr, flush=True)
+        return 130
+
+
+def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp) -> int:
+    """After training: held-out loss, the model and its card in the run folder, the export, samples."""
+    from .data import REGISTRY, fetch, sha256_file
+    from .files import atomic_dir
+    from .model import count_parameters
+    from .reference import machine_description, write_card
+    from .tokenizer import COURSE_TOKENIZER_FILE
+    from .train import evaluate, save_model
+
+    fingerprint = run_info["tokenizer_fingerprint"]
     device = next(model.parameters()).device
     heldout = evaluate(model, torch.from_numpy(val_ids.astype(np.int64)), cfg.batch_size, args.heldout_batches, device, "fp32", seed=0)
     card = {

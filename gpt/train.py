@@ -555,16 +555,19 @@ def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
         raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} is not a readable safetensors file ({e})") from e
     _check_finite(opt, ckpt / OPTIMIZER_FILE)
     params = dict(model.named_parameters())
-    trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     seen = set()
     for key, val in opt.items():
         name, _, field = key.partition("::")
-        if name not in params or id(params[name]) not in trainable or not field:
+        if name not in params or id(params[name]) not in group_of or not field:
             raise CheckpointError(f"{ckpt / OPTIMIZER_FILE}: optimizer state {key!r} belongs to no trainable parameter of this model")
-        optimizer.state[params[name]][field] = val.to(params[name].device)
+        p, g = params[name], group_of[id(params[name])]
+        # as torch's Optimizer.load_state_dict: AdamW keeps `step` on the CPU unless capturable or fused
+        host_step = field == "step" and not (g.get("capturable") or g.get("fused"))
+        optimizer.state[p][field] = val if host_step else val.to(p.device)
         seen.add(name)
     if state["step"] > 0:
-        missing = sorted(n for n, p in params.items() if id(p) in trainable and n not in seen)
+        missing = sorted(n for n, p in params.items() if id(p) in group_of and n not in seen)
         if missing:
             raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} has no optimizer state for {missing[:5]}; the checkpoint is incomplete")
     return state
@@ -675,7 +678,8 @@ def pretrain(
                     "replace it (overwrite=True, --overwrite), or choose another folder"
                 )
             shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
-            (run_dir / STATE_FILE).unlink(missing_ok=True)
+            for legacy in (STATE_FILE, OPTIMIZER_FILE):  # the old layout kept these next to model.safetensors
+                (run_dir / legacy).unlink(missing_ok=True)
 
     model.to(device).train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
@@ -741,7 +745,7 @@ def pretrain(
                 if run_dir and (step == end or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
                     save(step, t0)
                     saved_step = step
-            if interrupt.requested and step < end:
+            if interrupt.requested:  # (also when it came during the last step: the user asked to stop)
                 ckpt = None
                 if run_dir:
                     if step != saved_step:

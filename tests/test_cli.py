@@ -6,11 +6,11 @@ silently, and Ctrl-C saves a checkpoint that resumes to exactly the weights of a
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +21,7 @@ import gpt.data
 import gpt.train as train_module
 from gpt.cli import auto_checkpoint_interval, main
 from gpt.model import GPT, GPTConfig
-from gpt.tokenizer import course_tokenizer_path, tokenizer_fingerprint, train_bpe
+from gpt.tokenizer import course_tokenizer_path, tokenizer_fingerprint
 from gpt.train import read_training_state, save_model
 
 BOOK = "pg35"  # The Time Machine: the smallest registered book (about 54,000 tokens)
@@ -139,10 +139,28 @@ def test_resume_needs_a_checkpoint(env, capsys, no_work):
 # --- pretrain: runs, refusals that need a run, resume ------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def finished_run_template(mirror_dir, data_cache, tmp_path_factory):
+    """One finished 6-step run (made once; each test gets a copy)."""
+    where = tmp_path_factory.mktemp("template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+        mp.setenv("GPT_DATA_DIR", str(data_cache))
+        mp.chdir(where)
+        import contextlib
+        import io
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(tiny_pretrain("run", 6, samples=["The old man"]))
+    assert rc == 0, err.getvalue()
+    return where / "run", out.getvalue()
+
+
 @pytest.fixture
-def finished_run(env, capsys):
-    rc, out, err = run(capsys, *tiny_pretrain("run", 6, samples=["The old man"]))
-    assert rc == 0, err
+def finished_run(env, finished_run_template):
+    template, out = finished_run_template
+    shutil.copytree(template, env / "run")
     return env / "run", out
 
 
@@ -222,7 +240,8 @@ def _interrupt_at_step(monkeypatch, n):
 
 
 def test_ctrl_c_saves_and_the_printed_command_resumes_exactly(env, capsys, monkeypatch):
-    argv = tiny_pretrain("run", 8, "--eval-interval", "100", "--checkpoint-interval", "0", samples=["Hi"])
+    # --overwrite (harmless here: nothing to replace) stays in the resume command, and does not restart the run
+    argv = tiny_pretrain("run", 8, "--eval-interval", "100", "--checkpoint-interval", "0", "--overwrite", samples=["Hi"])
     real = _interrupt_at_step(monkeypatch, 5)
     rc, out, err = run(capsys, *argv)
     assert rc == 130, err
@@ -231,9 +250,17 @@ def test_ctrl_c_saves_and_the_printed_command_resumes_exactly(env, capsys, monke
     assert resume == "python -m gpt " + shlex.join([str(a) for a in argv] + ["--resume"])
     assert read_training_state(env / "run")["step"] == 5
     assert not (env / "run" / "model.safetensors").exists()
-    monkeypatch.setattr(train_module, "lm_loss", real)
+    trained = []  # the resumed run trains steps 6 to 8 only
+
+    def counting(model, x, y):
+        trained.append(model.training)
+        return real(model, x, y)
+
+    monkeypatch.setattr(train_module, "lm_loss", counting)
     rc, _, err = run(capsys, *shlex.split(resume)[3:])
     assert rc == 0, err
+    assert trained.count(True) == 3
+    monkeypatch.setattr(train_module, "lm_loss", real)
     rc, _, err = run(capsys, *tiny_pretrain("straight", 8, "--eval-interval", "100", "--checkpoint-interval", "0", samples=["Hi"]))
     assert rc == 0, err
     assert same_tensors(env / "run" / "model.safetensors", env / "straight" / "model.safetensors")
@@ -256,39 +283,45 @@ def test_export_writes_weights_and_card(env, capsys):
     assert same_tensors(env / "exp" / "model.safetensors", env / "run" / "model.safetensors")
 
 
-SUBPROCESS_STEPS = 600
+SUBPROCESS_STEPS = 300
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_real_sigint_in_a_real_process(env, mirror_dir, data_cache):
     """``python -m gpt pretrain`` in its own process gets a real SIGINT after a few steps: it exits with
     130 and prints the resume command; that command finishes the run with exactly the weights of an
-    uninterrupted run of the same command."""
-    penv = {**os.environ, "GPT_DATA_MIRROR": str(mirror_dir), "GPT_DATA_DIR": str(data_cache), "PYTHONUNBUFFERED": "1"}
-    argv = tiny_pretrain("run", SUBPROCESS_STEPS, "--eval-interval", "1000", "--checkpoint-interval", "10")
-    with open(env / "out.txt", "w") as fo, open(env / "err.txt", "w") as fe:
-        p = subprocess.Popen([sys.executable, "-m", "gpt", *argv], stdout=fo, stderr=fe, cwd=env, env=penv)
-        state = env / "run" / "checkpoint" / "state.json"
-        deadline = time.monotonic() + 120
-        while not state.exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert p.poll() is None, "the run ended before it could be interrupted"
-        p.send_signal(signal.SIGINT)
-        rc = p.wait(timeout=120)
-    err = (env / "err.txt").read_text()
-    assert rc == 130, err[-2000:]
-    step = read_training_state(env / "run")["step"]
-    assert 10 <= step < SUBPROCESS_STEPS
-    assert f"interrupted after step {step} of {SUBPROCESS_STEPS}" in err
-    resume = err.strip().splitlines()[-1].strip()
-    assert resume == "python -m gpt " + shlex.join(argv + ["--resume"])
-    done = subprocess.run([sys.executable, *shlex.split(resume)[1:]], cwd=env, env=penv, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    straight = subprocess.run([sys.executable, "-m", "gpt", *tiny_pretrain("straight", SUBPROCESS_STEPS, "--eval-interval", "1000", "--checkpoint-interval", "10")],
-                              cwd=env, env=penv, capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    uninterrupted run of the same command (which runs meanwhile, in parallel, one thread each)."""
+    penv = {**os.environ, "GPT_DATA_MIRROR": str(mirror_dir), "GPT_DATA_DIR": str(data_cache), "OMP_NUM_THREADS": "1"}
+    common = ["--eval-interval", "1000", "--checkpoint-interval", "5"]
+    argv = tiny_pretrain("run", SUBPROCESS_STEPS, *common)
+    straight = subprocess.Popen([sys.executable, "-m", "gpt", *tiny_pretrain("straight", SUBPROCESS_STEPS, *common)],
+                                cwd=env, env=penv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with open(env / "err.txt", "w") as fe:
+            p = subprocess.Popen([sys.executable, "-m", "gpt", *argv], stdout=subprocess.DEVNULL, stderr=fe, cwd=env, env=penv)
+            state = env / "run" / "checkpoint" / "state.json"
+            deadline = time.monotonic() + 120
+            while not state.exists() and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert p.poll() is None, "the run ended before it could be interrupted"
+            p.send_signal(signal.SIGINT)
+            rc = p.wait(timeout=120)
+        err = (env / "err.txt").read_text()
+        assert rc == 130, err[-2000:]
+        step = read_training_state(env / "run")["step"]
+        assert 5 <= step < SUBPROCESS_STEPS
+        assert f"interrupted after step {step} of {SUBPROCESS_STEPS}; checkpoint saved in run/checkpoint" in err
+        resume = err.strip().splitlines()[-1].strip()
+        assert resume == "python -m gpt " + shlex.join(argv + ["--resume"])
+        done = subprocess.run([sys.executable, *shlex.split(resume)[1:]], cwd=env, env=penv, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert straight.wait(timeout=300) == 0
+    finally:
+        straight.kill() if straight.poll() is None else None
     assert same_tensors(env / "run" / "model.safetensors", env / "straight" / "model.safetensors")
-    assert read_training_state(env / "run")["history"]["train_loss"] == read_training_state(env / "straight")["history"]["train_loss"]
+    a, b = read_training_state(env / "run"), read_training_state(env / "straight")
+    assert a["step"] == b["step"] == SUBPROCESS_STEPS
+    assert a["history"]["train_loss"] == b["history"]["train_loss"]
 
 
 # --- train-tokenizer ---------------------------------------------------------------------------------

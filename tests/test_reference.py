@@ -8,7 +8,7 @@ import torch
 from gpt.data import REGISTRY, load_pretraining_ids
 from gpt.model import GPTConfig, count_parameters
 from gpt.reference import load_reference, reference_card, reference_path
-from gpt.tokenizer import COURSE_TOKENIZER_FILE, course_tokenizer, tokenizer_fingerprint
+from gpt.tokenizer import COURSE_TOKENIZER_FILE, COURSE_TOKENIZER_FINGERPRINT, course_tokenizer, tokenizer_fingerprint
 from gpt.train import evaluate, read_checkpoint
 
 pytestmark = pytest.mark.skipif(
@@ -25,7 +25,7 @@ def card():
 
 def test_checkpoint_matches_card_and_tokenizer(card):
     config, state, meta = read_checkpoint(reference_path())
-    assert meta["tokenizer_fingerprint"] == tokenizer_fingerprint(course_tokenizer())
+    assert meta["tokenizer_fingerprint"] == tokenizer_fingerprint(course_tokenizer()) == COURSE_TOKENIZER_FINGERPRINT
     assert card["tokenizer_fingerprint"] == tokenizer_fingerprint(course_tokenizer())
     assert card["tokenizer"] == COURSE_TOKENIZER_FILE
     assert config == GPTConfig.from_dict(card["config"])
@@ -87,3 +87,12 @@ def test_reference_generates_text(card):
     out = model.generate(idx, 20)
     text = tok.decode(out[0].tolist())
     assert text.startswith("The old man") and len(text) > len("The old man") + 20
+
+
+def test_sample_command_accepts_the_reference(capsys):
+    """`python -m gpt sample` checks a checkpoint's vocabulary against the course tokenizer; the reference passes."""
+    from gpt.cli import main
+
+    assert main(["sample", "--prompt", "The old man", "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--- 'The old man' -> The old man") and len(out.strip()) > len("--- 'The old man' -> The old man")

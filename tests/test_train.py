@@ -608,6 +608,14 @@ def test_ctrl_c_without_run_folder_and_twice(tmp_path, monkeypatch):
     assert read_training_state(run)["step"] == 4
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_ctrl_c_during_the_last_step_still_stops(tmp_path, monkeypatch):
+    _interrupt_after(monkeypatch, 8)
+    with pytest.raises(TrainingInterrupted) as e:
+        pretrain(tiny_model(), TRAIN, VAL, cfg(eval_interval=8), run_dir=tmp_path / "run", progress=False)
+    assert e.value.step == 8 and read_training_state(tmp_path / "run")["step"] == 8
+
+
 # --- bad inputs to the loop ---------------------------------------------------------------------
 
 
