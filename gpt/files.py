@@ -43,6 +43,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _explain(e: OSError, path: Path) -> str:
     if e.errno == errno.ENOSPC:
         return f"the disk holding {path} is full ({e.strerror}); free some space or choose another location"
@@ -88,6 +94,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as e:
         raise OutputError(_explain(e, path)) from e
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the permissions a plain open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -130,6 +137,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: str = 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     except OSError as e:
         raise OutputError(_explain(e, path)) from e
     try:

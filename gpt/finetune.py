@@ -20,14 +20,11 @@ calls :func:`gpt.classifier.set_trainable` (``full``, ``last-block``, ``head``) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +34,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
+    STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
+    write_checkpoint,
+)
 from .classifier import STRATEGIES, GPTClassifier, classifier_from_checkpoint, encode_messages, predict_ids, set_trainable, tokenizer_for
 from .errors import CheckpointError, ConfigError
-from .files import atomic_dir, atomic_write_text
 from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
 from .metrics import metrics_from_probs
 from .model import count_parameters
@@ -440,8 +440,8 @@ def end_epoch(run: Run, seconds: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 # 4. Checkpoints
 
-CHECKPOINT_WEIGHTS = "training_state.safetensors"
-CHECKPOINT_STATE = "state.json"
+CHECKPOINT_FORMAT = "gpt-course-finetune-checkpoint/1"
+CHECKPOINT_WEIGHTS = "training_state.safetensors"  # trainable weights, optimizer state, best weights, RNG states
 
 
 def _fingerprint(run: Run) -> dict:
@@ -463,33 +463,23 @@ def _fingerprint(run: Run) -> dict:
 
 
 def save_checkpoint(run: Run, folder: str | os.PathLike) -> Path:
-    """Write the run's state into ``folder`` in one step (temporary folder, fsync, rename)."""
-    from safetensors.torch import save_file
+    """Write the run's state into ``folder`` in one step (:func:`gpt.checkpoint.write_checkpoint`)."""
+    from safetensors.torch import save
 
-    from .data import sha256_file
-
-    names = {id(p): n for n, p in run.model.named_parameters()}
     tensors = {f"param::{n}": p.detach().cpu().contiguous() for n, p in run.model.named_parameters() if p.requires_grad}
-    for p in run.params:
-        for k, v in run.optimizer.state.get(p, {}).items():
-            tensors[f"optim::{names[id(p)]}::{k}"] = v.detach().cpu().contiguous()
+    tensors.update({f"optim::{k}": v for k, v in optimizer_tensors(run.model, run.optimizer).items()})
     if run.best is not None:
         tensors.update({f"best::{n}": w.cpu().contiguous() for n, w in run.best[2].items()})
     tensors["rng::torch"] = torch.get_rng_state()
     tensors["rng::batches"] = run.batch_generator.get_state()
     state = {
-        "format": "gpt-course-finetune-checkpoint/1",
         **_fingerprint(run),
         "step": run.step, "epoch": run.epoch, "epoch_batches": run.epoch_batches, "batch_in_epoch": run.batch_in_epoch,
         "loss_sum": run.loss_sum, "correct": run.correct, "seen": run.seen,
         "history": run.history, "best_key": list(run.best[0]) if run.best else None, "best_epoch": run.best[1] if run.best else None,
         "step_seconds": run.step_seconds, "train_seconds": run.train_seconds, "activation_peak": run.meter.peak_bytes,
     }
-    with atomic_dir(folder, overwrite=True) as tmp:
-        save_file(tensors, str(tmp / CHECKPOINT_WEIGHTS))
-        state["files"] = {CHECKPOINT_WEIGHTS: sha256_file(tmp / CHECKPOINT_WEIGHTS)}
-        atomic_write_text(tmp / CHECKPOINT_STATE, json.dumps(state) + "\n")
-    return Path(folder)
+    return write_checkpoint(folder, {CHECKPOINT_WEIGHTS: save(tensors)}, state, CHECKPOINT_FORMAT)
 
 
 def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
@@ -499,21 +489,13 @@ def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
     is damaged or belongs to another run: another config, other data, other frozen weights (another
     base checkpoint), other trainable tensors.
     """
-    from safetensors.torch import load_file
-
-    from .data import sha256_file
+    from safetensors.torch import load
 
     folder = Path(folder)
-    state_file, weights_file = folder / CHECKPOINT_STATE, folder / CHECKPOINT_WEIGHTS
-    if not state_file.is_file() or not weights_file.is_file():
-        raise CheckpointError(f"{folder} holds no complete fine-tuning checkpoint (needs {CHECKPOINT_STATE} and {CHECKPOINT_WEIGHTS})")
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{state_file} is not readable JSON ({e}); delete {folder} to start the run afresh") from e
-    want = state.get("files", {}).get(CHECKPOINT_WEIGHTS)
-    if want is None or sha256_file(weights_file) != want:
-        raise CheckpointError(f"{weights_file} does not match the sha256 recorded in {state_file}: the checkpoint is damaged")
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{folder} holds no complete fine-tuning checkpoint (needs {STATE_FILE} and {CHECKPOINT_WEIGHTS})")
+    state = read_state(folder, CHECKPOINT_FORMAT, {"config": dict, "step": int, "history": dict})
+    tensors = load(read_verified(folder, CHECKPOINT_WEIGHTS, state))
     mine = _fingerprint(run)
     if state["config"] != mine["config"]:
         diff = sorted(k for k in mine["config"] if state["config"].get(k) != mine["config"][k])
@@ -524,21 +506,15 @@ def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
         )
     for key, what in (("data_sha256", "training/validation data"), ("frozen_weights_sha256", "frozen (base) weights"),
                       ("trainable", "trainable tensors")):
-        if state[key] != mine[key]:
-            raise CheckpointError(f"the checkpoint in {folder} was made with other {what} than this run; it cannot be resumed here")
-    tensors = load_file(str(weights_file))
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{weights_file} holds non-finite values in {bad[:3]}; it cannot be resumed")
+        if state.get(key) != mine[key]:
+            raise CheckpointError(f"the checkpoint in {folder} was made with other {what} than this run; it cannot be resumed")
+    check_finite(tensors, folder / CHECKPOINT_WEIGHTS)
     named = dict(run.model.named_parameters())
     with torch.no_grad():
         for n in mine["trainable"]:
             named[n].copy_(tensors[f"param::{n}"])
-    for p in run.params:
-        n = next(k for k, q in named.items() if q is p)
-        st = {key.split("::")[2]: v.to(run.device) for key, v in tensors.items() if key.startswith(f"optim::{n}::")}
-        if st:
-            run.optimizer.state[p] = st
+    optim = {k.removeprefix("optim::"): v for k, v in tensors.items() if k.startswith("optim::")}
+    load_optimizer_tensors(run.model, run.optimizer, optim, folder / CHECKPOINT_WEIGHTS, complete=state["step"] > 0)
     if state["best_epoch"] is not None:
         run.best = (tuple(state["best_key"]), state["best_epoch"], {n: tensors[f"best::{n}"].to(run.device) for n in mine["trainable"]})
     torch.set_rng_state(tensors["rng::torch"])
@@ -550,37 +526,6 @@ def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
     run.step_seconds, run.train_seconds = state["step_seconds"], state["train_seconds"]
     run.meter.peak_bytes = state["activation_peak"]
     run.resumed = True
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run after its state was saved; ``checkpoint`` is the folder to resume from."""
-
-    def __init__(self, checkpoint: Path | None, step: int):
-        self.checkpoint, self.step = checkpoint, step
-        where = f"; its state is saved in {checkpoint}" if checkpoint else " (nothing saved: no checkpoint folder, or a second Ctrl-C)"
-        super().__init__(f"interrupted after step {step}{where}")
-
-
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Within the block, Ctrl-C only sets ``flag["requested"]``: the loop stops at the next step boundary,
-    so a step is never half done when the state is saved. Elsewhere than the main thread: no effect."""
-    flag = {"requested": False, "forced": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag["requested"]:  # a second Ctrl-C: stop at once, mid-step (the state is not saved then)
-            flag["forced"] = True
-            raise KeyboardInterrupt
-        flag["requested"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +596,7 @@ def finetune(
 
         bar = tqdm(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds
-    with PeakMemory(run.device) as peak, deferred_interrupt() as interrupt:
+    with PeakMemory(run.device) as peak, InterruptFlag() as interrupt:
         try:
             while run.epoch < config.epochs:
                 run.model.train()
@@ -663,7 +608,7 @@ def finetune(
                     if bar:
                         bar.update(1)
                         bar.set_postfix(epoch=run.epoch + 1, loss=f"{run.loss_sum / run.seen:.3f}", acc=f"{run.correct / run.seen:.3f}")
-                    if interrupt["requested"]:
+                    if interrupt.requested:
                         raise KeyboardInterrupt
                 val = end_epoch(run, time.perf_counter() - t0)
                 run.train_seconds = time.perf_counter() - t0
@@ -671,15 +616,15 @@ def finetune(
                     bar.set_postfix(epoch=run.epoch, val_acc=f"{val['accuracy']:.3f}")
                 if checkpoint_dir is not None:
                     save_checkpoint(run, checkpoint_dir)
-                if interrupt["requested"]:
+                if interrupt.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             if bar:
                 bar.close()
             saved = None
-            if checkpoint_dir is not None and not interrupt["forced"]:
+            if checkpoint_dir is not None and not interrupt.forced:
                 saved = save_checkpoint(run, checkpoint_dir)
-            raise TrainingInterrupted(saved, run.step) from None
+            raise TrainingInterrupted(run.step, saved, run.history) from None
     if bar:
         bar.close()
     return finish(run, wall_start, peak)

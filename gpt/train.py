@@ -20,15 +20,11 @@ Ctrl-C during :func:`pretrain` finishes the current step, saves a checkpoint, an
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import numbers
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -43,7 +39,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as _st_save
 
 from .errors import CheckpointError, ConfigError, OutputExistsError
-from .files import atomic_dir, atomic_write_bytes
+from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
+    STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
+    sha256_bytes, write_checkpoint,
+)
+from .files import atomic_write_bytes
 from .model import GPT, GPTConfig
 
 __all__ = [
@@ -133,20 +133,6 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Raised by :func:`pretrain` after Ctrl-C (SIGINT): the step in progress was finished, a
-    checkpoint of it was saved (when the run has a folder), and training stopped.
-
-    ``step``: the last completed step; ``checkpoint``: the checkpoint folder (``None`` without a
-    run folder); ``history``: the history so far. It is a ``KeyboardInterrupt``, so code that does
-    not know it still treats it as an interrupt."""
-
-    def __init__(self, step: int, checkpoint: Path | None, history: dict):
-        where = f"; checkpoint saved in {checkpoint}" if checkpoint else ""
-        super().__init__(f"training interrupted after step {step}{where}")
-        self.step, self.checkpoint, self.history = step, checkpoint, history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,16 +279,6 @@ def save_model(model: GPT, path: str | os.PathLike, metadata: dict | None = None
     atomic_write_bytes(path, _model_bytes(model, metadata))
 
 
-def _check_finite(state: dict, source) -> None:
-    for k, v in state.items():
-        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
-            n = int((~torch.isfinite(v)).sum())
-            raise CheckpointError(
-                f"{source}: tensor {k!r} holds {n} NaN or infinite value(s); the checkpoint is damaged "
-                "(or training diverged) and is refused"
-            )
-
-
 def _check_file(path: Path, what: str = "checkpoint") -> Path:
     if path.is_dir():
         hint = f"; did you mean {path / 'model.safetensors'}?" if (path / "model.safetensors").is_file() else ""
@@ -336,7 +312,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict, dict]:
         config = GPTConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: its 'gpt_config' metadata is not a valid model configuration ({e})") from e
-    _check_finite(state, path)
+    check_finite(state, path)
     return config, state, meta
 
 
@@ -370,7 +346,7 @@ def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state d
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = "gpt-course-checkpoint/2"
-MODEL_FILE, OPTIMIZER_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
 _IGNORED_ON_RESUME = {"checkpoint_interval"}  # TrainConfig fields that do not change the weights
 
 
@@ -379,41 +355,11 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """One file of a checkpoint, written into the temporary checkpoint folder (which is fsynced and
-    renamed as a whole by :func:`gpt.files.atomic_dir`)."""
-    path.write_bytes(data)
-
-
-def _optimizer_tensors(model: nn.Module, optimizer) -> dict:
-    names = {id(p): n for n, p in model.named_parameters()}
-    out = {}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            n = names[id(p)]
-            for key, val in optimizer.state.get(p, {}).items():
-                out[f"{n}::{key}"] = val.detach().contiguous().cpu().reshape(val.shape)
-    return out
-
-
 def save_training_state(run_dir: str | os.PathLike, model, optimizer, state: dict, metadata: dict | None = None) -> Path:
     """Write the resumable checkpoint ``run_dir/checkpoint/`` (model.safetensors, optimizer.safetensors,
-    state.json) as one unit: into a temporary folder, fsynced, then renamed over the previous
-    checkpoint. ``state.json`` records ``state`` plus the sha256 of both tensor files. Returns the folder."""
-    run_dir = Path(run_dir)
-    model_bytes = _model_bytes(model, metadata)
-    opt_bytes = _st_save(_optimizer_tensors(model, optimizer))
-    doc = {"format": CHECKPOINT_FORMAT, **state, "files": {MODEL_FILE: _sha256(model_bytes), OPTIMIZER_FILE: _sha256(opt_bytes)}}
-    text = json.dumps(doc, indent=1, allow_nan=True) + "\n"
-    with atomic_dir(checkpoint_dir(run_dir), overwrite=True) as tmp:
-        _write_file(tmp / MODEL_FILE, model_bytes)
-        _write_file(tmp / OPTIMIZER_FILE, opt_bytes)
-        _write_file(tmp / STATE_FILE, text.encode("utf-8"))
-    return checkpoint_dir(run_dir)
+    state.json) as one unit (:func:`gpt.checkpoint.write_checkpoint`). Returns the folder."""
+    files = {MODEL_FILE: _model_bytes(model, metadata), OPTIMIZER_FILE: _st_save(optimizer_tensors(model, optimizer))}
+    return write_checkpoint(checkpoint_dir(run_dir), files, state, CHECKPOINT_FORMAT)
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
@@ -422,7 +368,7 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     return (checkpoint_dir(run_dir) / STATE_FILE).exists() or (run_dir / STATE_FILE).exists()
 
 
-_REQUIRED = {"step": int, "files": dict, "history": dict, "train_config": dict, "model_config": dict, "seconds": (int, float)}
+_REQUIRED = {"step": int, "history": dict, "train_config": dict, "model_config": dict, "seconds": (int, float)}
 
 
 def read_training_state(run_dir: str | os.PathLike) -> dict:
@@ -447,25 +393,11 @@ def read_training_state(run_dir: str | os.PathLike) -> dict:
                 f"(a crash interrupted replacing it); rename it to {ckpt} to resume"
             )
         raise CheckpointError(f"nothing to resume in {run_dir}: it holds no checkpoint ({path})")
-    if path.is_dir() or not path.exists():
-        raise CheckpointError(f"the checkpoint {ckpt} is incomplete: {path} is missing; it cannot be resumed")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}): the checkpoint is damaged (truncated?) and cannot be resumed") from e
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is not a checkpoint state (expected a JSON object, got {type(state).__name__})")
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}; it cannot be resumed")
-    for key, typ in _REQUIRED.items():
-        if key not in state:
-            raise CheckpointError(f"{path} lacks the field {key!r}: the checkpoint is damaged and cannot be resumed")
-        if not isinstance(state[key], typ) or isinstance(state[key], bool):
-            raise CheckpointError(f"{path}: the field {key!r} is {state[key]!r}, not a {getattr(typ, '__name__', 'number')}")
+    state = read_state(ckpt, CHECKPOINT_FORMAT, _REQUIRED)
     if state["step"] < 0:
         raise CheckpointError(f"{path}: step {state['step']} is negative")
     for f in (MODEL_FILE, OPTIMIZER_FILE):
-        if not isinstance(state["files"].get(f), str):
+        if f not in state["files"]:
             raise CheckpointError(f"{path} records no sha256 for {f}: the checkpoint is damaged and cannot be resumed")
     return state
 
@@ -480,7 +412,7 @@ def _cfg_dict(cfg: TrainConfig) -> dict:
 
 def _data_info(train_t: torch.Tensor, val_t: torch.Tensor) -> dict:
     def digest(t):
-        return _sha256(t.contiguous().numpy().tobytes())
+        return sha256_bytes(t.contiguous().numpy().tobytes())
 
     return {"training tokens": len(train_t), "training data sha256": digest(train_t),
             "validation tokens": len(val_t), "validation data sha256": digest(val_t)}
@@ -522,19 +454,6 @@ def check_resume(state: dict, *, cfg: TrainConfig | None = None, model_config: G
                 differ(k, saved.get(k), v, " (the same books, tokenizer and validation split)")
 
 
-def _read_verified(path: Path, want: str, ckpt: Path) -> bytes:
-    if not path.is_file():
-        raise CheckpointError(f"the checkpoint {ckpt} is incomplete: {path} is missing; it cannot be resumed")
-    data = path.read_bytes()
-    got = _sha256(data)
-    if got != want:
-        raise CheckpointError(
-            f"{path} has sha256 {got}, but {ckpt / STATE_FILE} records {want}: the files of this checkpoint "
-            "do not belong together (damaged, or copied from another step); it cannot be resumed"
-        )
-    return data
-
-
 def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
     """Load the checkpoint in ``run_dir`` into ``model`` and ``optimizer``; returns its state.
 
@@ -543,8 +462,8 @@ def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
     run_dir = Path(run_dir)
     ckpt = checkpoint_dir(run_dir)
     state = read_training_state(run_dir)
-    _read_verified(ckpt / MODEL_FILE, state["files"][MODEL_FILE], ckpt)
-    opt_bytes = _read_verified(ckpt / OPTIMIZER_FILE, state["files"][OPTIMIZER_FILE], ckpt)
+    read_verified(ckpt, MODEL_FILE, state)
+    opt_bytes = read_verified(ckpt, OPTIMIZER_FILE, state)
     _, weights, _ = read_checkpoint(ckpt / MODEL_FILE)
     if model.config.tie_weights and "tok_emb.weight" in weights:
         weights.setdefault("lm_head.weight", weights["tok_emb.weight"])
@@ -553,60 +472,12 @@ def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
         opt = _st_load(opt_bytes)
     except Exception as e:
         raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} is not a readable safetensors file ({e})") from e
-    _check_finite(opt, ckpt / OPTIMIZER_FILE)
-    params = dict(model.named_parameters())
-    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
-    seen = set()
-    for key, val in opt.items():
-        name, _, field = key.partition("::")
-        if name not in params or id(params[name]) not in group_of or not field:
-            raise CheckpointError(f"{ckpt / OPTIMIZER_FILE}: optimizer state {key!r} belongs to no trainable parameter of this model")
-        p, g = params[name], group_of[id(params[name])]
-        # as torch's Optimizer.load_state_dict: AdamW keeps `step` on the CPU unless capturable or fused
-        host_step = field == "step" and not (g.get("capturable") or g.get("fused"))
-        optimizer.state[p][field] = val if host_step else val.to(p.device)
-        seen.add(name)
-    if state["step"] > 0:
-        missing = sorted(n for n, p in params.items() if id(p) in group_of and n not in seen)
-        if missing:
-            raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} has no optimizer state for {missing[:5]}; the checkpoint is incomplete")
+    load_optimizer_tensors(model, optimizer, opt, ckpt / OPTIMIZER_FILE, complete=state["step"] > 0)
     return state
 
 
 # ---------------------------------------------------------------------------------------------
 # The training loop
-
-
-class _InterruptFlag:
-    """While installed, the first Ctrl-C (SIGINT) only sets a flag that the loop checks between
-    steps (so the weights and optimizer state are never saved half-updated); a second one raises
-    ``KeyboardInterrupt`` at once. Installs nothing outside the main thread."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-        self._installed = False
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: finishing this step, then saving a checkpoint (press Ctrl-C again to stop at once, "
-              "without saving)", file=sys.stderr, flush=True)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-                self._installed = True
-            except (ValueError, OSError):
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
-        return False
 
 
 def pretrain(
@@ -713,7 +584,7 @@ def pretrain(
     step = saved_step = start_step
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
     try:
-        with _InterruptFlag() as interrupt:
+        with InterruptFlag() as interrupt:
             while step < end and not interrupt.requested:
                 lr = lr_at(step, cfg)
                 for g in optimizer.param_groups:

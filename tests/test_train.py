@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import gpt.checkpoint as checkpoint_module
 import gpt.train as train_module
 from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters
@@ -527,7 +528,7 @@ def test_crash_between_checkpoint_writes_keeps_the_previous_one(tmp_path, monkey
     full_hist = pretrain(full, TRAIN, VAL, c, progress=False)
 
     run = tmp_path / "run"
-    real_write = train_module._write_file
+    real_write = checkpoint_module.write_file
     calls = []
 
     def failing_write(path, data):
@@ -536,11 +537,11 @@ def test_crash_between_checkpoint_writes_keeps_the_previous_one(tmp_path, monkey
             raise RuntimeError("simulated crash: power lost while writing the checkpoint")
         real_write(path, data)
 
-    monkeypatch.setattr(train_module, "_write_file", failing_write)
+    monkeypatch.setattr(checkpoint_module, "write_file", failing_write)
     with pytest.raises(RuntimeError, match="simulated crash"):
         pretrain(tiny_model(dropout=0.1), TRAIN, VAL, c, run_dir=run, progress=False)
     assert calls == ["model.safetensors", "optimizer.safetensors", "state.json", "model.safetensors", "optimizer.safetensors"]
-    monkeypatch.setattr(train_module, "_write_file", real_write)
+    monkeypatch.setattr(checkpoint_module, "write_file", real_write)
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint"]  # the half-written folder is gone
     assert read_training_state(run)["step"] == 3
 
