@@ -102,9 +102,9 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
     best = None
     epochs = range(1, config.epochs + 1)
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        epochs = tqdm(epochs, desc="bag-of-words", unit="epoch")
+        epochs = progress_bar(epochs, desc="bag-of-words", unit="epoch")
     n = len(Y["train"])
     steps, step_seconds = 0, 0.0
     t0 = time.perf_counter()

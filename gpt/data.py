@@ -288,9 +288,9 @@ def _download(url: str, dest, progress: bool) -> None:
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from .progress import progress_bar
 
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
+            bar = progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
             dest.write(chunk)
             if bar:
@@ -544,9 +544,9 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        texts = tqdm(texts, desc="tokenizing")
+        texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
     ids = np.concatenate(parts)
     if cache is not None:
@@ -663,6 +663,6 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
 
 
 def _tqdm(it):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(list(it), desc="tokenizing")
+    return progress_bar(list(it), desc="tokenizing")

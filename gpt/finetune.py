@@ -592,9 +592,9 @@ def finetune(
         load_checkpoint(run, checkpoint_dir)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
+        bar = progress_bar(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds
     with PeakMemory(run.device) as peak, InterruptFlag() as interrupt:
         try:

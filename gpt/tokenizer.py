@@ -141,9 +141,9 @@ def train_bpe(
     ranks = {bytes([b]): b for b in range(256)}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=n_merges, desc="BPE merges")
+        bar = progress_bar(total=n_merges, desc="BPE merges")
     merges_done = 0
     while merges_done < n_merges and heap:
         neg, merged, pair = heapq.heappop(heap)

@@ -577,9 +577,9 @@ def pretrain(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
+        bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
     t0 = time.perf_counter() - elapsed
     step = saved_step = start_step
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
