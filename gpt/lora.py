@@ -78,6 +78,40 @@ HEAD_NAMES = ("head", "classifier", "score")
 RUNTIME_FIELDS = ("dropout", "attn_impl")
 
 
+class _LowRankUpdateLinear(torch.autograd.Function):
+    """``y = x·(W + s·B·A)ᵀ + b`` for a frozen ``W`` and ``b``, computed the way LoRA training wants it.
+
+    Forward: ``W + s·B·A`` is formed in the weights' precision and cast once to the input's dtype (bf16
+    under autocast), then one matmul, so the update costs a small (out × in) sum instead of two extra
+    matmuls and an addition over every token. Backward: ``x`` gets ``dy·(W + s·B·A)``; ``A`` and ``B``
+    get their gradients from products with the rank-r factors; the (out × in) gradient of ``W``,
+    which full fine-tuning pays for and LoRA does not need, is never computed. Only ``x`` is kept
+    for the backward pass, with the cast ``W + s·B·A``, as autocast keeps the cast weight of a plain layer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, scaling):
+        with torch.autocast(x.device.type, enabled=False):
+            w = (weight + scaling * (B @ A)).to(x.dtype)  # (out, in)
+            y = F.linear(x, w, None if bias is None else bias.to(x.dtype))
+        ctx.save_for_backward(x, w, A, B)  # w: one weight-sized copy per layer, as autocast keeps for a plain layer
+        ctx.scaling = scaling
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, A, B = ctx.saved_tensors
+        s = ctx.scaling
+        with torch.autocast(dy.device.type, enabled=False):
+            dy = dy.to(x.dtype)
+            dx = dy @ w if ctx.needs_input_grad[0] else None  # (..., out) @ (out, in) -> (..., in)
+            x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])  # (N, in), (N, out)
+            # (products ordered so that no matmul has an output only r wide: those are slow in bf16)
+            dA = s * ((B.to(x.dtype).t() @ dy2.t()) @ x2)  # (r, out) @ (out, N) @ (N, in) -> (r, in)
+            dB = s * ((x2 @ A.to(x.dtype).t()).t() @ dy2).t()  # ((N, r)ᵀ @ (N, out))ᵀ -> (out, r)
+        return dx, None, None, dA.to(A.dtype), dB.to(B.dtype), None
+
+
 def _lora_problem(r, lora_alpha, lora_dropout) -> str | None:
     """What is wrong with these LoRA settings (a sentence), or None."""
     if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:  # numpy ints welcome
@@ -156,15 +190,19 @@ class LoRALinear(nn.Module):
         return self.scaling * (self.lora_B.weight @ self.lora_A.weight)  # (out, r) @ (r, in) -> (out, in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out): the frozen base layer
-        if self.merged:
-            if self.disabled:
+        if self.merged or self.disabled:
+            if self.merged and self.disabled:
                 raise RuntimeError("a merged LoRA layer cannot be disabled; call unmerge_lora(model) first")
-            return y  # ΔW is already inside W: no extra matmuls
-        if self.disabled:
-            return y
-        h = self.lora_A(self.lora_dropout(x))  # (..., in) -> (..., r)
-        return y + self.scaling * self.lora_B(h)  # (..., r) -> (..., out)
+            return F.linear(x, self.weight, self.bias)  # merged: ΔW is already inside W, no extra matmuls
+        if self.lora_dropout_p > 0 and self.training:
+            # The definition, term by term: base(x) + scaling · B(A(dropout(x))).
+            y = F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out): the frozen base layer
+            h = self.lora_A(self.lora_dropout(x))  # (..., in) -> (..., r)
+            return y + self.scaling * self.lora_B(h)  # (..., r) -> (..., out)
+        # Without dropout the same sum is x·(W + scaling·B·A)ᵀ + b: one matmul of the base layer's size,
+        # with a backward pass that never forms W's gradient (see _LowRankUpdateLinear).
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else self.weight.dtype
+        return _LowRankUpdateLinear.apply(x.to(dtype), self.weight, self.bias, self.lora_A.weight, self.lora_B.weight, self.scaling)
 
     @torch.no_grad()
     def merge(self) -> None:

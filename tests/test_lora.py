@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import gpt.lora
@@ -771,3 +772,43 @@ def test_loading_into_mismatched_or_merged_lora_layers_is_refused(adapter, base_
     unmerge_lora(merged)
     load_adapter(merged, adapter)  # the same layers: only the tensors are copied
     assert torch.equal(merged.blocks[0].attn.q_proj.lora_B.weight, read_adapter(adapter)[1]["blocks.0.attn.q_proj.lora_B.weight"])
+
+
+# --- the training path: one matmul forward, low-rank backward --------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_fused_training_path_equals_the_definition(bias):
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(12, 20, bias=bias), r=3, lora_alpha=6.0)
+    with torch.no_grad():
+        layer.lora_B.weight.normal_(std=0.5)  # a non-zero update, as after some training
+    x = torch.randn(4, 5, 12, requires_grad=True)
+    y = layer(x)
+    definition = F.linear(x, layer.weight, layer.bias) + layer.scaling * (x @ layer.lora_A.weight.T) @ layer.lora_B.weight.T
+    torch.testing.assert_close(y, definition, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, layer.lora_A.weight, layer.lora_B.weight), g, retain_graph=True)
+    expected = torch.autograd.grad(definition, (x, layer.lora_A.weight, layer.lora_B.weight), g)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    y.sum().backward()
+    assert layer.weight.grad is None and (not bias or layer.bias.grad is None), "the frozen weights get no gradient"
+
+
+def test_the_fused_training_path_under_bf16_autocast():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(32, 48), r=4, lora_alpha=8.0)
+    with torch.no_grad():
+        layer.lora_B.weight.normal_(std=0.5)
+    x = torch.randn(8, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+        ref = F.linear(x, layer.weight, layer.bias) + layer.scaling * layer.lora_B(layer.lora_A(x))
+    assert y.dtype == torch.bfloat16 and ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref.float(), atol=0.05, rtol=0.02)
+    dA, dB = torch.autograd.grad(y.float().sum(), (layer.lora_A.weight, layer.lora_B.weight))
+    rA, rB = torch.autograd.grad(ref.float().sum(), (layer.lora_A.weight, layer.lora_B.weight))
+    assert dA.dtype == dB.dtype == torch.float32
+    torch.testing.assert_close(dA, rA, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(dB, rB, atol=0.1, rtol=0.05)
