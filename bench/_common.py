@@ -145,3 +145,20 @@ def write_results(name: str, info: dict, rows: list[dict], markdown_body: str, o
     ]
     md.write_text(markdown_body.replace("{header}", "\n".join(header)))
     return md, js
+
+
+def peak_step_bytes(step) -> int:
+    """The largest amount of tensor memory allocated (and not yet freed) during ``step()``, from the
+    profiler's allocator events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # Each op's own allocations minus its own frees, and the frees outside any op ("[memory]" events),
+    # in the order they happened; the running sum is the memory the step holds on top of what existed before.
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for e in events:
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return int(peak)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _common import BUSY, OtherLoad, run_info, write_results  # noqa: E402
+from _common import BUSY, OtherLoad, peak_step_bytes, run_info, write_results  # noqa: E402
 
 from gpt.classifier import classifier_from_checkpoint, encode_messages, pad_batch, predict_ids, set_trainable  # noqa: E402
 from gpt.finetune import bucketed_batches  # noqa: E402
@@ -76,7 +76,23 @@ def time_steps(model, batches, warmup: int, precision: str, lr: float = 1e-3) ->
         opt.step()
         if i >= len(batches) + warmup:
             times.append(time.perf_counter() - t0)
+    opt.zero_grad(set_to_none=True)
+    x, lengths, y = max(batches, key=lambda b: b[0].numel())  # the largest batch: the step's peak memory
+
+    def step():
+        with autocast(device, precision):
+            loss = F.cross_entropy(model(x, lengths).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    peak = peak_step_bytes(step)
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return {
+        "parameter_bytes": param_bytes,
+        "step_peak_bytes": peak,
+        "training_bytes": param_bytes + optimizer_state_bytes(opt) + peak,
         "step_seconds_median": statistics.median(times),
         "step_seconds_mean": statistics.fmean(times),
         "optimizer_state_bytes": optimizer_state_bytes(opt),
@@ -174,14 +190,18 @@ def finish(info: dict, rows: list[dict], out) -> int:
         f"Training steps: reference classifier, batches of {info['batch_size']} real training messages, "
         f"{info['precision']} autocast, median of {info['steps']} steps (a second pass over the same batches, so every shape's kernels exist already; the first {info['warmup']} of that pass not counted).",
         "",
-        "| configuration | trainable params | ms / step | step time vs full | optimizer state | vs full |",
-        "|---|---|---|---|---|---|",
+        "Training memory: tensor bytes (parameters + optimizer state + the allocator's peak during one step on the "
+        "largest batch, which holds gradients, activations and casts; `torch.profiler` memory events), not process RSS.",
+        "",
+        "| configuration | trainable params | ms / step | step time vs full | optimizer state | vs full | training memory | vs full |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in steps:
         lines.append(
             f"| {r['label']} | {r['trainable_params']:,} | {1000 * r['step_seconds_median']:.1f} "
             f"| {r['step_seconds_median'] / full['step_seconds_median']:.2f}× | {r['optimizer_state_bytes']:,} B "
-            f"| {100 * r['optimizer_state_bytes'] / full['optimizer_state_bytes']:.1f} % |"
+            f"| {100 * r['optimizer_state_bytes'] / full['optimizer_state_bytes']:.1f} % "
+            f"| {r['training_bytes'] / 1e6:.1f} MB | {r['training_bytes'] / full['training_bytes']:.2f}× |"
         )
     lines += [
         "",
