@@ -20,62 +20,39 @@ Typical use::
     model = load_model("runs/course/model.safetensors")
     apply_lora(model, r=8, lora_alpha=16)           # wraps every nn.Linear in model.blocks, freezes the rest
     ...train...                                      # only lora_A / lora_B (and a head, if asked) change
-    save_adapter(model, "runs/spam-lora", base_checkpoint="runs/course/model.safetensors")
+    save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.adapters: the factors, in a small file
     merge_lora(model)                                # W <- W + scaling·B·A: inference at the base model's cost
 
-Adapter files (a folder, PEFT-like, written in one step: both files appear together or not at all):
+Adapter files (saving a trained adapter, loading it onto a base model) are :mod:`gpt.adapters`.
 
-* ``adapter_model.safetensors`` -- the LoRA factors (``<layer>.lora_A.weight``, ``<layer>.lora_B.weight``)
-  plus every deliberately trainable non-LoRA tensor (e.g. a classification head ``head.weight``);
-  keys are the model's own state-dict keys (PEFT prefixes them with ``base_model.model.``; we don't).
-* ``adapter_config.json`` -- ``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules`` (the exact
-  qualified names of the wrapped layers), ``modules_to_save``, ``bias`` ("none"),
-  ``base_model_name_or_path``, ``base_model_sha256`` (of the base .safetensors file), ``tensors``
-  (key -> shape), ``gpt_config`` and a free-form ``extra`` dict.
-
-Bad arguments raise :class:`~gpt.errors.ConfigError`; an adapter that is damaged, incomplete, holds
-NaN/inf, or belongs to another model raises :class:`~gpt.errors.AdapterError`; an existing adapter
-folder is replaced only with ``overwrite=True`` (else :class:`~gpt.errors.OutputExistsError`).
+Bad arguments raise :class:`~gpt.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import math
 import numbers
-import os
 import re
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from .errors import AdapterError, ConfigError, OutputExistsError
-from .files import atomic_dir, check_output
+from .errors import ConfigError
 
 __all__ = [
-    "AdapterError", "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
-    "disable_lora", "lora_disabled", "count_lora_parameters", "save_adapter", "load_adapter", "read_adapter",
-    "file_sha256", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
+    "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
+    "disable_lora", "lora_disabled", "count_lora_parameters",
 ]  # fmt: skip
 
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_FORMAT = "gpt-course-lora"
-ADAPTER_FORMAT_VERSION = 1
 
 # Names a classification head may have (``train_head=True`` looks for a module called one of these).
 HEAD_NAMES = ("head", "classifier", "score")
-# GPTConfig fields that do not change what the weights mean; an adapter may be loaded across them.
-RUNTIME_FIELDS = ("dropout", "attn_impl")
 
 
 class _LowRankUpdateLinear(torch.autograd.Function):
@@ -478,254 +455,3 @@ def count_lora_parameters(model: nn.Module) -> dict:
         key = _BLOCK_PREFIX.sub("", module_name) or pname
         by_type[key] = by_type.get(key, 0) + p.numel()
     return {"trainable": trainable, "total": total, "trainable_fraction": trainable / total if total else 0.0, "lora": lora, "by_layer_type": by_type}
-
-
-# ---------------------------------------------------------------------------------------------
-# Adapter files: saving, reading, loading
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (the data layer's :func:`gpt.data.sha256_file`)."""
-    from .data import sha256_file
-
-    return sha256_file(Path(path))
-
-
-def _base_sha256(base_checkpoint) -> str | None:
-    """sha256 of a base checkpoint given as a file path, or a 64-hex-digit digest passed through."""
-    if base_checkpoint is None:
-        return None
-    if Path(base_checkpoint).is_file():
-        return file_sha256(base_checkpoint)
-    if isinstance(base_checkpoint, str) and re.fullmatch(r"[0-9a-fA-F]{64}", base_checkpoint):
-        return base_checkpoint.lower()
-    raise AdapterError(f"base checkpoint {str(base_checkpoint)!r} is neither a file nor a sha256 digest; give the base model's .safetensors file")
-
-
-def _model_config(model: nn.Module) -> dict | None:
-    """The GPTConfig (as a dict) of ``model`` or of the first submodule that has one (a classifier's ``gpt``)."""
-    for m in model.modules():
-        cfg = getattr(m, "config", None)
-        if hasattr(cfg, "to_dict"):
-            return cfg.to_dict()
-    return None
-
-
-def _adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors an adapter file holds: LoRA factors + deliberately trainable non-LoRA parameters."""
-    layers = list(lora_layers(model))
-    lora_ids = {id(p) for _, layer in layers for p in (layer.lora_A.weight, layer.lora_B.weight)}
-    keep: dict[str, torch.Tensor] = {}
-    for name, layer in layers:
-        keep[f"{name}.lora_A.weight"] = layer.lora_A.weight  # (r, in)
-        keep[f"{name}.lora_B.weight"] = layer.lora_B.weight  # (out, r)
-    cfg = getattr(model, "lora_config", None)
-    for mod in cfg.modules_to_save if cfg else []:
-        for pname, p in model.get_submodule(mod).named_parameters():
-            keep.setdefault(f"{mod}.{pname}", p)
-    for pname, p in model.named_parameters():  # anything else the user unfroze by hand
-        if p.requires_grad and id(p) not in lora_ids and all(p is not q for q in keep.values()):
-            keep[pname] = p
-    return keep
-
-
-def save_adapter(
-    model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None,
-    extra: dict | None = None, *, overwrite: bool = False,
-) -> Path:  # fmt: skip
-    """Write the adapter into the folder ``path`` (``adapter_model.safetensors`` + ``adapter_config.json``).
-
-    ``base_checkpoint``: the base model's .safetensors file (its sha256 is recorded, so loading onto
-    another base fails) or that sha256. ``extra``: a dict of JSON-serialisable metadata (labels,
-    metrics); anything else is a ConfigError. Saving a merged model is fine. Returns the folder.
-
-    Nothing is lost: an existing non-empty ``path`` raises OutputExistsError unless ``overwrite=True``
-    (a folder holding more than an adapter's two files is refused even then); the output is checked
-    before anything is serialised, and both files appear in one rename (:func:`gpt.files.atomic_dir`),
-    so a crash leaves the previous adapter intact. Tensors holding NaN or inf (training diverged) are
-    refused with AdapterError -- such an adapter is useless -- and nothing is written.
-    """
-    layers = list(lora_layers(model))
-    if not layers:
-        raise AdapterError("the model has no LoRA layers: nothing to save (call apply_lora first)")
-    settings = {(layer.r, layer.lora_alpha, layer.lora_dropout_p) for _, layer in layers}
-    if len(settings) > 1:
-        raise AdapterError(f"layers use different (r, lora_alpha, lora_dropout) {sorted(settings)}; one adapter file holds one setting")
-    r, lora_alpha, lora_dropout = settings.pop()
-    if extra is not None and not isinstance(extra, dict):
-        raise ConfigError(f"extra must be a dict of JSON-serialisable metadata, got {type(extra).__name__}")
-    try:
-        json.dumps(extra or {}, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"extra is not JSON-serialisable ({e}); pass plain str, numbers, lists and dicts, e.g. str(path), float(x)") from e
-    folder = check_output(path, kind="dir", overwrite=overwrite, flag="overwrite=True")  # before any work
-    if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir() if p.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME))
-        if others:
-            raise OutputExistsError(f"{folder} holds files that are not part of an adapter ({others[:3]}); save the adapter into its own folder")
-    sha = _base_sha256(base_checkpoint)
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in _adapter_tensors(model).items()}
-    for key, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise AdapterError(f"adapter tensor {key!r} holds NaN or inf (training diverged); nothing was saved. Train again, e.g. with a lower learning rate")
-    cfg = getattr(model, "lora_config", None)
-    config = {
-        "format": ADAPTER_FORMAT,
-        "format_version": ADAPTER_FORMAT_VERSION,
-        "r": r,
-        "lora_alpha": lora_alpha,
-        "lora_dropout": lora_dropout,
-        "target_modules": [name for name, _ in layers],
-        "modules_to_save": list(cfg.modules_to_save) if cfg else [],
-        "bias": "none",
-        "base_model_name_or_path": Path(base_checkpoint).name if sha and Path(base_checkpoint).is_file() else None,
-        "base_model_sha256": sha,
-        "gpt_config": _model_config(model),
-        "tensors": {k: list(v.shape) for k, v in tensors.items()},
-        "extra": extra or {},
-    }
-    text = json.dumps(config, indent=2, allow_nan=False)
-    with atomic_dir(folder, overwrite=overwrite, flag="overwrite=True") as tmp:
-        save_file(tensors, str(tmp / ADAPTER_WEIGHTS_NAME), metadata={"format": ADAPTER_FORMAT})
-        (tmp / ADAPTER_CONFIG_NAME).write_text(text + "\n")
-    return folder
-
-
-def _check_adapter_config(config, source: Path) -> None:
-    """AdapterError naming the key and ``source`` for anything :func:`load_adapter` could not use."""
-    if not isinstance(config, dict):
-        raise AdapterError(f"{source} holds a JSON {type(config).__name__}, not an adapter config object")
-    if config.get("format") != ADAPTER_FORMAT:
-        raise AdapterError(f"{source} is not a {ADAPTER_FORMAT} adapter config (format={config.get('format')!r}); give a folder written by save_adapter")
-    for key in ("r", "lora_alpha", "target_modules"):
-        if key not in config:
-            raise AdapterError(f"{source} lacks the key {key!r}; the file is damaged or incomplete: save the adapter again")
-    problem = _lora_problem(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0))
-    if problem:
-        raise AdapterError(f"{source}: {problem}; the file is damaged: save the adapter again")
-
-    def names(key: str) -> bool:
-        v = config.get(key)
-        return isinstance(v, list) and all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v)
-
-    if not names("target_modules") or not config["target_modules"]:
-        raise AdapterError(f"{source}: 'target_modules' must be a non-empty list of distinct module names, got {config['target_modules']!r}")
-    if config.get("modules_to_save") is not None and not names("modules_to_save"):
-        raise AdapterError(f"{source}: 'modules_to_save' must be a list of distinct module names, got {config['modules_to_save']!r}")
-    for key, kind in (("gpt_config", dict), ("tensors", dict), ("base_model_sha256", str)):
-        if config.get(key) is not None and not isinstance(config[key], kind):
-            raise AdapterError(f"{source}: {key!r} must be a {kind.__name__} or null, got {config[key]!r}")
-
-
-def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(config, tensors) of an adapter folder written by :func:`save_adapter` (or one of its two files).
-
-    Both are checked: :class:`AdapterError`, naming the file, for a missing folder or file, invalid
-    JSON, a damaged safetensors file, a missing or bad config key, tensors that disagree with the
-    config's ``tensors`` list, or a tensor that is not floating point or holds NaN/inf.
-    """
-    folder = Path(path)
-    if folder.is_file():
-        if folder.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
-            raise AdapterError(f"{folder} is a file, not an adapter; give the folder save_adapter wrote ({ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME})")
-        folder = folder.parent
-    if not folder.is_dir():
-        raise AdapterError(f"adapter folder {folder} does not exist; check the path")
-    cfg_file, weights_file = folder / ADAPTER_CONFIG_NAME, folder / ADAPTER_WEIGHTS_NAME
-    for f in (cfg_file, weights_file):
-        if not f.is_file():
-            raise AdapterError(f"{f} does not exist: {folder} is not a complete adapter folder")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # unreadable, not UTF-8, or not JSON
-        raise AdapterError(f"{cfg_file} is not valid JSON ({e}); the file is damaged: save the adapter again") from e
-    _check_adapter_config(config, cfg_file)
-    try:
-        tensors = load_file(str(weights_file))
-    except Exception as e:  # safetensors raises several types for a truncated or garbage file
-        raise AdapterError(f"{weights_file} is damaged or not a safetensors file ({e}); save the adapter again") from e
-
-    listed = config.get("tensors")
-    on_disk = {k: list(t.shape) for k, t in tensors.items()}
-    if listed is not None and listed != on_disk:
-        k = min(k for k in set(listed) | set(on_disk) if listed.get(k) != on_disk.get(k))
-        raise AdapterError(f"{weights_file} does not match {cfg_file}: tensor {k!r} has shape {on_disk.get(k, 'missing')} in "
-                           f"the weights and {listed.get(k, 'missing')} in the config; the files come from different saves")
-    for key, t in tensors.items():
-        if not t.is_floating_point():
-            raise AdapterError(f"adapter tensor {key!r} in {weights_file} has dtype {t.dtype}; adapter tensors are floating point")
-        if not bool(torch.isfinite(t).all()):
-            raise AdapterError(f"adapter tensor {key!r} in {weights_file} holds NaN or inf; the adapter is unusable: train and save it again")
-    return config, tensors
-
-
-def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None) -> nn.Module:
-    """Load an adapter saved by :func:`save_adapter` into ``model`` (in place) and return it.
-
-    A model without LoRA layers gets them first (the saved ``r``, ``lora_alpha``, ``lora_dropout``,
-    ``target_modules``, ``modules_to_save``). Everything is checked before any weight changes; an
-    AdapterError names the problem: anything :func:`read_adapter` refuses, a ``base_checkpoint`` with
-    another sha256 than at save time, a GPTConfig that differs from the saved ``gpt_config``
-    (``RUNTIME_FIELDS`` excepted), a layer the model lacks, a missing, unexpected or mis-shaped tensor,
-    LoRA layers with another ``r`` / ``lora_alpha``, or a merged model (unmerge first).
-    """
-    config, tensors = read_adapter(path)
-    saved_sha, sha = config.get("base_model_sha256"), _base_sha256(base_checkpoint)
-    if sha is not None and saved_sha is not None and sha != saved_sha.lower():
-        raise AdapterError(
-            f"adapter {path} was trained on a base checkpoint with sha256 {saved_sha[:12]}..., but "
-            f"{base_checkpoint} has sha256 {sha[:12]}...: a different base model; load the base it was trained on"
-        )
-    if sha is not None and saved_sha is None:
-        warnings.warn(f"adapter {path} records no base checkpoint sha256; cannot check the base model", stacklevel=2)
-    saved_cfg, model_cfg = config.get("gpt_config"), _model_config(model)
-    if saved_cfg and model_cfg:
-        diff = [k for k in saved_cfg if k in model_cfg and k not in RUNTIME_FIELDS and saved_cfg[k] != model_cfg[k]]
-        if diff:
-            shown = ", ".join(f"{k}={saved_cfg[k]!r} (the model has {model_cfg[k]!r})" for k in diff)
-            raise AdapterError(f"adapter {path} was trained on a model with {shown}: another architecture; load it into the model it was trained on")
-
-    r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
-    targets, to_save = list(config["target_modules"]), list(config.get("modules_to_save") or [])
-    existing = dict(lora_layers(model))
-    modules = dict(model.named_modules())
-    expected = {k: tuple(p.shape) for k, p in model.named_parameters(remove_duplicate=False)}  # key -> shape
-    if existing:
-        if sorted(existing) != sorted(targets):
-            raise AdapterError(f"the model's LoRA layers {sorted(existing)[:3]}... differ from the adapter's {sorted(targets)[:3]}...")
-        for name, layer in existing.items():
-            if layer.merged:
-                raise AdapterError(f"LoRA layer {name} is merged; call unmerge_lora(model) before loading an adapter")
-            if (layer.r, layer.lora_alpha) != (r, float(lora_alpha)):
-                raise AdapterError(f"LoRA layer {name} has r={layer.r}, lora_alpha={layer.lora_alpha:g}; the adapter has r={r}, lora_alpha={lora_alpha:g}")
-    else:
-        for name in targets + to_save:
-            if name not in modules:
-                raise AdapterError(f"the adapter targets module {name!r}, which this model does not have")
-        for name in targets:
-            m = modules[name]
-            if not isinstance(m, nn.Linear):
-                raise AdapterError(f"the adapter targets {name!r}, which is a {type(m).__name__}, not an nn.Linear")
-            expected[f"{name}.lora_A.weight"] = (r, m.in_features)
-            expected[f"{name}.lora_B.weight"] = (m.out_features, r)
-
-    # Check every tensor before touching the model.
-    for key, t in tensors.items():
-        if key not in expected:
-            raise AdapterError(f"adapter tensor {key!r} has no counterpart in this model")
-        if tuple(t.shape) != expected[key]:
-            raise AdapterError(f"adapter tensor {key!r} has shape {tuple(t.shape)}, the model expects {expected[key]}")
-    needed = [f"{name}.lora_{ab}.weight" for name in targets for ab in "AB"]
-    needed += [f"{mod}.{pname}" for mod in to_save if mod in modules for pname, _ in modules[mod].named_parameters()]
-    for key in needed:
-        if key not in tensors:
-            raise AdapterError(f"adapter file lacks tensor {key!r}; the adapter is incomplete: save it again")
-
-    if not existing:
-        _apply(model, targets, r, lora_alpha, lora_dropout, to_save)
-    params = dict(model.named_parameters(remove_duplicate=False))
-    with torch.no_grad():
-        for key, t in tensors.items():
-            params[key].copy_(t.to(dtype=params[key].dtype, device=params[key].device))
-    return model

@@ -156,7 +156,7 @@ def strategy_order(name: str) -> int:
 def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
     """Bytes that must be stored per task to rebuild ``model`` from the shared base checkpoint.
 
-    For a LoRA model: the adapter folder written by :func:`gpt.lora.save_adapter` (factors, the
+    For a LoRA model: the adapter folder written by :func:`gpt.adapters.save_adapter` (factors, the
     trainable head and the JSON config). Otherwise: a safetensors file of the trainable parameters
     (for full fine-tuning that is the whole model). Measured by writing the files to a temporary folder.
     """
@@ -164,7 +164,8 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
 
     from safetensors.torch import save_file
 
-    from .lora import lora_layers, save_adapter
+    from .adapters import save_adapter
+    from .lora import lora_layers
 
     with tempfile.TemporaryDirectory() as tmp:
         if any(True for _ in lora_layers(model)):
