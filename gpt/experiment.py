@@ -32,6 +32,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
 from .results import strategy_order
+from .train import pick_device
 
 __all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 
@@ -142,17 +143,6 @@ def _check_checkpoint(path: str) -> None:
     check_vocabulary(config, course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
 
 
-def _check_device(name: str) -> None:
-    import torch
-
-    from .train import pick_device
-
-    try:
-        torch.empty(0, device=pick_device(name))
-    except (RuntimeError, AssertionError) as e:
-        raise ConfigError(f"--device {name!r} is not available here ({e}); use cpu or auto") from e
-
-
 def _resume_hint(command: str, flag: str) -> str:
     return command if flag in shlex.split(command) else f"{command} {flag}"
 
@@ -163,7 +153,7 @@ def _cmd_finetune(args) -> int:
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     configs = _configs(args)
     if args.strategy != "baseline":
-        _check_device(args.device)
+        pick_device(args.device)  # an unknown or unavailable device is a ConfigError, before any run
         if args.checkpoint:
             _check_checkpoint(args.checkpoint)
     done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume)
@@ -277,7 +267,7 @@ def run_experiment(
     ckpt = Path(checkpoint) if checkpoint else reference_path()
     if checkpoint:
         _check_checkpoint(checkpoint)
-    _check_device(device)
+    pick_device(device)
     pairs = [(label, seed) for label, _ in runs for seed in seeds]
     existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
     done = _rows_to_keep(out, sha256_file(ckpt)) if skip_existing else set()
