@@ -169,7 +169,7 @@ def _cmd_pretrain(args) -> int:
     from .files import check_output
     from .model import GPT, GPTConfig, count_parameters
     from .tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
-    from .train import TrainConfig, TrainingInterrupted, check_resume, pick_device, pretrain, read_training_state
+    from .train import TrainConfig, TrainingInterrupted, check_resume, pick_device, pretrain, read_training_state, require_compiler
 
     # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)
@@ -193,8 +193,11 @@ def _cmd_pretrain(args) -> int:
         device=args.device,
         seed=args.seed,
         checkpoint_interval=interval,
+        compile=args.compile,
     )
     pick_device(cfg.device)
+    if cfg.compile:
+        require_compiler()
     fingerprint = tokenizer_fingerprint(tok)
     run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": fingerprint}
 
@@ -252,8 +255,16 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
     from .tokenizer import COURSE_TOKENIZER_FILE
     from .train import evaluate, save_model
 
+    from .speed import training_flops_per_token
+
     fingerprint = run_info["tokenizer_fingerprint"]
     device = next(model.parameters()).device
+    wall = hist["seconds"][-1]
+    tokens_per_second = hist["tokens"][-1] / wall
+    compiled = f"; compiling took {hist['compile_seconds']:.0f} s" if hist.get("compile_seconds") else ""
+    print(f"trained {cfg.max_steps} steps in {wall / 60:.1f} min: {tokens_per_second:,.0f} tokens/s, "
+          f"{tokens_per_second * training_flops_per_token(config) / 1e9:.0f} model GFLOP/s "
+          f"({hist['precision']}, evaluations included{compiled})")
     heldout = evaluate(model, torch.from_numpy(val_ids.astype(np.int64)), cfg.batch_size, args.heldout_batches, device, "fp32", seed=0)
     card = {
         "name": args.name,
@@ -271,6 +282,7 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
         "batch_size": cfg.batch_size,
         "tokens_seen": cfg.max_steps * cfg.batch_size * config.context_length,
         "wall_seconds": round(hist["seconds"][-1], 1),
+        "tokens_per_second": round(tokens_per_second),
         "machine": machine_description(),
         "precision": hist["precision"],
         "seed": cfg.seed,
@@ -347,6 +359,8 @@ def main(argv=None) -> int:
     r.add_argument("--val-fraction", type=_fraction, default=0.05)
     r.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     r.add_argument("--device", default="auto")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile the forward pass and loss: faster steps after a compile of ~5-60 s (see bench/results/vs_reference.md)")
     r.add_argument("--seed", type=int, default=1234)
     r.add_argument("--books", default="", help="comma-separated registry names (default: all 22 books)")
     r.add_argument("--checkpoint-interval", type=_checkpoint_interval, default="auto",

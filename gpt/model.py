@@ -28,7 +28,9 @@ class GPTConfig:
     dropout: float = 0.0
     qkv_bias: bool = False  # GPT-2 has a bias on the query/key/value projections
     tie_weights: bool = True  # share the token embedding with the output layer
-    attn_impl: str = "sdpa"  # "sdpa" (fused kernel) or "explicit" (the masked softmax taught in notebook 02)
+    # "auto" (the faster of the two where it is run, see ``CausalSelfAttention``), "sdpa" (PyTorch's
+    # fused kernel) or "explicit" (the masked softmax taught in notebook 02). All give the same result.
+    attn_impl: str = "auto"
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
@@ -45,8 +47,8 @@ class GPTConfig:
         for name in ("qkv_bias", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.attn_impl not in ("sdpa", "explicit"):
-            raise ConfigError(f"GPTConfig.attn_impl must be 'sdpa' or 'explicit', got {self.attn_impl!r}")
+        if self.attn_impl not in ATTN_IMPLS:
+            raise ConfigError(f"GPTConfig.attn_impl must be one of {', '.join(map(repr, ATTN_IMPLS))}, got {self.attn_impl!r}")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTConfig":
@@ -69,6 +71,8 @@ class GPTConfig:
         return cls(**d)
 
 
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+
 _GPT2 = dict(vocab_size=50257, context_length=1024, qkv_bias=True, tie_weights=True, dropout=0.0)
 PRESETS: dict[str, dict] = {
     # GPT-2's published shapes (Radford et al., 2019).
@@ -89,6 +93,11 @@ class CausalSelfAttention(nn.Module):
     Every token builds a query, a key and a value; a token may only look at itself and
     earlier tokens (the causal mask). Two implementations give the same result: an explicit
     masked softmax (what the notebooks teach) and PyTorch's fused ``scaled_dot_product_attention``.
+
+    ``attn_impl="auto"`` picks by what the benchmarks measured (``bench/results/train_speed.md``):
+    on a CPU with bf16 activations (bf16 autocast) the explicit version, whose two small bf16
+    matmuls beat the fused kernel at the course's sizes; everywhere else (fp32 on a CPU, any GPU)
+    the fused kernel.
     """
 
     def __init__(self, config: GPTConfig):
@@ -113,12 +122,18 @@ class CausalSelfAttention(nn.Module):
         k = self.k_proj(x).view(B, T, H, D).transpose(1, 2)
         v = self.v_proj(x).view(B, T, H, D).transpose(1, 2)
         p = self.dropout if self.training else 0.0
-        if self.attn_impl == "sdpa":
+        if self.use_sdpa(q):
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, D)
         else:
             y = explicit_causal_attention(q, k, v, self.causal_mask[:T, :T], p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-join the heads: (B, T, C)
         return self.out_proj(y)
+
+    def use_sdpa(self, q: torch.Tensor) -> bool:
+        """Whether this call runs the fused kernel (True) or the explicit masked softmax (False)."""
+        if self.attn_impl == "auto":
+            return not (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16))
+        return self.attn_impl == "sdpa"
 
 
 def explicit_causal_attention(q, k, v, mask, dropout_p: float = 0.0):
@@ -126,7 +141,8 @@ def explicit_causal_attention(q, k, v, mask, dropout_p: float = 0.0):
 
     q, k, v: (B, H, T, D); mask: (T, T) bool, True where a query must not see a key.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, T)
+    q = q * (1.0 / math.sqrt(q.size(-1)))  # scaling q = scaling the scores, on (B, H, T, D) instead of (B, H, T, T)
+    scores = q @ k.transpose(-2, -1)  # (B, H, T, T)
     scores = scores.masked_fill(mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1 over the visible keys
     if dropout_p > 0.0:
@@ -215,7 +231,8 @@ class GPT(nn.Module):
             raise ConfigError(f"expected token ids of shape (batch, time), got {tuple(idx.shape)}")
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
             raise ConfigError(f"token ids must be an integer tensor, got dtype {idx.dtype}")
-        if idx.numel():
+        # (skipped inside torch.compile, where the .min() would split the graph; gpt.train.pretrain checks its data first)
+        if idx.numel() and not torch.compiler.is_compiling():
             lo, hi = int(idx.min()), int(idx.max())
             V = self.config.vocab_size
             if lo < 0 or hi >= V:

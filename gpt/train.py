@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load as _st_load
 from safetensors.torch import load_file
 from safetensors.torch import save as _st_save
@@ -44,6 +43,7 @@ from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this mo
     sha256_bytes, write_checkpoint,
 )
 from .files import atomic_write_bytes
+from .loss import cross_entropy
 from .model import GPT, GPTConfig
 
 __all__ = [
@@ -57,6 +57,9 @@ __all__ = [
     "lr_at",
     "get_batch",
     "lm_loss",
+    "train_step",
+    "compile_loss",
+    "require_compiler",
     "evaluate",
     "save_model",
     "read_checkpoint",
@@ -100,6 +103,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 1234
     checkpoint_interval: int = 0  # 0: only at the end (when a run folder is given)
+    compile: bool = False  # torch.compile the forward pass and loss (opt-in: compiling takes ~5-60 s)
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "eval_interval", "eval_batches"):
@@ -131,6 +135,8 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in betas)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")
 
@@ -201,15 +207,22 @@ def autocast(device: torch.device, precision: str):
 # Optimizer and schedule
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (linear and embedding weights); biases and norms get none."""
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95), fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (linear and embedding weights); biases and norms get none.
+
+    ``fused`` (default: where every parameter is on a CPU or a CUDA GPU) runs PyTorch's fused AdamW,
+    one kernel for all parameters instead of a Python loop over them: the same update, ~6x
+    faster for the course model on a CPU (1.1 ms vs 6.9 ms a step)."""
     decay, no_decay = [], []
     for p in model.parameters():  # a tied weight appears once
         if not p.requires_grad:
             continue
         (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+    groups = [g for g in groups if g["params"]]
+    if fused is None:
+        fused = bool(groups) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -235,8 +248,45 @@ def get_batch(ids: torch.Tensor, context_length: int, batch_size: int, seed: int
 
 
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` (B, T each).
+
+    The same number as ``F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())``;
+    :func:`gpt.loss.cross_entropy` computes it and its gradient in one pass over the logits."""
     logits = model(x)  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+    return cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+def require_compiler() -> None:
+    """torch.compile generates C++ (on a CPU) and needs a compiler to build it: a missing one is a
+    :class:`~gpt.errors.ConfigError` here, not an error deep inside the first training step."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        raise ConfigError(
+            "--compile (TrainConfig.compile) needs a C++ compiler for torch.compile, and none was found "
+            "(g++, c++ or clang++, or $CXX); install one (e.g. apt install g++) or train without --compile"
+        )
+
+
+def compile_loss(loss_fn=None):
+    """``torch.compile`` of ``loss_fn`` (default :func:`lm_loss`): the forward pass and the loss become
+    one optimised graph (and so does their backward pass). Compiling happens in the first call."""
+    require_compiler()
+    return torch.compile(loss_fn or lm_loss)
+
+
+def train_step(model, optimizer, x, y, lr: float, cfg: TrainConfig, device, precision: str, loss_fn=None) -> float:
+    """One optimisation step on the batch (x, y): set the learning rate, compute the loss (under bf16
+    autocast if ``precision`` is "bf16"), backpropagate, clip the gradient norm to ``cfg.grad_clip``,
+    take an AdamW step. Returns the loss as a float."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    with autocast(device, precision):
+        loss = (loss_fn or lm_loss)(model, x.to(device), y.to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.item()
 
 
 @torch.no_grad()
@@ -347,7 +397,8 @@ def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state d
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = "gpt-course-checkpoint/2"
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
-_IGNORED_ON_RESUME = {"checkpoint_interval"}  # TrainConfig fields that do not change the weights
+_IGNORED_ON_RESUME = {"checkpoint_interval", "compile"}  # TrainConfig fields that do not change what is learned
+_RUNTIME_MODEL_FIELDS = {"attn_impl"}  # model config fields that only choose how the same numbers are computed
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -439,7 +490,7 @@ def check_resume(state: dict, *, cfg: TrainConfig | None = None, model_config: G
         new = _canon(model_config.to_dict())
         saved = state.get("model_config", {})
         for k in list(saved) + [k for k in new if k not in saved]:
-            if saved.get(k) != new.get(k):
+            if k not in _RUNTIME_MODEL_FIELDS and saved.get(k) != new.get(k):
                 differ(f"model config {k}", saved.get(k), new.get(k))
     if cfg is not None:
         new = _cfg_dict(cfg)
@@ -552,6 +603,7 @@ def pretrain(
             for legacy in (STATE_FILE, OPTIMIZER_FILE):  # the old layout kept these next to model.safetensors
                 (run_dir / legacy).unlink(missing_ok=True)
 
+    loss_fn = compile_loss() if cfg.compile else None
     model.to(device).train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "lr": [], "tokens": [], "seconds": []}
@@ -587,20 +639,15 @@ def pretrain(
         with InterruptFlag() as interrupt:
             while step < end and not interrupt.requested:
                 lr = lr_at(step, cfg)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
                 x, y = get_batch(train_t, ctx, cfg.batch_size, cfg.seed, step)
                 torch.manual_seed(cfg.seed * 7919 + step)  # dropout masks, reproducible per step
-                with autocast(device, precision):
-                    loss = lm_loss(model, x.to(device), y.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                t_step = time.perf_counter()
+                loss = train_step(model, optimizer, x, y, lr, cfg, device, precision, loss_fn)
+                if step == start_step and loss_fn is not None:
+                    history["compile_seconds"] = time.perf_counter() - t_step  # the first compiled step compiles
                 step += 1
                 history["step"].append(step)
-                history["train_loss"].append(loss.item())
+                history["train_loss"].append(loss)
                 history["lr"].append(lr)
                 history["tokens"].append(step * cfg.batch_size * ctx)
                 history["seconds"].append(time.perf_counter() - t0)
@@ -609,7 +656,7 @@ def pretrain(
                     history["val_loss"].append(evaluate(model, val_t, cfg.batch_size, cfg.eval_batches, device, precision, cfg.seed))
                 if bar:
                     bar.update(1)
-                    post = {"loss": f"{loss.item():.3f}"}
+                    post = {"loss": f"{loss:.3f}"}
                     if history["val_loss"]:
                         post["val"] = f"{history['val_loss'][-1]:.3f}"
                     bar.set_postfix(post)

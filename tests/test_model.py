@@ -363,3 +363,35 @@ def test_presets_are_valid():
     for name, fields in PRESETS.items():
         cfg = GPTConfig.from_preset(name)
         assert cfg == GPTConfig(**fields) and cfg.n_embd % cfg.n_head == 0
+
+
+# --- attn_impl="auto" ----------------------------------------------------------------------------
+
+
+def test_auto_attention_picks_explicit_for_bf16_on_cpu_and_sdpa_otherwise():
+    attn = make(attn_impl="auto").blocks[0].attn
+    assert GPTConfig().attn_impl == "auto"
+    assert not attn.use_sdpa(torch.zeros(1, dtype=torch.bfloat16)) and not attn.use_sdpa(torch.zeros(1, dtype=torch.float16))
+    assert attn.use_sdpa(torch.zeros(1, dtype=torch.float32))
+    assert make(attn_impl="sdpa").blocks[0].attn.use_sdpa(torch.zeros(1, dtype=torch.bfloat16))
+    assert not make(attn_impl="explicit").blocks[0].attn.use_sdpa(torch.zeros(1, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "explicit"])
+def test_auto_model_computes_what_the_implementation_it_picks_computes(impl):
+    """Under bf16 autocast "auto" runs the explicit softmax, in fp32 the fused kernel: same numbers, bit for bit."""
+    auto = make(seed=3, attn_impl="auto")
+    fixed = GPT(tiny(attn_impl=impl)).eval()
+    fixed.load_state_dict(auto.state_dict())
+    x = ids(B=2, T=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=impl == "explicit"):
+        assert torch.equal(auto(x), fixed(x))
+
+
+def test_bf16_explicit_attention_is_close_to_bf16_sdpa():
+    sdpa, explicit = make(seed=3, attn_impl="sdpa"), GPT(tiny(attn_impl="explicit")).eval()
+    explicit.load_state_dict(sdpa.state_dict())
+    x = ids(B=2, T=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = sdpa(x).float(), explicit(x).float()
+    assert (a - b).abs().max() < 0.05 * a.abs().max()  # bf16 rounding, not a different function

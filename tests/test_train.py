@@ -33,6 +33,7 @@ from gpt.train import (
     read_training_state,
     resolve_precision,
     save_model,
+    train_step,
 )
 
 VOCAB = 512
@@ -111,6 +112,7 @@ def test_lr_schedule_without_warmup():
         (dict(betas=0.9), "betas must be two numbers in [0, 1)"),
         (dict(seed=1.5), "seed must be a whole number"),
         (dict(device=""), "device must be 'auto' or a torch device"),
+        (dict(compile="yes"), "compile must be True or False"),
     ],
 )
 def test_train_config_validation(kwargs, phrase):
@@ -155,6 +157,31 @@ def test_frozen_parameters_are_left_out_of_the_optimizer():
     model.tok_emb.weight.requires_grad_(False)
     opt = make_optimizer(model, lr=1e-3, weight_decay=0.1)
     assert all(p is not model.tok_emb.weight for g in opt.param_groups for p in g["params"])
+
+
+def test_fused_adamw_is_the_default_on_cpu_and_takes_the_same_step():
+    """make_optimizer picks PyTorch's fused AdamW on a CPU; the update equals the plain for-loop AdamW's."""
+    a, b = tiny_model(seed=2), tiny_model(seed=2)
+    fused, plain = make_optimizer(a, 1e-2, 0.1), make_optimizer(b, 1e-2, 0.1, fused=False)
+    assert all(g["fused"] for g in fused.param_groups) and not any(g["fused"] for g in plain.param_groups)
+    x, y = get_batch(torch.from_numpy(TRAIN.astype(np.int64)), 32, 4, seed=0, step=0)
+    for model, opt in ((a, fused), (b, plain)):
+        for _ in range(3):
+            train_step(model, opt, x, y, 1e-2, cfg(), torch.device("cpu"), "fp32")
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.equal(a.blocks[0].mlp.fc.weight, tiny_model(seed=2).blocks[0].mlp.fc.weight)  # it did train
+
+
+def test_train_step_clips_the_gradient_and_returns_the_loss():
+    model = tiny_model()
+    opt = make_optimizer(model, 1.0, 0.0)
+    x, y = get_batch(torch.from_numpy(TRAIN.astype(np.int64)), 32, 4, seed=0, step=0)
+    loss = train_step(model, opt, x, y, 0.5, cfg(grad_clip=1e-3), torch.device("cpu"), "fp32")
+    assert isinstance(loss, float) and math.isfinite(loss)
+    assert all(g["lr"] == 0.5 for g in opt.param_groups)
+    norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
+    assert abs(float(norm) - 1e-3) < 1e-6  # the gradient the step used was clipped to grad_clip
 
 
 def test_get_batch_is_a_function_of_seed_and_step():
@@ -433,6 +460,23 @@ def test_resume_allows_another_checkpoint_interval(half_run):
     assert hist["step"] == list(range(1, 9))
 
 
+def test_resume_ignores_what_only_changes_speed(half_run):
+    """--compile and the attention implementation compute the same thing: a run may resume with either changed."""
+    hist = pretrain(tiny_model(attn_impl="explicit"), TRAIN, VAL, cfg(), run_dir=half_run, resume=True, progress=False,
+                    run_info=RUN_INFO)
+    assert hist["step"] == list(range(1, 9))
+    check_resume(read_training_state(half_run), cfg=cfg(compile=True), model_config=tiny_config(attn_impl="sdpa"))
+
+
+def test_compile_without_a_compiler_is_a_clear_error_before_training(monkeypatch):
+    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler"):
+        pretrain(model, TRAIN, VAL, cfg(compile=True), progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_resume_refuses_missing_or_old_layout_run(tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume in .*empty"):
         pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=tmp_path / "empty", resume=True, progress=False)
@@ -645,3 +689,12 @@ def test_check_resume_compares_only_what_is_given(half_run):
     check_resume(state, cfg=cfg(), model_config=tiny_config(), run_info=RUN_INFO)
     with pytest.raises(CheckpointError, match="TrainConfig.max_steps differs: the checkpoint has 8, this run has 9"):
         check_resume(state, cfg=cfg(max_steps=9))
+
+
+def test_compiled_training_follows_the_eager_run():
+    """TrainConfig(compile=True): the same losses as the eager loop (to float rounding), compile time recorded."""
+    eager = pretrain(tiny_model(), TRAIN, VAL, cfg(max_steps=4, eval_interval=4), progress=False)
+    compiled = pretrain(tiny_model(), TRAIN, VAL, cfg(max_steps=4, eval_interval=4, compile=True), progress=False)
+    np.testing.assert_allclose(compiled["train_loss"], eager["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(compiled["val_loss"], eager["val_loss"], rtol=1e-4)
+    assert compiled["compile_seconds"] > 0 and "compile_seconds" not in eager
