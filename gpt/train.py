@@ -43,7 +43,7 @@ from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this mo
     sha256_bytes, write_checkpoint,
 )
 from .files import atomic_write_bytes
-from .loss import cross_entropy
+from .loss import cross_entropy, linear_cross_entropy
 from .model import GPT, GPTConfig
 
 __all__ = [
@@ -250,8 +250,14 @@ def get_batch(ids: torch.Tensor, context_length: int, batch_size: int, seed: int
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` (B, T each).
 
-    The same number as ``F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())``;
-    :func:`gpt.loss.cross_entropy` computes it and its gradient in one pass over the logits."""
+    The same number as ``F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())``, computed by
+    :mod:`gpt.loss` in one pass: for a :class:`GPT` whose output layer is a plain ``nn.Linear``, from
+    the hidden states and that layer's weight (:func:`~gpt.loss.linear_cross_entropy`, the logits
+    never exist in full); for any other model, from its logits (:func:`~gpt.loss.cross_entropy`)."""
+    head = getattr(model, "lm_head", None)
+    if isinstance(model, GPT) and type(head) is nn.Linear and head.bias is None:
+        h = model.hidden_states(x)  # (B, T, C)
+        return linear_cross_entropy(h.flatten(0, 1), head.weight, y.flatten())
     logits = model(x)  # (B, T, V)
     return cross_entropy(logits.flatten(0, 1), y.flatten())
 
