@@ -316,10 +316,13 @@ def render(info: dict, rows: list[dict]) -> str:
     compile_line = ""
     if comp and comp.get("compile_seconds"):
         cs = [c for c in comp["compile_seconds"] if c is not None]
-        compile_line = (f"\n`--compile` pays for its speed with compiling: the first step took "
-                        f"{min(cs):.0f}–{max(cs):.0f} s (empty compiler cache every time; a warm cache in "
-                        f"`/tmp/torchinductor_$USER` makes it a few seconds), i.e. it pays off after about "
-                        f"{statistics.median(cs) / max(1e-9, ours['step_seconds_median'] - comp['step_seconds_median']):.0f} steps.\n")
+        saved = ours["step_seconds_median"] - comp["step_seconds_median"]
+        pays = (f"It saves {saved * 1000:.0f} ms a step, so it pays off after about {statistics.median(cs) / saved:,.0f} steps"
+                if saved > 0 else
+                f"Its steps were not faster than the default eager steps here ({comp['step_seconds_median'] * 1000:.0f} vs "
+                f"{ours['step_seconds_median'] * 1000:.0f} ms), so on this machine it does not pay off")
+        compile_line = (f"\n`--compile` (opt-in) first compiles: its first step took {min(cs):.0f}–{max(cs):.0f} s (from an empty "
+                        f"compiler cache every time; a warm cache in `/tmp/torchinductor_$USER` cuts that to a few seconds). {pays}.\n")
     return f"""# The course's pretraining loop vs the best-known course's, with MFU
 
 {{header}}

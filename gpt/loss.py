@@ -122,7 +122,10 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise ValueError(f"expected a weight (V, {hidden.size(1)}), got {tuple(weight.shape)}")
     device_type = hidden.device.type
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
-    if torch.compiler.is_compiling():
-        return F.cross_entropy(F.linear(hidden, weight).float(), targets)
-    with torch.autocast(device_type, enabled=False):  # the matmul dtype is chosen above
-        return _LinearCrossEntropy.apply(hidden, weight, targets, rows_per_chunk, dtype)
+    return _eager_linear_cross_entropy(hidden, weight, targets, rows_per_chunk, dtype)
+
+
+@torch.compiler.disable  # under torch.compile: the model's body is compiled, this loss runs as it is (it was faster)
+def _eager_linear_cross_entropy(hidden, weight, targets, rows, dtype):
+    with torch.autocast(hidden.device.type, enabled=False):  # the matmul dtype is chosen by the caller
+        return _LinearCrossEntropy.apply(hidden, weight, targets, rows, dtype)

@@ -143,7 +143,9 @@ def explicit_causal_attention(q, k, v, mask, dropout_p: float = 0.0):
     """
     q = q * (1.0 / math.sqrt(q.size(-1)))  # scaling q = scaling the scores, on (B, H, T, D) instead of (B, H, T, T)
     scores = q @ k.transpose(-2, -1)  # (B, H, T, T)
-    scores = scores.masked_fill(mask, float("-inf"))
+    # hide the future: add -inf where mask is True (the same as masked_fill(mask, -inf); an addition has no
+    # backward work, which makes it the faster of the two on a CPU)
+    scores = scores + torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device).masked_fill_(mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1 over the visible keys
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
