@@ -25,7 +25,7 @@ class Profile:
 
 
 PROFILES = {
-    "default": Profile("default", pretrain_steps=1000, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60, finetune_epochs=0, finetune_train_limit=0, finetune_eval_limit=0),
+    "default": Profile("default", pretrain_steps=1500, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60, finetune_epochs=0, finetune_train_limit=0, finetune_eval_limit=0),
     "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20, finetune_epochs=1, finetune_train_limit=48, finetune_eval_limit=48),
 }
 
