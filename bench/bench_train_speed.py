@@ -16,6 +16,7 @@ file records how much CPU other processes used meanwhile.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--big-vocab-steps", type=int, default=8, help="timed steps for the 50,257-token rows (seconds per step)")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per row, interleaved; a row's step time is the median of their medians")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--preset", default="course")
@@ -46,28 +48,43 @@ def main(argv=None) -> int:
 
     runs = [
         # (label, config overrides, precision)
-        ("course, bf16, sdpa", {}, "bf16"),
+        ("course, bf16, sdpa", {"attn_impl": "sdpa"}, "bf16"),
         ("course, bf16, explicit", {"attn_impl": "explicit"}, "bf16"),
-        ("course, fp32, sdpa", {}, "fp32"),
+        ("course, fp32, sdpa", {"attn_impl": "sdpa"}, "fp32"),
         ("course, fp32, explicit", {"attn_impl": "explicit"}, "fp32"),
-        ("course + GPT-2 vocab (50,257), bf16, sdpa", {"vocab_size": 50257}, "bf16"),
-        ("course + GPT-2 vocab (50,257), fp32, sdpa", {"vocab_size": 50257}, "fp32"),
+        ("course + GPT-2 vocab (50,257), bf16, sdpa", {"vocab_size": 50257, "attn_impl": "sdpa"}, "bf16"),
+        ("course + GPT-2 vocab (50,257), fp32, sdpa", {"vocab_size": 50257, "attn_impl": "sdpa"}, "fp32"),
     ]
     info = run_info()
-    rows = []
+    tries = {label: [] for label, _, _ in runs}
     with OtherLoad() as load:
-        for label, overrides, precision in runs:
-            config = GPTConfig.from_preset(args.preset, context_length=args.context, **overrides)
-            steps = args.big_vocab_steps if config.vocab_size > 10_000 else args.steps
-            r = time_training_when_quiet(config, steps, args.warmup, args.batch_size, precision)
-            r.update(
-                label=label,
-                vocab_size=config.vocab_size,
-                attn_impl=config.attn_impl,
-                parameters=count_parameters(GPT(config)),
-            )
-            rows.append(r)
-            print(f"{label:45s} {r['tokens_per_second']:9.0f} tokens/s  ({r['step_seconds_median'] * 1000:.0f} ms/step)", flush=True)
+        for rep in range(args.repeats):  # interleaved: every row once, then again, so drift hits all rows alike
+            for label, overrides, precision in runs:
+                config = GPTConfig.from_preset(args.preset, context_length=args.context, **overrides)
+                steps = args.big_vocab_steps if config.vocab_size > 10_000 else args.steps
+                r = time_training_when_quiet(config, steps, args.warmup, args.batch_size, precision)
+                tries[label].append(r)
+                print(f"repeat {rep + 1}  {label:45s} {r['tokens_per_second']:9.0f} tokens/s  ({r['step_seconds_median'] * 1000:.0f} ms/step)", flush=True)
+    rows = []
+    for label, overrides, precision in runs:
+        config = GPTConfig.from_preset(args.preset, context_length=args.context, **overrides)
+        rs = tries[label]
+        median = statistics.median(r["step_seconds_median"] for r in rs)
+        r = dict(rs[0])
+        r.update(
+            label=label,
+            vocab_size=config.vocab_size,
+            attn_impl=config.attn_impl,
+            parameters=count_parameters(GPT(config)),
+            repeat_medians=[x["step_seconds_median"] for x in rs],
+            step_seconds_median=median,
+            step_seconds_min=min(x["step_seconds_min"] for x in rs),
+            step_seconds_max=max(x["step_seconds_max"] for x in rs),
+            tokens_per_second=args.batch_size * args.context / median,
+            other_load_cores=max(x["other_load_cores"] for x in rs),
+            tries=[x["tries"] for x in rs],
+        )
+        rows.append(r)
     info["other_load_cores_whole_run"] = load.cores  # includes the pauses between retries
     info["other_load_cores"] = max(r["other_load_cores"] for r in rows)  # during the timed measurements
     info["preset"] = args.preset
@@ -108,11 +125,14 @@ def render(info: dict, rows: list[dict]) -> str:
 {{header}}
 Each row runs the course's training loop (`gpt.train.pretrain`: forward, cross-entropy, backward,
 gradient clipping at 1.0, AdamW) with batch {b} × context {t} on random token ids:
-{rows[0]['warmup_steps']} warmup steps, then {rows[0]['steps_timed']} timed steps ({rows[-1]['steps_timed']} for the 50,257-token rows); tokens/s = {b * t:,} / median step time.
+{rows[0]['warmup_steps']} warmup steps, then {rows[0]['steps_timed']} timed steps ({rows[-1]['steps_timed']} for the 50,257-token rows), repeated
+{len(rows[0].get('repeat_medians', [0]))} times, interleaved (every row once, then every row again, ...); a row's step time is the median of its
+repeats' median step times, and tokens/s = {b * t:,} / that.
 bf16 means `torch.autocast(bfloat16)` (the weights and the optimizer stay fp32); fp32 runs without autocast.
-The rows run one after another; a row is measured again (up to 4 tries, `tries` in the JSON) when other
-processes used more than {BUSY} cores during it. Step times on a shared 2-core machine vary by 10–30 %
-(see min–max), so treat differences below ~15 % as noise.
+A measurement is taken again (up to 4 tries, `tries` in the JSON) when other processes used more than
+{BUSY} cores during it. Step times on a shared 2-core machine drift by 10–15 % from minute to minute
+(see the per-repeat medians in the JSON), which the interleaving spreads over all rows alike.
+The default attention, `attn_impl="auto"`, is the explicit softmax under bf16 and sdpa in fp32.
 
 {chr(10).join(table)}
 

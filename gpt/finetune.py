@@ -324,6 +324,13 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
     return names
 
 
+def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
+    """AdamW as pretraining builds it, but PyTorch's for-loop implementation: the committed results in
+    results/finetune were made with it, and the fused one (pretraining's default) rounds differently, so
+    reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)"""
+    return make_optimizer(model, config.lr, config.weight_decay, fused=False)
+
+
 def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None) -> Run:
     """Check everything, encode the splits, and build the optimizer: a :class:`Run` at step 0."""
     if getattr(model, "num_classes", None) != 2:
@@ -345,7 +352,7 @@ def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None
     torch.manual_seed(config.seed)  # dropout masks
     return Run(
         model=model, config=config, device=device, precision=precision, pad_id=tokenizer.eot_token, data=data,
-        truncated=truncated, params=params, optimizer=make_optimizer(model, config.lr, config.weight_decay),
+        truncated=truncated, params=params, optimizer=_optimizer(model, config),
         total_steps=total, warmup_steps=int(config.warmup_fraction * total),
         batch_generator=torch.Generator().manual_seed(config.seed), meter=SavedActivations(model),
     )
