@@ -63,7 +63,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     from .data import sha256_file
     from .finetune import build_model, finetune
     from .reference import machine_description, reference_path
-    from .results import check_results_dir, result_row, task_storage_bytes, write_result
+    from .results import check_results_dir, refresh_summary, result_row, task_storage_bytes, write_result
     from .sms import load_splits
 
     label = config.label
@@ -95,6 +95,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
         extra.update(checkpoint=str(shown), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt))
     row = result_row(result, extra)
     write_result(out, row, result, overwrite=True)  # checked above; a resumed run replaces nothing else
+    refresh_summary(out, splits)  # with the intervals and paired comparisons of every run so far
     shutil.rmtree(ck_dir, ignore_errors=True)
     if ck_dir.parent.is_dir() and not any(ck_dir.parent.iterdir()):
         ck_dir.parent.rmdir()
@@ -294,10 +295,26 @@ def run_experiment(
         if rc:
             raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); rerun with --skip-existing to resume")
     if (out / "results.csv").exists():
-        refresh_summary(out)
+        from .sms import load_splits
+
+        refresh_summary(out, load_splits())
         plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
     print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}, {out / 'accuracy_vs_params.png'}")
     return out / "results.csv"
+
+
+def _cmd_summarize(args) -> int:
+    from .files import check_output
+    from .results import refresh_summary
+    from .sms import load_splits
+
+    out = Path(args.out)
+    if not (out / "results.csv").is_file():
+        raise ConfigError(f"{out / 'results.csv'} does not exist: nothing to summarize (run `python -m gpt experiment` first, or pass --out)")
+    check_output(out / "summary.md", kind="file", overwrite=True)
+    path = refresh_summary(out, load_splits())
+    print(f"wrote {path}")
+    return 0
 
 
 def _cmd_experiment(args) -> int:
@@ -362,3 +379,10 @@ def register_cli(subparsers) -> None:
     e.add_argument("--overwrite", action="store_true", help="rerun and replace rows already in results.csv")
     e.add_argument("--command-line", default="", help=argparse.SUPPRESS)
     e.set_defaults(func=_cmd_experiment)
+
+    s = subparsers.add_parser(
+        "summarize",
+        help="rewrite <out>/summary.md from results.csv and the runs' predictions: means, 95 %% intervals, paired verdicts",
+    )
+    s.add_argument("--out", default=DEFAULT_OUT)
+    s.set_defaults(func=_cmd_summarize)

@@ -176,10 +176,19 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
         return (Path(tmp) / "task.safetensors").stat().st_size
 
 
-def refresh_summary(out_dir: str | os.PathLike) -> Path:
-    """Rewrite ``<out_dir>/summary.md`` from ``<out_dir>/results.csv``."""
+def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None) -> Path:
+    """Rewrite ``<out_dir>/summary.md`` from ``<out_dir>/results.csv``; with the pinned ``splits``
+    (:func:`gpt.sms.load_splits`) also the section of intervals and paired comparisons
+    (:func:`gpt.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``)."""
     out = Path(out_dir)
-    return atomic_write_text(out / "summary.md", summary_markdown(_read_table(out / "results.csv")))
+    text = summary_markdown(_read_table(out / "results.csv"))
+    if splits is not None:
+        from .compare import comparison_markdown
+
+        section = comparison_markdown(out, splits, order=strategy_order)
+        if section:
+            text += "\n" + section
+    return atomic_write_text(out / "summary.md", text)
 
 
 def summarize(table):

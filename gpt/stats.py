@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["bootstrap_interval", "accuracy_interval", "f1_interval", "mcnemar_p", "paired_comparison", "PairedComparison", "verdict"]
+__all__ = ["bootstrap_interval", "accuracy_interval", "f1_interval", "f1_of", "mcnemar_p", "paired_comparison", "PairedComparison", "verdict"]
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -59,7 +59,8 @@ def accuracy_interval(correct, **kw) -> tuple[float, float, float]:
     return float(c.mean()), lo, hi
 
 
-def _f1(y_true: np.ndarray, y_pred: np.ndarray, positive: int) -> float:
+def f1_of(y_true: np.ndarray, y_pred: np.ndarray, positive: int) -> float:
+    """F1 of the ``positive`` class; ``y_pred`` may hold several seeds' predictions (seeds × messages): their mean F1."""
     tp = np.sum((y_pred == positive) & (y_true == positive), axis=-1)
     fp = np.sum((y_pred == positive) & (y_true != positive), axis=-1)
     fn = np.sum((y_pred != positive) & (y_true == positive), axis=-1)
@@ -75,8 +76,8 @@ def f1_interval(y_true, y_pred, positive: int = 1, **kw) -> tuple[float, float, 
     p = p[None, :] if p.ndim == 1 else p
     if p.shape[-1] != t.shape[0]:
         raise ValueError(f"{t.shape[0]} labels but predictions of shape {p.shape}")
-    lo, hi = bootstrap_interval(len(t), lambda idx: _f1(t[idx], p[:, idx], positive), **kw)
-    return _f1(t, p, positive), lo, hi
+    lo, hi = bootstrap_interval(len(t), lambda idx: f1_of(t[idx], p[:, idx], positive), **kw)
+    return f1_of(t, p, positive), lo, hi
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:

@@ -162,3 +162,20 @@ def test_plot_accuracy_vs_params_from_a_table():
             rows.append(row)
     ax = plot_accuracy_vs_params(pd.DataFrame(rows))
     assert ax.get_xscale() == "log" and len(ax.get_lines()) >= 2
+
+
+def test_summarize_rewrites_the_summary_with_intervals_and_verdicts(tmp_path, capsys):
+    """`python -m gpt summarize` on a copy of the committed results: the comparison section from the stored predictions."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "finetune"
+    out = tmp_path / "finetune"
+    shutil.copytree(committed, out)
+    (out / "summary.md").unlink()
+    assert main(["summarize", "--out", str(out)]) == 0
+    text = (out / "summary.md").read_text()
+    assert "## How sure are these numbers?" in text and "| baseline |" in text and "| lora-r8 |" in text
+    assert text.count(" [") >= 20  # every strategy's two intervals
+    assert main(["summarize", "--out", str(tmp_path / "nothing")]) == 2
+    assert "nothing to summarize" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Comparing fine-tuning strategies with their uncertainty: intervals and paired verdicts.
+
+Every run of ``python -m gpt finetune`` / ``experiment`` stores its prediction for every test message
+(``<out>/runs/<strategy>_seed<seed>.json``, ``metrics[split]["predicted"]``, in the order of the
+pinned split). With the split's true labels that gives, per strategy, a (seeds × messages) table of
+right and wrong answers, from which :mod:`gpt.stats` computes
+
+* the balanced-test accuracy and the natural-split spam F1 with 95 % bootstrap intervals (messages
+  resampled, seeds pooled);
+* paired comparisons on the same messages against the bag-of-words baseline and against full
+  fine-tuning: the difference with its 95 % interval and the verdict "better", "worse" or "no
+  detectable difference" (and McNemar's exact p-value for accuracy).
+
+:func:`comparison_table` returns it as a DataFrame; :func:`comparison_markdown` as the section of
+``summary.md`` that ``python -m gpt summarize`` (and the end of ``experiment``) writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
+
+__all__ = ["load_outcomes", "comparison_table", "comparison_markdown", "REFERENCES"]
+
+REFERENCES = ("baseline", "full")  # what every strategy is compared with
+SPLITS = {"test": "balanced test", "test_natural": "natural test"}
+POSITIVE = "spam"
+
+
+def load_outcomes(out_dir: str | os.PathLike, splits: dict) -> dict:
+    """``{strategy: {"seeds": [...], split: (seeds × messages) array of predicted label names}}`` from the
+    run files in ``<out_dir>/runs``. ``splits`` (from :func:`gpt.sms.load_splits`) gives each split's
+    length; a run whose predictions do not match it is skipped with a note in ``"skipped"``."""
+    runs = sorted(Path(out_dir, "runs").glob("*_seed*.json"))
+    found: dict = {}
+    skipped = []
+    for path in runs:
+        doc = json.loads(path.read_text())
+        row = doc.get("row", {})
+        strategy, seed = row.get("strategy"), row.get("seed")
+        preds = {}
+        for split in SPLITS:
+            p = doc.get("metrics", {}).get(split, {}).get("predicted")
+            if p is None or len(p) != len(splits[split]):
+                break
+            preds[split] = p
+        if strategy is None or len(preds) != len(SPLITS):
+            skipped.append(path.name)
+            continue
+        entry = found.setdefault(strategy, {"seeds": [], **{s: [] for s in SPLITS}})
+        entry["seeds"].append(seed)
+        for split in SPLITS:
+            entry[split].append(preds[split])
+    out = {s: {"seeds": e["seeds"], **{k: np.array(e[k]) for k in SPLITS}} for s, e in found.items()}
+    if skipped:
+        out["skipped"] = skipped
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _signed(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
+    """One row per strategy: accuracy and spam F1 with 95 % intervals, and the paired comparisons with
+    :data:`REFERENCES` (differences in points, their intervals, verdicts)."""
+    import pandas as pd
+
+    outcomes = load_outcomes(out_dir, splits)
+    outcomes.pop("skipped", None)
+    truth = {s: np.asarray(splits[s]["label"]) for s in SPLITS}
+    y_nat = (truth["test_natural"] == POSITIVE).astype(int)
+    strategies = sorted(outcomes, key=order) if order else list(outcomes)
+    correct = {s: outcomes[s]["test"] == truth["test"][None, :] for s in strategies}
+    spam_pred = {s: (outcomes[s]["test_natural"] == POSITIVE).astype(int) for s in strategies}
+    rows = []
+    for s in strategies:
+        acc, lo, hi = accuracy_interval(correct[s])
+        f1, flo, fhi = f1_interval(y_nat, spam_pred[s])
+        r = {"strategy": s, "seeds": len(outcomes[s]["seeds"]), "accuracy": acc, "accuracy_low": lo, "accuracy_high": hi,
+             "natural_f1": f1, "natural_f1_low": flo, "natural_f1_high": fhi}
+        for ref in REFERENCES:
+            if ref not in outcomes or ref == s:
+                continue
+            c = paired_comparison(correct[s], correct[ref])
+            r.update({f"acc_vs_{ref}": c.difference, f"acc_vs_{ref}_low": c.low, f"acc_vs_{ref}_high": c.high,
+                      f"acc_vs_{ref}_verdict": c.verdict, f"acc_vs_{ref}_mcnemar_p": c.mcnemar_p})
+            d, dlo, dhi = _paired_f1(y_nat, spam_pred[s], spam_pred[ref])
+            r.update({f"f1_vs_{ref}": d, f"f1_vs_{ref}_low": dlo, f"f1_vs_{ref}_high": dhi, f"f1_vs_{ref}_verdict": verdict(dlo, dhi)})
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _paired_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> tuple[float, float, float]:
+    """Spam F1 of A minus that of B (each averaged over its seeds) and the bootstrap interval of the
+    difference, the same messages drawn for both."""
+    diff = f1_of(y, pred_a, 1) - f1_of(y, pred_b, 1)
+    lo, hi = bootstrap_interval(len(y), lambda idx: f1_of(y[idx], pred_a[:, idx], 1) - f1_of(y[idx], pred_b[:, idx], 1))
+    return diff, lo, hi
+
+
+def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) -> str:
+    """The "How sure are these numbers?" section of ``summary.md``."""
+    t = comparison_table(out_dir, splits, order)
+    if t.empty:
+        return ""
+    n_test, n_nat = len(splits["test"]), len(splits["test_natural"])
+
+    def cell(r, key):
+        if f"{key}_verdict" not in r or r[f"{key}_verdict"] != r[f"{key}_verdict"]:
+            return "–"
+        return f"{r[key + '_verdict']}: {_signed(r[key])} ({_signed(r[key + '_low'])} to {_signed(r[key + '_high'])})"
+
+    lines = [
+        "## How sure are these numbers?",
+        "",
+        f"95 % bootstrap intervals over the test messages ({n_test:,} balanced, {n_nat:,} natural; 2,000 resamples,",
+        "each strategy's seeds pooled), and paired comparisons on the same messages: the difference in points",
+        "with its 95 % interval, \"better\" / \"worse\" only when that interval excludes 0. One balanced-test",
+        f"message is {100 / n_test:.2f} points. (`python -m gpt summarize` rewrites this section; see `gpt/compare.py`.)",
+        "",
+        "| strategy | balanced test accuracy [95 % interval] | vs bag of words | vs full fine-tuning "
+        "| natural spam F1 [95 % interval] | F1 vs bag of words | F1 vs full fine-tuning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in t.iterrows():
+        lines.append(
+            f"| {r['strategy']} | {_pct(r['accuracy'])} [{_pct(r['accuracy_low'])}–{_pct(r['accuracy_high'])}] "
+            f"| {cell(r, 'acc_vs_baseline')} | {cell(r, 'acc_vs_full')} "
+            f"| {_pct(r['natural_f1'])} [{_pct(r['natural_f1_low'])}–{_pct(r['natural_f1_high'])}] "
+            f"| {cell(r, 'f1_vs_baseline')} | {cell(r, 'f1_vs_full')} |"
+        )
+    if "acc_vs_baseline_mcnemar_p" in t:
+        ps = [f"{r['strategy']} {r['acc_vs_baseline_mcnemar_p']:.2g}" for _, r in t.iterrows() if r["acc_vs_baseline_mcnemar_p"] == r["acc_vs_baseline_mcnemar_p"]]
+        lines += ["", "McNemar's exact test on the balanced-test messages where exactly one of the two is right (majority "
+                  "vote over seeds), p-value vs the bag of words: " + ", ".join(ps) + "."]
+    return "\n".join(lines) + "\n"

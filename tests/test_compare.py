@@ -1,0 +1,72 @@
+"""gpt.compare: intervals and paired verdicts computed from the runs' stored predictions."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpt.compare import comparison_markdown, comparison_table, load_outcomes
+
+
+def _splits(n_test=200, n_nat=300, seed=0):
+    rng = np.random.default_rng(seed)
+    test = pd.DataFrame({"label": np.where(np.arange(n_test) % 2 == 0, "spam", "ham"), "text": "x"})
+    nat = pd.DataFrame({"label": np.where(rng.random(n_nat) < 0.15, "spam", "ham"), "text": "x"})
+    return {"test": test, "test_natural": nat}
+
+
+def _write_run(out, strategy, seed, splits, error_rate, rng):
+    metrics = {}
+    for split in ("test", "test_natural"):
+        truth = splits[split]["label"].to_numpy()
+        flip = rng.random(len(truth)) < error_rate
+        metrics[split] = {"predicted": np.where(flip, np.where(truth == "spam", "ham", "spam"), truth).tolist()}
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "runs" / f"{strategy}_seed{seed}.json").write_text(json.dumps({"metrics": metrics, "row": {"strategy": strategy, "seed": seed}}))
+
+
+@pytest.fixture
+def results(tmp_path):
+    splits = _splits()
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        _write_run(tmp_path, "full", seed, splits, 0.02, rng)
+        _write_run(tmp_path, "head", seed, splits, 0.25, rng)
+        _write_run(tmp_path, "baseline", seed, splits, 0.05, rng)
+    return tmp_path, splits
+
+
+def test_outcomes_are_seeds_by_messages(results):
+    out, splits = results
+    o = load_outcomes(out, splits)
+    assert sorted(o) == ["baseline", "full", "head"]
+    assert o["full"]["test"].shape == (3, 200) and o["full"]["test_natural"].shape == (3, 300)
+    assert sorted(o["head"]["seeds"]) == [0, 1, 2]
+
+
+def test_runs_without_predictions_are_skipped_and_named(results):
+    out, splits = results
+    (out / "runs" / "lora-r8_seed0.json").write_text(json.dumps({"metrics": {"test": {"accuracy": 0.9}}, "row": {"strategy": "lora-r8", "seed": 0}}))
+    o = load_outcomes(out, splits)
+    assert "lora-r8" not in o and o["skipped"] == ["lora-r8_seed0.json"]
+
+
+def test_table_accuracy_intervals_and_verdicts(results):
+    out, splits = results
+    t = comparison_table(out, splits).set_index("strategy")
+    o = load_outcomes(out, splits)
+    assert t.loc["full", "accuracy"] == pytest.approx((o["full"]["test"] == splits["test"]["label"].to_numpy()).mean())
+    for s in t.index:
+        assert t.loc[s, "accuracy_low"] <= t.loc[s, "accuracy"] <= t.loc[s, "accuracy_high"]
+    assert t.loc["head", "acc_vs_baseline_verdict"] == "worse" and t.loc["head", "acc_vs_full_verdict"] == "worse"
+    assert t.loc["full", "acc_vs_baseline_verdict"] == "better"
+    assert t.loc["head", "f1_vs_baseline_verdict"] == "worse"
+    assert np.isnan(t.loc["baseline", "acc_vs_baseline"])  # not compared with itself
+
+
+def test_markdown_section(results):
+    out, splits = results
+    md = comparison_markdown(out, splits)
+    assert md.startswith("## How sure are these numbers?")
+    assert "| head |" in md and "worse: " in md and "McNemar" in md
