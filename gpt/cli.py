@@ -385,7 +385,11 @@ def main(argv=None) -> int:
 
     from .experiment import register_cli as register_experiment_commands
 
-    register_experiment_commands(sub)  # finetune and experiment
+    register_experiment_commands(sub)  # finetune, experiment and summarize
+
+    from .dapt import register_cli as register_dapt_command
+
+    register_dapt_command(sub)
 
     try:
         args = p.parse_args(argv)
