@@ -25,7 +25,7 @@ import numpy as np
 
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
 
-__all__ = ["load_outcomes", "comparison_table", "comparison_markdown", "REFERENCES"]
+__all__ = ["load_outcomes", "comparison_table", "comparison_markdown", "against_table", "against_markdown", "REFERENCES"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -143,4 +143,43 @@ def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) ->
         ps = [f"{r['strategy']} {r['acc_vs_baseline_mcnemar_p']:.2g}" for _, r in t.iterrows() if r["acc_vs_baseline_mcnemar_p"] == r["acc_vs_baseline_mcnemar_p"]]
         lines += ["", "McNemar's exact test on the balanced-test messages where exactly one of the two is right (majority "
                   "vote over seeds), p-value vs the bag of words: " + ", ".join(ps) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def against_table(out_dir: str | os.PathLike, other_dir: str | os.PathLike, splits: dict, order=None):
+    """Each strategy of ``out_dir`` against the same strategy in ``other_dir`` (e.g. fine-tuned from another
+    checkpoint), paired on the same messages: accuracy and spam-F1 differences, intervals, verdicts."""
+    import pandas as pd
+
+    mine, theirs = load_outcomes(out_dir, splits), load_outcomes(other_dir, splits)
+    mine.pop("skipped", None)
+    theirs.pop("skipped", None)
+    truth = np.asarray(splits["test"]["label"])
+    y_nat = (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
+    common = [s for s in (sorted(mine, key=order) if order else mine) if s in theirs]
+    rows = []
+    for s in common:
+        c = paired_comparison(mine[s]["test"] == truth[None, :], theirs[s]["test"] == truth[None, :])
+        d, lo, hi = _paired_f1(y_nat, (mine[s]["test_natural"] == POSITIVE).astype(int), (theirs[s]["test_natural"] == POSITIVE).astype(int))
+        rows.append({"strategy": s, "acc": c.difference, "acc_low": c.low, "acc_high": c.high, "acc_verdict": c.verdict,
+                     "acc_mcnemar_p": c.mcnemar_p, "f1": d, "f1_low": lo, "f1_high": hi, "f1_verdict": verdict(lo, hi)})
+    return pd.DataFrame(rows)
+
+
+def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, splits: dict, order=None) -> str:
+    """The "against <other_dir>" section of ``summary.md`` (``python -m gpt summarize --against DIR``)."""
+    t = against_table(out_dir, other_dir, splits, order)
+    if t.empty:
+        return ""
+    lines = [
+        f"## Against the same strategies in `{other_dir}`",
+        "",
+        "Paired on the same test messages (seeds pooled): the difference in points, its 95 % bootstrap interval, and the verdict.",
+        "",
+        "| strategy | balanced test accuracy | natural spam F1 | McNemar p (accuracy) |",
+        "|---|---|---|---|",
+    ]
+    for _, r in t.iterrows():
+        lines.append(f"| {r['strategy']} | {r['acc_verdict']}: {_signed(r['acc'])} ({_signed(r['acc_low'])} to {_signed(r['acc_high'])}) "
+                     f"| {r['f1_verdict']}: {_signed(r['f1'])} ({_signed(r['f1_low'])} to {_signed(r['f1_high'])}) | {r['acc_mcnemar_p']:.2g} |")
     return "\n".join(lines) + "\n"

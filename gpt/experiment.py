@@ -312,7 +312,10 @@ def _cmd_summarize(args) -> int:
     if not (out / "results.csv").is_file():
         raise ConfigError(f"{out / 'results.csv'} does not exist: nothing to summarize (run `python -m gpt experiment` first, or pass --out)")
     check_output(out / "summary.md", kind="file", overwrite=True)
-    path = refresh_summary(out, load_splits())
+    against = Path(args.against) if args.against else None
+    if against is not None and not (against / "runs").is_dir():
+        raise ConfigError(f"--against {against}: it holds no runs/ folder of fine-tuning runs")
+    path = refresh_summary(out, load_splits(), against)
     print(f"wrote {path}")
     return 0
 
@@ -385,4 +388,5 @@ def register_cli(subparsers) -> None:
         help="rewrite <out>/summary.md from results.csv and the runs' predictions: means, 95 %% intervals, paired verdicts",
     )
     s.add_argument("--out", default=DEFAULT_OUT)
+    s.add_argument("--against", default="", help="another results folder: add each strategy's paired comparison with the same strategy there")
     s.set_defaults(func=_cmd_summarize)

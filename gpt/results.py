@@ -176,10 +176,11 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
         return (Path(tmp) / "task.safetensors").stat().st_size
 
 
-def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None) -> Path:
+def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, against: str | os.PathLike | None = None) -> Path:
     """Rewrite ``<out_dir>/summary.md`` from ``<out_dir>/results.csv``; with the pinned ``splits``
     (:func:`gpt.sms.load_splits`) also the section of intervals and paired comparisons
-    (:func:`gpt.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``)."""
+    (:func:`gpt.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``), and with
+    ``against`` another results folder, each strategy against the same strategy there."""
     out = Path(out_dir)
     text = summary_markdown(_read_table(out / "results.csv"))
     if splits is not None:
@@ -188,6 +189,12 @@ def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None) -> P
         section = comparison_markdown(out, splits, order=strategy_order)
         if section:
             text += "\n" + section
+        if against is not None:
+            from .compare import against_markdown
+
+            section = against_markdown(out, against, splits, order=strategy_order)
+            if section:
+                text += "\n" + section
     return atomic_write_text(out / "summary.md", text)
 
 

@@ -70,3 +70,17 @@ def test_markdown_section(results):
     md = comparison_markdown(out, splits)
     assert md.startswith("## How sure are these numbers?")
     assert "| head |" in md and "worse: " in md and "McNemar" in md
+
+
+def test_against_another_folder_pairs_the_same_strategy(results, tmp_path):
+    from gpt.compare import against_markdown, against_table
+
+    out, splits = results
+    other = tmp_path / "other"
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        _write_run(other, "full", seed, splits, 0.20, rng)  # the same strategy, much worse
+    t = against_table(out, other, splits)
+    assert list(t["strategy"]) == ["full"]  # only the strategies both folders hold
+    assert t.loc[0, "acc_verdict"] == "better" and t.loc[0, "acc"] > 0.1
+    assert "| full | better: +" in against_markdown(out, other, splits)
