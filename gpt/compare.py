@@ -25,7 +25,7 @@ import numpy as np
 
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
 
-__all__ = ["load_outcomes", "comparison_table", "comparison_markdown", "against_table", "against_markdown", "REFERENCES"]
+__all__ = ["load_outcomes", "comparison_table", "display_table", "comparison_markdown", "against_table", "against_markdown", "REFERENCES"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -98,6 +98,28 @@ def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
             r.update({f"f1_vs_{ref}": d, f"f1_vs_{ref}_low": dlo, f"f1_vs_{ref}_high": dhi, f"f1_vs_{ref}_verdict": verdict(dlo, dhi)})
         rows.append(r)
     return pd.DataFrame(rows)
+
+
+def display_table(table):
+    """:func:`comparison_table` as the notebooks show it: one row per strategy, values in %, intervals in
+    brackets, each comparison as its verdict and difference in points."""
+    import pandas as pd
+
+    def interval(r, k):
+        return f"{_pct(r[k])} [{_pct(r[k + '_low'])}–{_pct(r[k + '_high'])}]"
+
+    def versus(r, k):
+        v = r.get(k + "_verdict")
+        return "–" if not isinstance(v, str) else f"{v} ({_signed(r[k])})"
+
+    cols = {
+        "balanced test accuracy % [95 % interval]": lambda r: interval(r, "accuracy"),
+        "vs bag of words": lambda r: versus(r, "acc_vs_baseline"),
+        "vs full fine-tuning": lambda r: versus(r, "acc_vs_full"),
+        "natural spam F1 % [95 % interval]": lambda r: interval(r, "natural_f1"),
+        "F1 vs bag of words": lambda r: versus(r, "f1_vs_baseline"),
+    }
+    return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in cols.items()}, index=list(table["strategy"]))
 
 
 def _paired_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> tuple[float, float, float]:

@@ -84,3 +84,13 @@ def test_against_another_folder_pairs_the_same_strategy(results, tmp_path):
     assert list(t["strategy"]) == ["full"]  # only the strategies both folders hold
     assert t.loc[0, "acc_verdict"] == "better" and t.loc[0, "acc"] > 0.1
     assert "| full | better: +" in against_markdown(out, other, splits)
+
+
+def test_display_table_shows_intervals_and_verdicts(results):
+    from gpt.compare import display_table
+
+    out, splits = results
+    d = display_table(comparison_table(out, splits))
+    assert list(d.index) == ["baseline", "full", "head"] or set(d.index) == {"baseline", "full", "head"}
+    assert d.loc["head", "vs bag of words"].startswith("worse (-") and d.loc["baseline", "vs bag of words"] == "–"
+    assert "[" in d.loc["full", "balanced test accuracy % [95 % interval]"]
