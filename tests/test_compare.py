@@ -94,3 +94,12 @@ def test_display_table_shows_intervals_and_verdicts(results):
     assert list(d.index) == ["baseline", "full", "head"] or set(d.index) == {"baseline", "full", "head"}
     assert d.loc["head", "vs bag of words"].startswith("worse (-") and d.loc["baseline", "vs bag of words"] == "–"
     assert "[" in d.loc["full", "balanced test accuracy % [95 % interval]"]
+
+
+def test_prior_correction_moves_the_threshold_by_the_prior_odds():
+    from gpt.compare import prior_corrected
+
+    p = np.array([0.5, 0.8, 0.86, 0.87, 0.99])
+    # balanced training, 13.4 % spam at deployment: spam needs odds above (0.866 / 0.134) = 6.46, i.e. p > 0.866
+    assert prior_corrected(p, 0.134).tolist() == [0, 0, 0, 1, 1]
+    assert prior_corrected(p, 0.5).tolist() == [0, 1, 1, 1, 1]  # no shift: odds above 1
