@@ -69,17 +69,9 @@ def dapt(model, texts, tokenizer, cfg, heldout_fraction: float = HELDOUT_FRACTIO
     return history
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the working folder when it is inside it (as the results files show checkpoints)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _cmd_dapt(args) -> int:
     from .data import sha256_file
-    from .files import atomic_dir, check_output
+    from .files import atomic_dir, check_output, display_path
     from .reference import machine_description, reference_path
     from .sms import load_splits, splits_dir
     from .tokenizer import course_tokenizer, tokenizer_fingerprint
@@ -103,7 +95,7 @@ def _cmd_dapt(args) -> int:
     card = {
         "what": "domain-adaptive pretraining: the checkpoint's weights, further pretrained (next-token loss) on the text "
                 "of the SMS train split's messages only; no labels, no validation or test message",
-        "base_checkpoint": _shown(checkpoint), "base_checkpoint_sha256": sha256_file(checkpoint),
+        "base_checkpoint": display_path(checkpoint), "base_checkpoint_sha256": sha256_file(checkpoint),
         "train_split_sha256": sha256_file(splits_dir() / "train.csv"),
         "train_messages": hist["train_messages"], "heldout_messages": hist["heldout_messages"],
         "train_tokens": hist["train_tokens"], "heldout_tokens": hist["heldout_tokens"],

@@ -63,6 +63,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     from .data import sha256_file
     from .finetune import build_model, finetune
     from .reference import machine_description, reference_path
+    from .files import display_path
     from .results import check_results_dir, refresh_summary, result_row, task_storage_bytes, write_result
     from .sms import load_splits
 
@@ -88,11 +89,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
 
         print(f"{label}: {count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train (seed {config.seed})")
         result = finetune(model, splits, config, progress=progress, checkpoint_dir=ck_dir, resume=resume and ck_dir.exists())
-        try:
-            shown = ckpt.resolve().relative_to(Path.cwd().resolve())
-        except ValueError:
-            shown = ckpt
-        extra.update(checkpoint=str(shown), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt))
+        extra.update(checkpoint=display_path(ckpt), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt))
     row = result_row(result, extra)
     write_result(out, row, result, overwrite=True)  # checked above; a resumed run replaces nothing else
     refresh_summary(out, splits)  # with the intervals and paired comparisons of every run so far

@@ -162,3 +162,13 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: str = 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder when it lies inside it, else as given: how results files and
+    cards name a checkpoint, so that they read the same on every machine."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

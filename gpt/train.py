@@ -222,7 +222,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9,
     groups = [g for g in groups if g["params"]]
     if fused is None:
         fused = bool(groups) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=bool(fused))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
