@@ -76,6 +76,24 @@ def _signed(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def _interval(r, key: str) -> str:
+    """``r[key]`` in % with its 95 % interval (``key_low``, ``key_high``) in brackets."""
+    return f"{_pct(r[key])} [{_pct(r[key + '_low'])}–{_pct(r[key + '_high'])}]"
+
+
+def _difference(r, key: str) -> str:
+    """A paired comparison ``key`` as "verdict: +d (low to high)" in points; "–" where there is none."""
+    v = r.get(key + "_verdict")
+    if not isinstance(v, str):
+        return "–"
+    return f"{v}: {_signed(r[key])} ({_signed(r[key + '_low'])} to {_signed(r[key + '_high'])})"
+
+
+def _truth(splits: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The balanced test split's label names, and the natural split's labels as 1 = spam."""
+    return np.asarray(splits["test"]["label"]), (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
+
+
 def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
     """One row per strategy: accuracy and spam F1 with 95 % intervals, and the paired comparisons with
     :data:`REFERENCES` (differences in points, their intervals, verdicts)."""
@@ -83,10 +101,9 @@ def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
 
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
-    truth = {s: np.asarray(splits[s]["label"]) for s in SPLITS}
-    y_nat = (truth["test_natural"] == POSITIVE).astype(int)
+    truth, y_nat = _truth(splits)
     strategies = sorted(outcomes, key=order) if order else list(outcomes)
-    correct = {s: outcomes[s]["test"] == truth["test"][None, :] for s in strategies}
+    correct = {s: outcomes[s]["test"] == truth[None, :] for s in strategies}
     spam_pred = {s: (outcomes[s]["test_natural"] == POSITIVE).astype(int) for s in strategies}
     rows = []
     for s in strategies:
@@ -127,18 +144,15 @@ def display_table(table):
     brackets, each comparison as its verdict and difference in points."""
     import pandas as pd
 
-    def interval(r, k):
-        return f"{_pct(r[k])} [{_pct(r[k + '_low'])}–{_pct(r[k + '_high'])}]"
-
     def versus(r, k):
         v = r.get(k + "_verdict")
         return "–" if not isinstance(v, str) else f"{v} ({_signed(r[k])})"
 
     cols = {
-        "balanced test accuracy % [95 % interval]": lambda r: interval(r, "accuracy"),
+        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
         "vs bag of words": lambda r: versus(r, "acc_vs_baseline"),
         "vs full fine-tuning": lambda r: versus(r, "acc_vs_full"),
-        "natural spam F1 % [95 % interval]": lambda r: interval(r, "natural_f1"),
+        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
         "F1 vs bag of words": lambda r: versus(r, "f1_vs_baseline"),
     }
     return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in cols.items()}, index=list(table["strategy"]))
@@ -159,11 +173,6 @@ def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) ->
         return ""
     n_test, n_nat = len(splits["test"]), len(splits["test_natural"])
 
-    def cell(r, key):
-        if f"{key}_verdict" not in r or r[f"{key}_verdict"] != r[f"{key}_verdict"]:
-            return "–"
-        return f"{r[key + '_verdict']}: {_signed(r[key])} ({_signed(r[key + '_low'])} to {_signed(r[key + '_high'])})"
-
     lines = [
         "## How sure are these numbers?",
         "",
@@ -178,10 +187,8 @@ def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) ->
     ]
     for _, r in t.iterrows():
         lines.append(
-            f"| {r['strategy']} | {_pct(r['accuracy'])} [{_pct(r['accuracy_low'])}–{_pct(r['accuracy_high'])}] "
-            f"| {cell(r, 'acc_vs_baseline')} | {cell(r, 'acc_vs_full')} "
-            f"| {_pct(r['natural_f1'])} [{_pct(r['natural_f1_low'])}–{_pct(r['natural_f1_high'])}] "
-            f"| {cell(r, 'f1_vs_baseline')} | {cell(r, 'f1_vs_full')} |"
+            f"| {r['strategy']} | {_interval(r, 'accuracy')} | {_difference(r, 'acc_vs_baseline')} | {_difference(r, 'acc_vs_full')} "
+            f"| {_interval(r, 'natural_f1')} | {_difference(r, 'f1_vs_baseline')} | {_difference(r, 'f1_vs_full')} |"
         )
     if "acc_vs_baseline_mcnemar_p" in t:
         ps = [f"{r['strategy']} {r['acc_vs_baseline_mcnemar_p']:.2g}" for _, r in t.iterrows() if r["acc_vs_baseline_mcnemar_p"] == r["acc_vs_baseline_mcnemar_p"]]
@@ -196,8 +203,7 @@ def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) ->
                   "| strategy | natural spam F1, prior-corrected [95 % interval] | vs bag of words, both prior-corrected |", "|---|---|---|"]
         for _, r in t.iterrows():
             if r.get("natural_f1_prior") == r.get("natural_f1_prior"):
-                lines.append(f"| {r['strategy']} | {_pct(r['natural_f1_prior'])} [{_pct(r['natural_f1_prior_low'])}–{_pct(r['natural_f1_prior_high'])}] "
-                             f"| {cell(r, 'f1prior_vs_baseline')} |")
+                lines.append(f"| {r['strategy']} | {_interval(r, 'natural_f1_prior')} | {_difference(r, 'f1prior_vs_baseline')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -209,8 +215,7 @@ def against_table(out_dir: str | os.PathLike, other_dir: str | os.PathLike, spli
     mine, theirs = load_outcomes(out_dir, splits), load_outcomes(other_dir, splits)
     mine.pop("skipped", None)
     theirs.pop("skipped", None)
-    truth = np.asarray(splits["test"]["label"])
-    y_nat = (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
+    truth, y_nat = _truth(splits)
     common = [s for s in (sorted(mine, key=order) if order else mine) if s in theirs]
     rows = []
     for s in common:
@@ -235,6 +240,5 @@ def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, s
         "|---|---|---|---|",
     ]
     for _, r in t.iterrows():
-        lines.append(f"| {r['strategy']} | {r['acc_verdict']}: {_signed(r['acc'])} ({_signed(r['acc_low'])} to {_signed(r['acc_high'])}) "
-                     f"| {r['f1_verdict']}: {_signed(r['f1'])} ({_signed(r['f1_low'])} to {_signed(r['f1_high'])}) | {r['acc_mcnemar_p']:.2g} |")
+        lines.append(f"| {r['strategy']} | {_difference(r, 'acc')} | {_difference(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
     return "\n".join(lines) + "\n"
