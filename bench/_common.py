@@ -64,10 +64,11 @@ def _own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def time_training(config, steps: int, warmup: int, batch_size: int, precision: str, seed: int = 0) -> dict:
-    """Time ``warmup + steps`` steps of the course's own training loop (:func:`gpt.train.pretrain`) on
-    random token ids (the speed does not depend on which tokens they are). Returns per-step statistics
-    over the ``steps`` timed steps; the warmup steps are not counted."""
+def time_training(config, steps: int, warmup: int, batch_size: int, precision: str, seed: int = 0, compile: bool = False) -> dict:
+    """Time ``warmup + steps`` steps of the course's own training loop (:func:`gpt.train.pretrain`, with
+    ``TrainConfig.compile``) on random token ids (the speed does not depend on which tokens they are).
+    Returns per-step statistics over the ``steps`` timed steps (the warmup steps are not counted), the
+    timed step times themselves, and the compile time of a compiled run."""
     from gpt.model import GPT
     from gpt.train import TrainConfig, pretrain
 
@@ -85,6 +86,7 @@ def time_training(config, steps: int, warmup: int, batch_size: int, precision: s
         precision=precision,
         device="cpu",
         seed=seed,
+        compile=compile,
     )
     torch.manual_seed(seed)
     model = GPT(config)
@@ -100,6 +102,8 @@ def time_training(config, steps: int, warmup: int, batch_size: int, precision: s
         "warmup_steps": warmup,
         "batch_size": batch_size,
         "context_length": config.context_length,
+        "step_seconds": step_s,
+        "compile_seconds": hist.get("compile_seconds"),
         "step_seconds_median": median,
         "step_seconds_mean": statistics.fmean(step_s),
         "step_seconds_min": min(step_s),

@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import BUSY, OtherLoad, RESULTS, run_info, write_results  # noqa: E402
+from _common import BUSY, OtherLoad, RESULTS, run_info, time_training, write_results  # noqa: E402
 
 CONFIGS = {
     # name: (model, precision, compile)
@@ -73,23 +73,12 @@ def _course_config(args):
 
 
 def run_course(args, precision: str, compile_: bool) -> dict:
-    import torch
-
     from gpt.model import GPT, count_parameters
-    from gpt.train import TrainConfig, pretrain
 
     config = _course_config(args)
-    total = args.warmup + args.steps
-    cfg = TrainConfig(max_steps=total, batch_size=args.batch_size, warmup_steps=min(10, total), eval_interval=total + 1,
-                      eval_batches=1, precision=precision, device="cpu", seed=args.seed, compile=compile_)
-    torch.manual_seed(args.seed)
-    model = GPT(config)
-    train_ids = _random_ids(config.vocab_size, 200_000, args.seed)
-    hist = pretrain(model, train_ids, train_ids[: 4 * config.context_length], cfg, progress=False)
-    ends = [0.0] + hist["seconds"]
-    steps = [b - a for a, b in zip(ends[:-1], ends[1:])]
-    return {"step_seconds": steps[args.warmup:], "precision": hist["precision"], "parameters": count_parameters(model),
-            "compile_seconds": hist.get("compile_seconds"), "final_loss": hist["train_loss"][-1]}
+    r = time_training(config, args.steps, args.warmup, args.batch_size, precision, args.seed, compile=compile_)
+    return {"step_seconds": r["step_seconds"], "precision": r["precision"], "parameters": count_parameters(GPT(config)),
+            "compile_seconds": r["compile_seconds"], "final_loss": r["final_train_loss"]}
 
 
 def run_anchor(args, precision: str) -> dict:
