@@ -251,10 +251,11 @@ def set_trainable(model: GPTClassifier, strategy: str) -> dict:
 
 
 def tokenizer_for(model: GPTClassifier, tokenizer=None):
-    """``tokenizer`` (default: the course tokenizer), after checking it is the model's vocabulary."""
-    from .tokenizer import course_tokenizer
+    """``tokenizer`` (default: the model's own, :func:`gpt.tokenizer.tokenizer_of`: GPT-2's for GPT-2
+    weights, else the course tokenizer), after checking it is the model's vocabulary."""
+    from .tokenizer import tokenizer_of
 
-    tokenizer = tokenizer or course_tokenizer()
+    tokenizer = tokenizer or tokenizer_of(model)
     check_vocabulary(model.config, tokenizer, source="the model")
     return tokenizer
 

@@ -191,12 +191,24 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
+        # The tokenizer the weights were trained with, when it is not the course's: "gpt2" for a model
+        # from from_pretrained. gpt.classifier and the commands pick it up (gpt.tokenizer.tokenizer_of).
+        self.tokenizer_name: str | None = None
         self.apply(self._init_weights)
         # GPT-2: scale the layers that write into the residual stream by 1/sqrt(2 * n_layer),
         # so the residual's variance does not grow with depth.
         for block in self.blocks:
             for proj in (block.attn.out_proj, block.mlp.proj):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, device="cpu", **config_overrides) -> "GPT":
+        """GPT-2's weights from Hugging Face (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``,
+        or a local folder with ``config.json`` + ``model.safetensors``), converted to this model; paired
+        with GPT-2's tokenizer. See :func:`gpt.hf.from_pretrained`."""
+        from .hf import from_pretrained
+
+        return from_pretrained(name_or_path, device=device, **config_overrides)
 
     @staticmethod
     def _init_weights(module):

@@ -300,3 +300,14 @@ def get_tokenizer(name: str) -> tiktoken.Encoding:
     if name == "gpt2":
         return gpt2_tokenizer()
     raise ConfigError(f"unknown tokenizer {name!r}; choose 'course' or 'gpt2'")
+
+
+def tokenizer_of(model) -> tiktoken.Encoding:
+    """The tokenizer a model was trained with: ``model.tokenizer_name`` (``"gpt2"`` for GPT-2 weights
+    from :func:`gpt.hf.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
+    else the course tokenizer."""
+    for m in (model, getattr(model, "gpt", None)):
+        name = getattr(m, "tokenizer_name", None)
+        if name:
+            return get_tokenizer(name)
+    return course_tokenizer()

