@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .classifier import as_text
 from .errors import ConfigError
-from .finetune import DEFAULT_CONFIGS, FinetuneConfig, FinetuneResult, check_splits
+from .finetune import DEFAULT_CONFIGS, FinetuneConfig, FinetuneResult, check_splits, class_weights
 from .meters import PeakMemory, optimizer_state_bytes
 from .metrics import metrics_from_probs
 from .model import count_parameters
@@ -79,7 +79,9 @@ class BagOfWords(nn.Module):
 
 
 def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progress: bool = True) -> FinetuneResult:
-    """Fit :class:`BagOfWords` on ``splits["train"]``; the result's ``model`` is the fitted model.
+    """Fit :class:`BagOfWords` on ``splits[config.train_split]`` (default ``"train"``); the result's
+    ``model`` is the fitted model. ``config.class_weight="balanced"`` weights each class's loss by
+    ``n / (2 · n_class)``.
 
     Cross-entropy + ``config.l2 * ||W||²`` (the bias is not penalised), AdamW without decoupled
     weight decay, constant learning rate, shuffled mini-batches; ``config.seed`` fixes the initial
@@ -91,7 +93,8 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
     if config.strategy != "baseline":
         raise ConfigError(f"train_baseline needs a config with strategy 'baseline', got {config.strategy!r}")
     names = check_splits(splits, config)
-    model = BagOfWords.from_texts(splits["train"]["text"].tolist(), config.min_count)
+    train = config.train_split  # "train" or "train_natural"
+    model = BagOfWords.from_texts(splits[train]["text"].tolist(), config.min_count)
     torch.manual_seed(config.seed)
     nn.init.normal_(model.head.weight, std=0.01)
     gen = torch.Generator().manual_seed(config.seed)
@@ -105,7 +108,8 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
         from .progress import progress_bar
 
         epochs = progress_bar(epochs, desc="bag-of-words", unit="epoch")
-    n = len(Y["train"])
+    n = len(Y[train])
+    weight = class_weights(Y[train].numpy(), config.class_weight)
     steps, step_seconds = 0, 0.0
     t0 = time.perf_counter()
     with PeakMemory("cpu") as mem:
@@ -114,15 +118,15 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
             loss_sum, correct = 0.0, 0
             for b in torch.randperm(n, generator=gen).split(config.batch_size):
                 t_step = time.perf_counter()
-                logits = model(X["train"][b])
-                loss = F.cross_entropy(logits, Y["train"][b])
+                logits = model(X[train][b])
+                loss = F.cross_entropy(logits, Y[train][b], weight=weight)
                 optimizer.zero_grad(set_to_none=True)
                 (loss + config.l2 * model.head.weight.pow(2).sum()).backward()
                 optimizer.step()
                 step_seconds += time.perf_counter() - t_step
                 steps += 1
                 loss_sum += loss.item() * len(b)
-                correct += int((logits.argmax(-1) == Y["train"][b]).sum())
+                correct += int((logits.argmax(-1) == Y[train][b]).sum())
             with torch.no_grad():
                 val_logits = model(X["val"])
                 val_loss = F.cross_entropy(val_logits, Y["val"]).item()
@@ -138,7 +142,7 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
         metrics = {
             name: metrics_from_probs(Y[name].numpy(), torch.softmax(model(X[name]), -1).double().numpy(), config.labels)
             for name in names
-            if name != "train"
+            if name != train
         }
     n_params = count_parameters(model)
     return FinetuneResult(
@@ -146,6 +150,6 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
         wall_seconds=time.perf_counter() - t_start, train_seconds=train_seconds, seconds_per_epoch=train_seconds / config.epochs,
         seconds_per_step=step_seconds / max(1, steps), peak_memory_bytes=mem.peak_bytes, peak_memory_method=mem.method,
         optimizer_state_bytes=optimizer_state_bytes(optimizer), gradient_bytes=n_params * 4,
-        activation_bytes=int(X["train"].nbytes), truncated_messages={name: 0 for name in names},
+        activation_bytes=int(X[train].nbytes), truncated_messages={name: 0 for name in names},
         device="cpu", precision="fp32", model=model,
     )

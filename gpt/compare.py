@@ -25,7 +25,8 @@ import numpy as np
 
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
 
-__all__ = ["load_outcomes", "comparison_table", "display_table", "prior_corrected", "comparison_markdown", "against_table", "against_markdown", "REFERENCES"]
+__all__ = ["load_outcomes", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
+           "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "REFERENCES"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -35,7 +36,9 @@ POSITIVE = "spam"
 def load_outcomes(out_dir: str | os.PathLike, splits: dict) -> dict:
     """``{strategy: {"seeds": [...], split: (seeds × messages) array of predicted label names,
     "natural_prob": (seeds × messages) spam probabilities on the natural split}}`` from the
-    run files in ``<out_dir>/runs``. ``splits`` (from :func:`gpt.sms.load_splits`) gives each split's
+    run files in ``<out_dir>/runs`` ("natural_prob" only for models trained with balanced classes, whose
+    prior :func:`prior_corrected` can move: the balanced train split, or any with ``class_weight="balanced"``).
+    ``splits`` (from :func:`gpt.sms.load_splits`) gives each split's
     length; a run whose predictions do not match it is skipped with a note in ``"skipped"``."""
     runs = sorted(Path(out_dir, "runs").glob("*_seed*.json"))
     found: dict = {}
@@ -53,15 +56,18 @@ def load_outcomes(out_dir: str | os.PathLike, splits: dict) -> dict:
         if strategy is None or len(preds) != len(SPLITS):
             skipped.append(path.name)
             continue
-        entry = found.setdefault(strategy, {"seeds": [], "natural_prob": [], **{s: [] for s in SPLITS}})
+        entry = found.setdefault(strategy, {"seeds": [], "natural_prob": [], "balanced_training": True, **{s: [] for s in SPLITS}})
         entry["seeds"].append(seed)
+        config = doc.get("config", {})  # trained on the natural distribution without class weights: its prior is not 0.5
+        if config.get("train_split", "train") != "train" and config.get("class_weight") is None:
+            entry["balanced_training"] = False
         for split in SPLITS:
             entry[split].append(preds[split])
         entry["natural_prob"].append(doc["metrics"]["test_natural"].get("spam_probability"))
     out = {}
     for s, e in found.items():
         out[s] = {"seeds": e["seeds"], **{k: np.array(e[k]) for k in SPLITS}}
-        if all(p is not None and len(p) == len(splits["test_natural"]) for p in e["natural_prob"]):
+        if e["balanced_training"] and all(p is not None and len(p) == len(splits["test_natural"]) for p in e["natural_prob"]):
             out[s]["natural_prob"] = np.array(e["natural_prob"], dtype=float)
     if skipped:
         out["skipped"] = skipped
@@ -97,11 +103,17 @@ def _truth(splits: dict) -> tuple[np.ndarray, np.ndarray]:
 def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
     """One row per strategy: accuracy and spam F1 with 95 % intervals, and the paired comparisons with
     :data:`REFERENCES` (differences in points, their intervals, verdicts)."""
-    import pandas as pd
-
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
-    truth, y_nat = _truth(splits)
+    return outcomes_table(outcomes, *_truth(splits), order=order)
+
+
+def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=None):
+    """:func:`comparison_table` of outcomes already loaded (:func:`load_outcomes`, or the folds of a
+    k-fold run pooled by :func:`kfold_outcomes`), with the balanced test's label names ``truth`` and
+    the natural test's labels ``y_nat`` (1 = spam)."""
+    import pandas as pd
+
     strategies = sorted(outcomes, key=order) if order else list(outcomes)
     correct = {s: outcomes[s]["test"] == truth[None, :] for s in strategies}
     spam_pred = {s: (outcomes[s]["test_natural"] == POSITIVE).astype(int) for s in strategies}
@@ -169,12 +181,15 @@ def _paired_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> tuple[f
 def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) -> str:
     """The "How sure are these numbers?" section of ``summary.md``."""
     t = comparison_table(out_dir, splits, order)
+    share = float(np.mean(np.asarray(splits["test_natural"]["label"]) == POSITIVE))
+    return _comparison_lines(t, len(splits["test"]), len(splits["test_natural"]), share, "## How sure are these numbers?")
+
+
+def _comparison_lines(t, n_test: int, n_nat: int, share: float, title: str) -> str:
     if t.empty:
         return ""
-    n_test, n_nat = len(splits["test"]), len(splits["test_natural"])
-
     lines = [
-        "## How sure are these numbers?",
+        title,
         "",
         f"95 % bootstrap intervals over the test messages ({n_test:,} balanced, {n_nat:,} natural; 2,000 resamples,",
         "each strategy's seeds pooled), and paired comparisons on the same messages: the difference in points",
@@ -195,7 +210,6 @@ def comparison_markdown(out_dir: str | os.PathLike, splits: dict, order=None) ->
         lines += ["", "McNemar's exact test on the balanced-test messages where exactly one of the two is right (majority "
                   "vote over seeds), p-value vs the bag of words: " + ", ".join(ps) + "."]
     if "natural_f1_prior" in t and t["natural_f1_prior"].notna().any():
-        share = float(np.mean(np.asarray(splits["test_natural"]["label"]) == POSITIVE))
         lines += ["", f"### The natural split with its own prior ({100 * share:.1f} % spam)", "",
                   "Every model was trained on balanced data, so it calls a message spam at odds above 1. Bayes' rule moves that",
                   f"threshold to the natural split's prior (`gpt.compare.prior_corrected`: odds above {(1 - share) / share:.2f}). This",
@@ -242,3 +256,60 @@ def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, s
     for _, r in t.iterrows():
         lines.append(f"| {r['strategy']} | {_difference(r, 'acc')} | {_difference(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# k-fold: every message of the collection tested once
+
+
+def kfold_outcomes(out_dir: str | os.PathLike, folds: int) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    """The outcomes of ``<out_dir>/fold<i>/`` (i < ``folds``, each scored on its own fold's splits from
+    :func:`gpt.sms.kfold_splits`) pooled along the messages: ``(outcomes, truth, y_nat, sizes)``.
+
+    A strategy is pooled only when every fold holds it with the same seeds (else it is left out and
+    named in ``sizes["incomplete"]``); ``sizes`` also counts the pooled balanced and natural messages."""
+    from .sms import kfold_splits
+
+    per_fold, truths, nats = [], [], []
+    for i in range(folds):
+        splits = kfold_splits(folds, i)
+        o = load_outcomes(Path(out_dir) / f"fold{i}", splits)
+        o.pop("skipped", None)
+        per_fold.append(o)
+        t, y = _truth(splits)
+        truths.append(t)
+        nats.append(y)
+    names = set().union(*per_fold)
+    complete = sorted(s for s in names if all(s in o and o[s]["seeds"] == per_fold[0][s]["seeds"] for o in per_fold))
+    pooled = {}
+    for s in complete:
+        pooled[s] = {"seeds": per_fold[0][s]["seeds"], **{k: np.concatenate([o[s][k] for o in per_fold], axis=1) for k in SPLITS}}
+        if all("natural_prob" in o[s] for o in per_fold):
+            pooled[s]["natural_prob"] = np.concatenate([o[s]["natural_prob"] for o in per_fold], axis=1)
+    truth, y_nat = np.concatenate(truths), np.concatenate(nats)
+    return pooled, truth, y_nat, {"test": len(truth), "test_natural": len(y_nat), "incomplete": sorted(names - set(complete))}
+
+
+def kfold_markdown(out_dir: str | os.PathLike, folds: int, order=None) -> str:
+    """``<out_dir>/summary.md`` of a k-fold experiment: the pooled intervals and paired verdicts."""
+    outcomes, truth, y_nat, sizes = kfold_outcomes(out_dir, folds)
+    t = outcomes_table(outcomes, truth, y_nat, order)
+    head = [
+        f"# {folds}-fold experiment: every message tested once", "",
+        f"Each strategy was fine-tuned {folds} times per seed, once per fold of `gpt.sms.kfold_splits({folds}, i)` "
+        f"(results in `fold0/` … `fold{folds - 1}/`, each with its own `summary.md`): on the balanced set of the other folds,",
+        "tested on its own fold. Pooled over the folds, every spam message and as many ham messages form the balanced test,",
+        f"and every message of the collection the natural test ({sizes['test']:,} and {sizes['test_natural']:,} messages). "
+        "(`python -m gpt summarize --out DIR` rewrites this file.)", "",
+    ]
+    if sizes["incomplete"]:
+        head += [f"Not pooled (missing from a fold, or other seeds): {', '.join(sizes['incomplete'])}.", ""]
+    body = _comparison_lines(t, sizes["test"], sizes["test_natural"], float(y_nat.mean()), "## Pooled over the folds")
+    return "\n".join(head) + "\n" + body
+
+
+def write_kfold_summary(out_dir: str | os.PathLike, folds: int, order=None) -> Path:
+    """Write :func:`kfold_markdown` to ``<out_dir>/summary.md`` (atomically); returns its path."""
+    from .files import atomic_write_text
+
+    return atomic_write_text(Path(out_dir) / "summary.md", kfold_markdown(out_dir, folds, order))

@@ -52,10 +52,12 @@ def checkpoint_folder(out: str | Path, config: FinetuneConfig) -> Path:
 
 
 def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path | None = None, command: str = "",
-                 resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+                 resume: bool = False, overwrite: bool = False, progress: bool = True, base: str | None = None) -> dict:
     """Fine-tune (or fit the baseline) as ``config`` says and write its result row into ``out``.
 
-    ``checkpoint``: the pretrained GPT (default: the reference model). With ``resume``, a run
+    ``checkpoint``: the pretrained GPT (default: the reference model); or ``base``: GPT-2's weights from
+    Hugging Face (``"gpt2"``, ... or a local folder; the row's ``checkpoint`` is then the base's name and
+    ``checkpoint_sha256`` that of its ``model.safetensors``). With ``resume``, a run
     interrupted earlier continues from ``<out>/checkpoints/``. A :class:`~gpt.finetune.TrainingInterrupted`
     propagates after the state was saved. Returns the row.
     """
@@ -65,7 +67,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     from .reference import machine_description, reference_path
     from .files import display_path
     from .results import check_results_dir, refresh_summary, result_row, task_storage_bytes, write_result
-    from .sms import load_splits
+    from .sms import run_splits
 
     label = config.label
     check_results_dir(out, [(label, config.seed)], overwrite=overwrite)
@@ -77,19 +79,24 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
                 "or --overwrite to start afresh"
             )
         shutil.rmtree(ck_dir)
-    splits = load_splits()
+    splits = run_splits(config.train_split, config.fold, config.folds)  # the pinned splits, or a fold; + train_natural if asked
     extra = {"command": command, "machine": machine_description()}
     if config.strategy == "baseline":
         result = train_baseline(splits, config, progress=progress)
         extra.update(checkpoint="", checkpoint_sha256="")
     else:
-        ckpt = Path(checkpoint) if checkpoint else reference_path()
-        model = build_model(config, ckpt)
+        if base:
+            model = build_model(config, base=base)
+            ckpt = model.gpt.pretrained.main_weights  # the weights file: its sha256 identifies the base
+        else:
+            ckpt = Path(checkpoint) if checkpoint else reference_path()
+            model = build_model(config, ckpt)
         from .model import count_parameters
 
         print(f"{label}: {count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train (seed {config.seed})")
         result = finetune(model, splits, config, progress=progress, checkpoint_dir=ck_dir, resume=resume and ck_dir.exists())
-        extra.update(checkpoint=display_path(ckpt), checkpoint_sha256=sha256_file(ckpt), stored_bytes=task_storage_bytes(model, ckpt))
+        extra.update(checkpoint=str(base) if base else display_path(ckpt), checkpoint_sha256=sha256_file(ckpt),
+                     stored_bytes=task_storage_bytes(model, ckpt))
     row = result_row(result, extra)
     write_result(out, row, result, overwrite=True)  # checked above; a resumed run replaces nothing else
     refresh_summary(out, splits)  # with the intervals and paired comparisons of every run so far
@@ -109,7 +116,8 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
 
 # command-line flag -> FinetuneConfig field
 _FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "weight_decay": "weight_decay", "l2": "l2",
-          "dropout": "dropout", "classifier_dropout": "classifier_dropout", "rank": "r", "alpha": "lora_alpha"}
+          "dropout": "dropout", "classifier_dropout": "classifier_dropout", "rank": "r", "alpha": "lora_alpha",
+          "train_split": "train_split", "class_weight": "class_weight", "fold": "fold", "folds": "folds"}
 
 
 def _configs(args) -> list[FinetuneConfig]:
@@ -141,6 +149,16 @@ def _check_checkpoint(path: str) -> None:
     check_vocabulary(config, course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
 
 
+def _check_base(base: str, checkpoint: str = "") -> Path:
+    """A Hugging Face GPT-2 base (hub name or folder) whose files are there (fetched now if need be),
+    checked before any run; returns its weights file."""
+    from .hf import resolve_pretrained
+
+    if checkpoint:
+        raise ConfigError("give either --checkpoint (a course checkpoint) or --base (GPT-2 weights from Hugging Face), not both")
+    return resolve_pretrained(base).main_weights
+
+
 def _resume_hint(command: str, flag: str) -> str:
     return command if flag in shlex.split(command) else f"{command} {flag}"
 
@@ -154,6 +172,8 @@ def _cmd_finetune(args) -> int:
         pick_device(args.device)  # an unknown or unavailable device is a ConfigError, before any run
         if args.checkpoint:
             _check_checkpoint(args.checkpoint)
+        if args.base:
+            _check_base(args.base, args.checkpoint)
     done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume)
     if args.resume:
         skipped = [c for c in configs if (c.label, c.seed) in done and not checkpoint_folder(args.out, c).exists()]
@@ -166,7 +186,8 @@ def _cmd_finetune(args) -> int:
             from .finetune import TrainingInterrupted
 
             try:
-                run_finetune(c, args.out, args.checkpoint or None, command, resume=args.resume, overwrite=args.overwrite)
+                run_finetune(c, args.out, args.checkpoint or None, command, resume=args.resume, overwrite=args.overwrite,
+                             base=args.base or None)
             except TrainingInterrupted as e:
                 print(f"\n{e}\nresume with: {_resume_hint(command, '--resume')}", file=sys.stderr)
                 return INTERRUPTED
@@ -193,6 +214,8 @@ def _forwarded_args(args) -> list[str]:
     out = ["finetune", "--strategy", args.strategy, "--out", str(args.out), "--device", args.device, "--precision", args.precision]
     if args.checkpoint:
         out += ["--checkpoint", args.checkpoint]
+    if args.base:
+        out += ["--base", args.base]
     for flag in _FLAGS:
         v = getattr(args, flag)
         if v is not None:
@@ -240,6 +263,13 @@ def run_experiment(
     command: str = "",
     device: str = "cpu",
     overwrite: bool = False,
+    train_split: str | None = None,
+    class_weight: str | None = None,
+    kfold: int | None = None,
+    fold: int | None = None,
+    folds: int = 5,
+    *,
+    base: str = "",
 ) -> Path:
     """Run every configuration of :func:`experiment_runs` for every seed (one process each); then
     write the summary and the plot. Returns the path of ``results.csv``.
@@ -247,7 +277,24 @@ def run_experiment(
     ``skip_existing`` keeps rows already made from the same checkpoint and resumes interrupted runs;
     without it (or ``overwrite``) existing rows are an error before any run. ``epochs`` overrides
     every GPT strategy's default (quick trials; the recorded experiment uses the defaults).
+    ``base`` fine-tunes GPT-2's weights from Hugging Face instead of ``checkpoint`` (``"gpt2"``, ... or a folder).
+    ``train_split`` / ``class_weight`` set those :class:`~gpt.finetune.FinetuneConfig` fields of every run.
+
+    With ``kfold=K`` the whole experiment runs on each fold of :func:`gpt.sms.kfold_splits` in turn,
+    into ``<out>/fold<i>/`` (each a results folder of its own), and ``<out>/summary.md`` pools the
+    folds' predictions: every message of the collection is then tested once
+    (:func:`gpt.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.
     """
+    if kfold is not None:
+        default_config("full", folds=kfold, fold=0)  # checks K before any run
+        out = Path(out)
+        for i in range(kfold):
+            print(f"\n=== fold {i} of {kfold} ===", flush=True)
+            run_experiment(out / f"fold{i}", seeds, strategies, ranks, checkpoint, epochs, skip_existing, command, device,
+                           overwrite, train_split, class_weight, fold=i, kfold=None, folds=kfold, base=base)
+        from .compare import write_kfold_summary
+
+        return write_kfold_summary(out, kfold, order=strategy_order)
     from .data import sha256_file
     from .reference import reference_path
     from .results import check_results_dir, refresh_summary
@@ -265,6 +312,8 @@ def run_experiment(
     ckpt = Path(checkpoint) if checkpoint else reference_path()
     if checkpoint:
         _check_checkpoint(checkpoint)
+    if base:
+        ckpt = _check_base(base, checkpoint)
     pick_device(device)
     pairs = [(label, seed) for label, _ in runs for seed in seeds]
     existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
@@ -280,10 +329,18 @@ def run_experiment(
                  "--command-line", command]
         if checkpoint:
             child += ["--checkpoint", str(checkpoint)]
+        if base:
+            child += ["--base", str(base)]
         if epochs is not None and label != "baseline":
             child += ["--epochs", str(epochs)]
         if skip_existing:
             child += ["--resume"]
+        if train_split is not None:
+            child += ["--train-split", train_split]
+        if class_weight is not None:
+            child += ["--class-weight", class_weight]
+        if fold is not None:
+            child += ["--fold", str(fold), "--folds", str(folds)]
         if overwrite or (label, seed) in existing:  # a row from another checkpoint is replaced
             child += ["--overwrite"]
         rc = _call_child(child)
@@ -292,27 +349,56 @@ def run_experiment(
         if rc:
             raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); rerun with --skip-existing to resume")
     if (out / "results.csv").exists():
-        from .sms import load_splits
+        from .sms import run_splits
 
-        refresh_summary(out, load_splits())
+        refresh_summary(out, run_splits(fold=fold, folds=folds))
         plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
     print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}, {out / 'accuracy_vs_params.png'}")
     return out / "results.csv"
 
 
+def _folds_of(out: Path) -> int | None:
+    """K when ``out`` is a k-fold experiment's folder (``fold0/`` … ``fold<K-1>/``), else None."""
+    k = 0
+    while (out / f"fold{k}" / "results.csv").is_file():
+        k += 1
+    return k or None
+
+
+def _splits_of(out: Path) -> dict:
+    """The splits the runs in ``out`` were scored on: the pinned ones, or the fold their config names."""
+    import json
+
+    from .sms import run_splits
+
+    for path in sorted((out / "runs").glob("*_seed*.json")):
+        config = json.loads(path.read_text()).get("config", {})
+        if config.get("fold") is not None:
+            return run_splits(fold=config["fold"], folds=config.get("folds", 5))
+        break
+    return run_splits()
+
+
 def _cmd_summarize(args) -> int:
     from .files import check_output
     from .results import refresh_summary
-    from .sms import load_splits
 
     out = Path(args.out)
-    if not (out / "results.csv").is_file():
+    folds = _folds_of(out)
+    if folds is None and not (out / "results.csv").is_file():
         raise ConfigError(f"{out / 'results.csv'} does not exist: nothing to summarize (run `python -m gpt experiment` first, or pass --out)")
     check_output(out / "summary.md", kind="file", overwrite=True)
     against = Path(args.against) if args.against else None
     if against is not None and not (against / "runs").is_dir():
         raise ConfigError(f"--against {against}: it holds no runs/ folder of fine-tuning runs")
-    path = refresh_summary(out, load_splits(), against)
+    if folds is not None:
+        if against is not None:
+            raise ConfigError(f"--against compares runs on the same test messages; {out} is a {folds}-fold experiment (summarize a fold folder instead)")
+        from .compare import write_kfold_summary
+
+        print(f"wrote {write_kfold_summary(out, folds, order=strategy_order)}")
+        return 0
+    path = refresh_summary(out, _splits_of(out), against)
     print(f"wrote {path}")
     return 0
 
@@ -321,7 +407,8 @@ def _cmd_experiment(args) -> int:
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         run_experiment(args.out, args.seeds, tuple(args.strategies), tuple(args.ranks), args.checkpoint, args.epochs,
-                       args.skip_existing, command, args.device, args.overwrite)
+                       args.skip_existing, command, args.device, args.overwrite, args.train_split, args.class_weight, args.kfold,
+                       base=args.base)
     except KeyboardInterrupt:
         print(f"\nexperiment interrupted; resume with: {_resume_hint(command, '--skip-existing')}", file=sys.stderr)
         return INTERRUPTED
@@ -330,6 +417,13 @@ def _cmd_experiment(args) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Registration
+
+
+def _data_arguments(parser) -> None:
+    parser.add_argument("--train-split", default=None, choices=["train", "train_natural"],
+                        help="train on the balanced train split (default) or on every message outside val/test (gpt.sms.natural_train)")
+    parser.add_argument("--class-weight", default=None, choices=["balanced"],
+                        help="weight each class's loss by n / (2 n_class) of the training set (default: unweighted)")
 
 
 def register_cli(subparsers) -> None:
@@ -345,6 +439,8 @@ def register_cli(subparsers) -> None:
     f.add_argument("--strategy", required=True, choices=list(ALL_STRATEGIES))
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
+    f.add_argument("--base", default="", help="instead of --checkpoint: GPT-2 weights from Hugging Face, a hub name "
+                   "(gpt2, gpt2-medium, gpt2-large, gpt2-xl; needs the [hf] extra) or a local folder (config.json + model.safetensors)")
     f.add_argument("--epochs", type=int, default=None, help="default: per strategy, see gpt.finetune.DEFAULT_CONFIGS")
     f.add_argument("--lr", type=float, default=None)
     f.add_argument("--batch-size", type=int, default=None)
@@ -354,6 +450,9 @@ def register_cli(subparsers) -> None:
     f.add_argument("--classifier-dropout", type=float, default=None, help="dropout before the head")
     f.add_argument("--rank", type=int, default=None, help="LoRA rank r (strategy lora)")
     f.add_argument("--alpha", type=float, default=None, help="LoRA lora_alpha; scale = alpha / r (strategy lora)")
+    _data_arguments(f)
+    f.add_argument("--fold", type=int, default=None, help="train and test on fold FOLD of gpt.sms.kfold_splits (default: the pinned splits)")
+    f.add_argument("--folds", type=int, default=None, help="the number of folds for --fold (default 5)")
     f.add_argument("--device", default="cpu")
     f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
     f.add_argument("--out", default=DEFAULT_OUT)
@@ -372,7 +471,11 @@ def register_cli(subparsers) -> None:
     e.add_argument("--strategies", nargs="+", default=list(ALL_STRATEGIES), choices=list(ALL_STRATEGIES))
     e.add_argument("--ranks", type=int, nargs="+", default=list(LORA_RANKS), help="LoRA ranks (lora_alpha = 2·r)")
     e.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
+    e.add_argument("--base", default="", help="instead of --checkpoint: GPT-2 weights from Hugging Face (gpt2, ... or a local folder)")
     e.add_argument("--epochs", type=int, default=None, help="override every strategy's epochs (quick trials only)")
+    _data_arguments(e)
+    e.add_argument("--kfold", type=int, default=None, metavar="K",
+                   help="run everything on each of K folds of the whole collection (<out>/fold<i>/), then pool them in <out>/summary.md")
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", default=DEFAULT_OUT)
     e.add_argument("--skip-existing", action="store_true", help="keep rows already in results.csv and resume interrupted runs")

@@ -44,10 +44,11 @@ from .errors import CheckpointError, ConfigError
 from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
 from .metrics import metrics_from_probs
 from .model import count_parameters
-from .sms import LABELS, SPLIT_NAMES, label_ids
+from .sms import LABELS, SPLIT_NAMES, TRAIN_SPLITS, label_ids
 from .train import autocast, make_optimizer, pick_device, resolve_precision
 
 ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
+CLASS_WEIGHTS = (None, "balanced")
 
 # ---------------------------------------------------------------------------------------------
 # The config and the result
@@ -84,6 +85,10 @@ class FinetuneConfig:
     precision: str = "auto"  # of the training steps; every evaluation runs in fp32
     eval_splits: tuple[str, ...] = ("test", "test_natural")
     labels: tuple[str, str] = LABELS
+    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.sms.natural_train)
+    class_weight: str | None = None  # None, or "balanced": each class's loss weighted by n / (2 · n_class) of the training set
+    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.sms.kfold_splits(folds, i) (what run_finetune loads)
+    folds: int = 5
 
     def __post_init__(self):
         object.__setattr__(self, "eval_splits", tuple(self.eval_splits))
@@ -112,6 +117,15 @@ class FinetuneConfig:
             raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
         if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigError(f"labels must be two different class names, got {list(self.labels)}")
+        if self.train_split not in TRAIN_SPLITS:
+            raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
+        _check_int("folds", self.folds, minimum=2)
+        if self.fold is not None:
+            _check_int("fold", self.fold, minimum=0)
+            if self.fold >= self.folds:
+                raise ConfigError(f"fold must be below folds ({self.folds}), got {self.fold}")
 
     @property
     def label(self) -> str:
@@ -241,15 +255,25 @@ class FinetuneResult:
 # Building the model a config describes
 
 
-def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = None, tokenizer=None) -> GPTClassifier:
+def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = None, tokenizer=None,
+                base: str | os.PathLike | None = None) -> GPTClassifier:
     """The classifier ``config`` describes, ready to train: built from ``checkpoint`` (default: the
     reference model) with the config's dropouts, its head initialised from ``config.seed``, and its
-    trainable parameters chosen by ``config.strategy`` (LoRA factors initialised from the seed too)."""
+    trainable parameters chosen by ``config.strategy`` (LoRA factors initialised from the seed too).
+    ``base`` instead: GPT-2's weights from Hugging Face (``"gpt2"``, ..., or a local folder; see
+    :func:`gpt.classifier.classifier_from_pretrained`), with GPT-2's tokenizer."""
     if config.strategy == "baseline":
         raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
-    model = classifier_from_checkpoint(
-        checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
-    )
+    if base is not None and checkpoint is not None:
+        raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
+    if base is not None:
+        from .classifier import classifier_from_pretrained
+
+        model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed)
+    else:
+        model = classifier_from_checkpoint(
+            checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
+        )
     if config.strategy == "lora":
         from .lora import apply_lora
 
@@ -295,6 +319,7 @@ class Run:
     train_seconds: float = 0.0  # of earlier parts of a resumed run
     resumed: bool = False
     largest: tuple = (0, 0)  # (length, tokens) of the largest batch measured by the activation meter
+    class_weights: torch.Tensor | None = None  # per-class loss weights (config.class_weight)
 
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -302,12 +327,13 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accura
 
 def check_splits(splits, config: FinetuneConfig) -> list[str]:
     """The names of the splits a run uses (train, val, then the evaluated ones), after checking them."""
-    if not isinstance(splits, dict) or "train" not in splits or "val" not in splits:
-        raise ConfigError("splits must be a dict holding at least 'train' and 'val' DataFrames")
+    if not isinstance(splits, dict) or config.train_split not in splits or "val" not in splits:
+        raise ConfigError(f"splits must be a dict holding at least {config.train_split!r} and 'val' DataFrames "
+                          f"(the config's train_split names {config.train_split!r} as the split to train on)")
     for name in config.eval_splits:
         if name not in splits and name not in SPLIT_NAMES:
             raise ConfigError(f"eval_splits names {name!r}, which is neither in the splits ({sorted(splits)}) nor a known split")
-    names = ["train", "val"] + [s for s in config.eval_splits if s in splits and s not in ("train", "val")]
+    names = [config.train_split, "val"] + [s for s in config.eval_splits if s in splits and s not in (config.train_split, "val")]
     for name in names:
         df = splits[name]
         missing = {"label", "text"} - set(getattr(df, "columns", ()))
@@ -315,7 +341,7 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
             raise ConfigError(f"split {name!r} must be a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
         if len(df) == 0:
             raise ConfigError(f"split {name!r} is empty")
-    present = set(splits["train"]["label"])
+    present = set(splits[config.train_split]["label"])
     if not set(config.labels) <= present:
         raise ConfigError(
             f"the train split must hold both classes of labels={list(config.labels)}; it has {sorted(present, key=str)} "
@@ -344,9 +370,10 @@ def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None
         raise ConfigError("the model has no trainable parameter: call set_trainable() or apply_lora() first")
     model.to(device)
     data, truncated = {}, {}
-    for name in names:
-        ids, truncated[name] = encode_messages(splits[name]["text"].tolist(), tokenizer, model.config.context_length)
-        data[name] = (ids, label_ids(splits[name]["label"], config.labels))
+    for name in names:  # the training split is "train" from here on, whichever config.train_split names
+        key = "train" if name == config.train_split else name
+        ids, truncated[key] = encode_messages(splits[name]["text"].tolist(), tokenizer, model.config.context_length)
+        data[key] = (ids, label_ids(splits[name]["label"], config.labels))
     n_batches = math.ceil(len(data["train"][0]) / config.batch_size)
     total = config.epochs * n_batches
     torch.manual_seed(config.seed)  # dropout masks
@@ -355,7 +382,17 @@ def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None
         truncated=truncated, params=params, optimizer=_optimizer(model, config),
         total_steps=total, warmup_steps=int(config.warmup_fraction * total),
         batch_generator=torch.Generator().manual_seed(config.seed), meter=SavedActivations(model),
+        class_weights=class_weights(data["train"][1], config.class_weight, device),
     )
+
+
+def class_weights(y: np.ndarray, scheme: str | None, device=None) -> torch.Tensor | None:
+    """The loss weight of each class: ``None`` (unweighted), or for ``"balanced"`` ``n / (2 · n_c)``
+    over the training labels ``y`` (class ids), so both classes count as much in the loss."""
+    if scheme is None:
+        return None
+    counts = np.bincount(np.asarray(y), minlength=2).astype(np.float64)
+    return torch.tensor(len(y) / (2 * counts), dtype=torch.float32, device=device)
 
 
 def lr_at(run: Run, step: int) -> float:
@@ -405,7 +442,7 @@ def train_step(run: Run, batch: list[int]) -> None:
     run.largest = max(run.largest[0], shape[0]), max(run.largest[1], shape[1])
     with run.meter.track() if record else contextlib.nullcontext(), autocast(run.device, run.precision):
         logits = run.model(x.to(run.device), lengths.to(run.device))
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(logits.float(), y, weight=run.class_weights)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if run.config.grad_clip:

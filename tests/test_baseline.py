@@ -42,3 +42,15 @@ def test_words():
 def test_bad_input(call, phrase):
     with pytest.raises(ConfigError, match=phrase):
         call()
+
+
+def test_baseline_trains_on_the_configured_split_with_class_weights():
+    splits = toy_splits()
+    skewed = splits["train"].iloc[[0] + list(range(12, 24))].reset_index(drop=True)  # 1 spam, 12 ham
+    plain = train_baseline({**splits, "train_natural": skewed}, default_config("baseline", epochs=3, train_split="train_natural"), progress=False)
+    weighted = train_baseline({**splits, "train_natural": skewed},
+                              default_config("baseline", epochs=3, train_split="train_natural", class_weight="balanced"), progress=False)
+    assert plain.history["train_loss"] != weighted.history["train_loss"]
+    assert "train_natural" not in plain.metrics and set(plain.metrics) == {"val", "test"}
+    # its vocabulary comes from the split it trains on: one spam message's words only
+    assert "urgent" not in plain.model.vocabulary and "win" in plain.model.vocabulary

@@ -103,3 +103,37 @@ def test_prior_correction_moves_the_threshold_by_the_prior_odds():
     # balanced training, 13.4 % spam at deployment: spam needs odds above (0.866 / 0.134) = 6.46, i.e. p > 0.866
     assert prior_corrected(p, 0.134).tolist() == [0, 0, 0, 1, 1]
     assert prior_corrected(p, 0.5).tolist() == [0, 1, 1, 1, 1]  # no shift: odds above 1
+
+
+def test_prior_correction_only_for_models_trained_on_balanced_classes(results):
+    out, splits = results
+    for seed in range(2):
+        doc = {"metrics": {s: {"predicted": splits[s]["label"].tolist(), "spam_probability": [0.5] * len(splits[s])}
+                           for s in ("test", "test_natural")}, "row": {"strategy": "natural", "seed": seed},
+               "config": {"train_split": "train_natural", "class_weight": None}}
+        (out / "runs" / f"natural_seed{seed}.json").write_text(json.dumps(doc))
+        doc["row"]["strategy"], doc["config"]["class_weight"] = "weighted", "balanced"
+        (out / "runs" / f"weighted_seed{seed}.json").write_text(json.dumps(doc))
+    outcomes = load_outcomes(out, splits)
+    assert "natural_prob" not in outcomes["natural"] and "natural_prob" in outcomes["weighted"]
+
+
+def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
+    import gpt.sms
+    from gpt.compare import kfold_markdown, kfold_outcomes
+
+    folds = {i: _splits(n_test=100 + 2 * i, n_nat=150 + i, seed=i) for i in range(3)}
+    monkeypatch.setattr(gpt.sms, "kfold_splits", lambda k, i: folds[i])
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        for seed in range(2):
+            _write_run(tmp_path / f"fold{i}", "full", seed, folds[i], 0.02, rng)
+            _write_run(tmp_path / f"fold{i}", "baseline", seed, folds[i], 0.10, rng)
+        if i < 2:
+            _write_run(tmp_path / f"fold{i}", "head", 0, folds[i], 0.2, rng)  # missing from fold 2: not pooled
+    outcomes, truth, y_nat, sizes = kfold_outcomes(tmp_path, 3)
+    assert sizes["test"] == 306 and sizes["test_natural"] == 453 and sizes["incomplete"] == ["head"]
+    assert outcomes["full"]["test"].shape == (2, 306) and list(truth[:100]) == list(folds[0]["test"]["label"])
+    text = kfold_markdown(tmp_path, 3)
+    assert "306 balanced, 453 natural" in text and "| full |" in text and "Not pooled" in text and "head" in text
+    assert "| baseline |" in text and ("better" in text.split("| full |")[1].split("\n")[0])

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,11 @@ def test_default_configs_and_labels():
         (dict(r=8), "apply to strategy 'lora' only"),
         (dict(labels=("ham",)), "two different class names"),
         (dict(labels=("ham", "ham")), "two different class names"),
+        (dict(train_split="all"), "train_split must be one of"),
+        (dict(class_weight="inverse"), "class_weight must be one of"),
+        (dict(fold=5), "fold must be below folds"),
+        (dict(fold=-1), "fold must be an integer >= 0"),
+        (dict(folds=1), "folds must be an integer >= 2"),
     ],
 )
 def test_bad_configs_are_refused(kwargs, phrase):
@@ -265,3 +271,27 @@ def test_resume_refuses_a_damaged_tensor_file(tmp_path):
         FT.finetune(model, toy_splits(), cfg("head", epochs=1), progress=False, checkpoint_dir=tmp_path / "ck", resume=True)
     with pytest.raises(CheckpointError, match="no complete fine-tuning checkpoint"):
         FT.finetune(model, toy_splits(), cfg("head", epochs=1), progress=False, checkpoint_dir=tmp_path / "none", resume=True)
+
+
+# --- the training set and class weights --------------------------------------------------------
+
+
+def test_class_weights_balance_the_classes():
+    assert FT.class_weights(np.array([0, 0, 0, 1]), None) is None
+    w = FT.class_weights(np.array([0, 0, 0, 1]), "balanced")
+    assert torch.allclose(w, torch.tensor([4 / 6, 4 / 2]))  # n / (2 n_c): each class's weights sum to n / 2
+
+
+def test_class_weight_changes_the_loss_and_train_split_picks_the_data():
+    splits = toy_splits()
+    skewed = splits["train"].iloc[[0, 1] + list(range(12, 24))].reset_index(drop=True)  # 2 spam, 12 ham
+    plain = FT.finetune(tiny_classifier(), {**splits, "train_natural": skewed}, cfg(train_split="train_natural"), progress=False)
+    weighted = FT.finetune(tiny_classifier(), {**splits, "train_natural": skewed}, cfg(train_split="train_natural", class_weight="balanced"),
+                           progress=False)
+    assert plain.history["train_loss"] != weighted.history["train_loss"]
+    assert set(plain.truncated_messages) == {"train", "val", "test"}
+    # trained on train_natural: the "train" split is not needed, and its absence is named when it is
+    no_train = {k: v for k, v in splits.items() if k != "train"}
+    FT.finetune(tiny_classifier(), {**no_train, "train_natural": skewed}, cfg(train_split="train_natural", epochs=1), progress=False)
+    with pytest.raises(ConfigError, match="at least 'train_natural' and 'val'"):
+        FT.finetune(tiny_classifier(), splits, cfg(train_split="train_natural"), progress=False)

@@ -100,3 +100,49 @@ def test_unreadable_split_files(tmp_path, content, phrase):
 def test_a_folder_is_not_a_split_file(tmp_path):
     with pytest.raises(DataError, match="not a file"):
         sms.read_split_csv(tmp_path)
+
+
+# --- the natural training set and the k-fold re-split -------------------------------------------
+
+
+def test_natural_train_is_everything_outside_val_and_test(splits):
+    nat = sms.natural_train(splits)
+    assert len(nat) == 4306 and nat["label"].value_counts().to_dict() == {"ham": 3784, "spam": 522}
+    held_out = set(splits["val"]["text"]) | set(splits["test"]["text"]) | set(splits["test_natural"]["text"])
+    assert not set(nat["text"]) & held_out
+    assert set(splits["train"]["line"]) <= set(nat["line"])  # the balanced train split is a part of it
+    assert list(nat["line"]) == sorted(nat["line"])  # file order
+
+
+def test_kfold_tests_every_message_once_without_leaks(splits):
+    seen = []
+    for i in range(5):
+        f = sms.kfold_splits(5, i)
+        texts = {n: set(d["text"]) for n, d in f.items()}
+        for a, b in [("train", "val"), ("train", "test_natural"), ("val", "test_natural")]:
+            assert not texts[a] & texts[b], f"fold {i}: {a} and {b} share texts"
+        counts = {n: d["label"].value_counts().to_dict() for n, d in f.items()}
+        assert counts["test"]["spam"] == counts["test"]["ham"] == counts["test_natural"]["spam"]
+        assert counts["train"]["spam"] == counts["train"]["ham"] and counts["val"]["spam"] == counts["val"]["ham"]
+        assert set(f["test"]["line"]) <= set(f["test_natural"]["line"])
+        assert 1110 <= len(f["test_natural"]) <= 1120 and 1040 <= len(f["train"]) <= 1050
+        seen += list(f["test_natural"]["line"])
+    assert sorted(seen) == list(range(1, 5575))  # every message of the collection tested exactly once
+    a, b = sms.kfold_splits(5, 2), sms.kfold_splits(5, 2)
+    assert all(a[n].equals(b[n]) for n in sms.SPLIT_NAMES)  # deterministic
+    assert not sms.kfold_splits(4, 0)["test"].equals(a["test"])
+
+
+@pytest.mark.parametrize("folds, fold, phrase", [(1, 0, "folds must be"), (5, 5, "fold must be"), (5, -1, "fold must be"), (5, 1.0, "fold must be")])
+def test_kfold_refuses_bad_folds(folds, fold, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        sms.kfold_splits(folds, fold)
+
+
+def test_run_splits(splits):
+    assert set(sms.run_splits()) == set(sms.SPLIT_NAMES)
+    with_natural = sms.run_splits("train_natural", fold=1, folds=5)
+    assert len(with_natural["train_natural"]) > 3 * len(with_natural["train"])
+    assert with_natural["test"].equals(sms.kfold_splits(5, 1)["test"])
+    with pytest.raises(ConfigError, match="train_split must be one of"):
+        sms.run_splits("everything")
