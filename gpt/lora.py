@@ -23,7 +23,13 @@ Typical use::
     save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.adapters: the factors, in a small file
     merge_lora(model)                                # W <- W + scaling·B·A: inference at the base model's cost
 
-Adapter files (saving a trained adapter, loading it onto a base model) are :mod:`gpt.adapters`.
+Variants, with PEFT's option names (their maths is :mod:`gpt.lora_variants`): ``use_rslora=True``
+(scaling = lora_alpha / √r), ``use_dora=True`` (a trained magnitude per output row,
+``lora_magnitude_vector``, times the direction of W + ΔW), ``init_lora_weights="gaussian"`` or
+``"pissa"`` (A and B start as W's principal singular directions; W keeps the residual). LoRA+ (a
+larger learning rate for B) is an optimizer setting: :func:`gpt.lora_variants.lora_plus_param_groups`.
+
+Adapter files (saving a trained adapter, loading it onto a base model, PEFT's format) are :mod:`gpt.adapters`.
 
 Bad arguments raise :class:`~gpt.errors.ConfigError`.
 """
@@ -44,10 +50,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .lora_variants import INIT_LORA_WEIGHTS, dora_weight_norm, lora_scaling, pissa_factors
 
 __all__ = [
     "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
-    "disable_lora", "lora_disabled", "count_lora_parameters",
+    "disable_lora", "lora_disabled", "count_lora_parameters", "lora_parameters",
 ]  # fmt: skip
 
 
@@ -89,7 +96,7 @@ class _LowRankUpdateLinear(torch.autograd.Function):
         return dx, None, None, dA.to(A.dtype), dB.to(B.dtype), None
 
 
-def _lora_problem(r, lora_alpha, lora_dropout) -> str | None:
+def _lora_problem(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False, init_lora_weights="kaiming") -> str | None:
     """What is wrong with these LoRA settings (a sentence), or None."""
     if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:  # numpy ints welcome
         return f"r (the LoRA rank) must be a positive integer, got {r!r}"
@@ -97,7 +104,19 @@ def _lora_problem(r, lora_alpha, lora_dropout) -> str | None:
         return f"lora_alpha must be a positive number, got {lora_alpha!r}"
     if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real) or not 0.0 <= lora_dropout < 1.0:
         return f"lora_dropout must be a number in [0, 1), got {lora_dropout!r}"
+    for name, value in (("use_rslora", use_rslora), ("use_dora", use_dora)):
+        if not isinstance(value, bool):
+            return f"{name} must be True or False, got {value!r}"
+    if _init_name(init_lora_weights) not in INIT_LORA_WEIGHTS:
+        return f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)} (True means 'kaiming', as in PEFT), got {init_lora_weights!r}"
     return None
+
+
+def _init_name(init_lora_weights) -> str | None:
+    """PEFT's ``init_lora_weights=True`` is our "kaiming"; strings are case-insensitive."""
+    if init_lora_weights is True:
+        return "kaiming"
+    return init_lora_weights.lower() if isinstance(init_lora_weights, str) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,9 +126,19 @@ def _lora_problem(r, lora_alpha, lora_dropout) -> str | None:
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update ``scaling · B·A``.
 
-    Attributes: ``r`` (rank), ``lora_alpha``, ``scaling`` (= lora_alpha / r), ``lora_A`` / ``lora_B``
-    (the factors), ``lora_dropout`` (the dropout *module* on the update's input: ``nn.Dropout`` or, for
-    probability 0, ``nn.Identity``, as in PEFT) and ``lora_dropout_p`` (its probability, a float).
+    Attributes: ``r`` (rank), ``lora_alpha``, ``scaling`` (= lora_alpha / r, or lora_alpha / √r with
+    ``use_rslora``), ``lora_A`` / ``lora_B`` (the factors), ``lora_dropout`` (the dropout *module* on the
+    update's input: ``nn.Dropout`` or, for probability 0, ``nn.Identity``, as in PEFT), ``lora_dropout_p``
+    (its probability, a float), ``use_rslora``, ``use_dora``, ``init_lora_weights``.
+
+    Variants (PEFT's names, maths in :mod:`gpt.lora_variants`):
+
+    * ``use_dora=True`` adds the trained vector ``lora_magnitude_vector`` (out,), initialised to the
+      row norms of W, and computes ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` (the norm a constant for the backward pass).
+    * ``init_lora_weights="gaussian"``: A ~ N(0, (1/r)²); ``"pissa"``: A, B from W's top-r singular
+      directions and ``weight`` replaced by the residual W − scaling·B·A (the start factors are kept as
+      the buffers ``lora_A_init`` / ``lora_B_init``, not in the state dict, so that
+      :func:`gpt.adapters.save_adapter` can write the adapter for the untouched W).
 
     The wrapped layer's ``weight`` (out, in) and ``bias`` (out,) Parameters are registered on this
     module under the same names (not as ``base.weight``), so a plain model's state dict loads into a
@@ -122,17 +151,19 @@ class LoRALinear(nn.Module):
     * ``disabled`` -- the update is skipped: the layer computes exactly the base layer.
     """
 
-    def __init__(self, base: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0, *,
+                 use_rslora: bool = False, use_dora: bool = False, init_lora_weights: str | bool = "kaiming"):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if problem := _lora_problem(r, lora_alpha, lora_dropout):
+        if problem := _lora_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):
             raise ConfigError(problem)
         self.in_features = base.in_features
         self.out_features = base.out_features
         self.r = int(r)
         self.lora_alpha = float(lora_alpha)
-        self.scaling = self.lora_alpha / self.r
+        self.use_rslora, self.use_dora, self.init_lora_weights = use_rslora, use_dora, _init_name(init_lora_weights)
+        self.scaling = lora_scaling(self.lora_alpha, self.r, use_rslora)
 
         # The frozen base: the very same Parameter objects as the wrapped layer, under the same names.
         self.weight = base.weight  # (out, in)
@@ -146,7 +177,15 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.Linear(self.in_features, self.r, bias=False, **factory)  # weight (r, in)
         self.lora_B = nn.Linear(self.r, self.out_features, bias=False, **factory)  # weight (out, r)
         self.lora_dropout = nn.Dropout(float(lora_dropout)) if lora_dropout > 0 else nn.Identity()
-        self.reset_lora_parameters()
+        if self.init_lora_weights == "pissa":
+            self._pissa_init()
+        else:
+            self.reset_lora_parameters()
+        if use_dora:  # the magnitude of each output row of W + ΔW at the start (ΔW = 0, or W_res + ΔW = W for PiSSA)
+            with torch.no_grad():
+                norm = dora_weight_norm(self.weight.float(), self.delta_weight().float()).to(self.weight.dtype)
+            self.lora_magnitude_vector = nn.Parameter(norm)  # (out,)
+        self._dora_norm_merged = None  # DoRA: the row norms used by merge(), needed again by unmerge()
 
         self.merged = False
         self.disabled = False
@@ -158,9 +197,27 @@ class LoRALinear(nn.Module):
         return float(self.lora_dropout.p) if isinstance(self.lora_dropout, nn.Dropout) else 0.0
 
     def reset_lora_parameters(self) -> None:
-        """A like ``nn.Linear``'s default (Kaiming-uniform, a=√5); B = 0, so ΔW = 0 at the start."""
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        """A like ``nn.Linear``'s default (Kaiming-uniform, a=√5), or N(0, (1/r)²) for ``"gaussian"``;
+        B = 0, so ΔW = 0 at the start. (PiSSA's start changes W: it is done once, in ``__init__``.)"""
+        if self.init_lora_weights == "pissa":
+            raise ConfigError("a PiSSA layer's start moved part of W into A and B; it cannot be reset. Wrap the original nn.Linear again")
+        if self.init_lora_weights == "gaussian":
+            nn.init.normal_(self.lora_A.weight, std=1 / self.r)
+        else:
+            nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
+
+    @torch.no_grad()
+    def _pissa_init(self) -> None:
+        """A, B <- W's principal part; W <- the residual (:func:`gpt.lora_variants.pissa_factors`)."""
+        if self.r > min(self.in_features, self.out_features):
+            raise ConfigError(f"init_lora_weights='pissa' needs r <= min(in, out) = {min(self.in_features, self.out_features)}, got r={self.r}")
+        A, B, residual = pissa_factors(self.weight, self.r, self.scaling)
+        self.lora_A.weight.copy_(A)
+        self.lora_B.weight.copy_(B)
+        self.weight.copy_(residual)  # the very Parameter of the wrapped layer: the wrapped model's W is now W_res
+        self.register_buffer("lora_A_init", A.clone(), persistent=False)
+        self.register_buffer("lora_B_init", B.clone(), persistent=False)
 
     def delta_weight(self) -> torch.Tensor:
         """The update in ``nn.Linear``'s layout: ΔW = scaling · B·A, shape (out, in)."""
@@ -170,7 +227,11 @@ class LoRALinear(nn.Module):
         if self.merged or self.disabled:
             if self.merged and self.disabled:
                 raise RuntimeError("a merged LoRA layer cannot be disabled; call unmerge_lora(model) first")
+            if self.disabled and self.init_lora_weights == "pissa":  # the untouched base: W_res + s·B0·A0 = W
+                return F.linear(x, self.weight + self.scaling * (self.lora_B_init @ self.lora_A_init), self.bias)
             return F.linear(x, self.weight, self.bias)  # merged: ΔW is already inside W, no extra matmuls
+        if self.use_dora:
+            return self._dora_forward(x)
         if self.lora_dropout_p > 0 and self.training:
             # The definition, term by term: base(x) + scaling · B(A(dropout(x))).
             y = F.linear(x, self.weight, self.bias)  # (..., in) -> (..., out): the frozen base layer
@@ -181,25 +242,54 @@ class LoRALinear(nn.Module):
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else self.weight.dtype
         return _LowRankUpdateLinear.apply(x.to(dtype), self.weight, self.bias, self.lora_A.weight, self.lora_B.weight, self.scaling)
 
+    def _dora_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """DoRA: ``(m / ‖W + ΔW‖) ⊙ (x·(W + ΔW)ᵀ) + b``, the norm detached; with dropout on, PEFT's form
+        ``base(x) + (m/‖·‖ − 1) ⊙ x'·Wᵀ + (m/‖·‖) ⊙ s·B·A·x'`` with ``x' = dropout(x)``."""
+        delta = self.delta_weight()  # (out, in), gradients flow to A and B
+        factor = self.lora_magnitude_vector / dora_weight_norm(self.weight, delta).detach()  # (out,)
+        if self.lora_dropout_p > 0 and self.training:
+            xd = self.lora_dropout(x)
+            lora = self.scaling * self.lora_B(self.lora_A(xd))
+            return F.linear(x, self.weight, self.bias) + (factor - 1) * F.linear(xd, self.weight) + factor * lora
+        y = F.linear(x, self.weight + delta)  # (..., out)
+        return factor * y if self.bias is None else factor * y + self.bias
+
     @torch.no_grad()
     def merge(self) -> None:
-        """W <- W + ΔW. Merging a merged layer does nothing."""
-        if not self.merged:
-            self.weight.add_(self.delta_weight().to(self.weight.dtype))
-            self.merged = True
+        """W <- W + ΔW (DoRA: W <- m/‖W + ΔW‖ ⊙ (W + ΔW)). Merging a merged layer does nothing."""
+        if self.merged:
+            return
+        delta = self.delta_weight().to(self.weight.dtype)
+        if self.use_dora:
+            self._dora_norm_merged = dora_weight_norm(self.weight, delta)
+            factor = (self.lora_magnitude_vector / self._dora_norm_merged)[:, None]  # (out, 1)
+            self.weight.copy_(factor * (self.weight + delta))
+        else:
+            self.weight.add_(delta)
+        self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """W <- W - ΔW: restores the base weight up to floating-point rounding. No-op if not merged."""
-        if self.merged:
-            self.weight.sub_(self.delta_weight().to(self.weight.dtype))
-            self.merged = False
+        """W <- W - ΔW (DoRA: W <- W / (m/‖·‖) - ΔW, with the norms of the merge): restores the base
+        weight up to floating-point rounding. No-op if not merged."""
+        if not self.merged:
+            return
+        delta = self.delta_weight().to(self.weight.dtype)
+        if self.use_dora:
+            factor = (self.lora_magnitude_vector / self._dora_norm_merged)[:, None]
+            self.weight.copy_(self.weight / factor - delta)
+            self._dora_norm_merged = None
+        else:
+            self.weight.sub_(delta)
+        self.merged = False
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"r={self.r}, lora_alpha={self.lora_alpha:g}, scaling={self.scaling:g}, "
             f"lora_dropout={self.lora_dropout_p:g}, merged={self.merged}, disabled={self.disabled}"
+            + (", use_rslora=True" if self.use_rslora else "") + (", use_dora=True" if self.use_dora else "")
+            + (f", init_lora_weights={self.init_lora_weights!r}" if self.init_lora_weights != "kaiming" else "")
         )
 
 
@@ -220,6 +310,9 @@ class LoRAConfig:
     lora_dropout: float = 0.0
     target_modules: list[str] = field(default_factory=list)
     modules_to_save: list[str] = field(default_factory=list)
+    use_rslora: bool = False
+    use_dora: bool = False
+    init_lora_weights: str = "kaiming"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -283,7 +376,8 @@ def _as_target_list(targets, what: str) -> list:
 
 def apply_lora(
     model: nn.Module, r: int, lora_alpha: float, target_modules: str | type | Iterable | None = None,
-    lora_dropout: float = 0.0, modules_to_save: str | type | Iterable | None = (), train_head: bool = False,
+    lora_dropout: float = 0.0, modules_to_save: str | type | Iterable | None = (), train_head: bool = False, *,
+    use_rslora: bool = False, use_dora: bool = False, init_lora_weights: str | bool = "kaiming",
 ) -> nn.Module:  # fmt: skip
     """Wrap linear layers of ``model`` in :class:`LoRALinear`, **in place**, and freeze everything else.
 
@@ -299,6 +393,9 @@ def apply_lora(
         modules_to_save: more modules (patterns or types, as for ``target_modules``) to keep fully trainable.
         train_head: keep the classification head (a module named ``head``, ``classifier`` or
             ``score``, outside the blocks) fully trainable. An error if the model has none.
+        use_rslora, use_dora, init_lora_weights: the variants of :class:`LoRALinear` (PEFT's names):
+            scale lora_alpha / √r; a trained magnitude per output row; the start of A
+            (``"kaiming"``, ``"gaussian"``) or of A, B and W (``"pissa"``).
 
     After the call only the LoRA factors and the modules asked for are trainable. The model gets a
     ``lora_config`` attribute (:class:`LoRAConfig`) recording what was done. Returns ``model`` itself.
@@ -309,7 +406,7 @@ def apply_lora(
     a wrapped layer whose weight is tied to another parameter (merging would silently change that
     one too); or a module that is both LoRA-wrapped and fully trainable.
     """
-    if problem := _lora_problem(r, lora_alpha, lora_dropout):  # before anything changes
+    if problem := _lora_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):  # before anything changes
         raise ConfigError(problem)
     if not isinstance(train_head, bool):
         raise ConfigError(f"train_head must be True or False, got {train_head!r}")
@@ -327,7 +424,8 @@ def apply_lora(
                               "(every nn.Linear in the blocks) or name at least one layer, e.g. ['q_proj', 'v_proj']")
         names = _select(model, targets, "target_modules pattern", kinds=(nn.Linear,))
     to_save = _as_target_list(modules_to_save if modules_to_save is not None else (), "modules_to_save")
-    return _apply(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save))
+    variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=_init_name(init_lora_weights))
+    return _apply(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save), **variant)
 
 
 def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, to_save: list) -> list[str]:
@@ -346,7 +444,8 @@ def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, 
     return wanted
 
 
-def _apply(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trainable: list[str]) -> nn.Module:
+def _apply(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trainable: list[str], *,
+           use_rslora: bool = False, use_dora: bool = False, init_lora_weights: str = "kaiming") -> nn.Module:  # fmt: skip
     """Wrap exactly the Linear layers ``names``, freeze the rest, unfreeze ``trainable`` modules."""
     # A weight shared with another module (GPT's lm_head is tok_emb's matrix) must not be wrapped:
     # merging ΔW into it would change the embedding too.
@@ -361,15 +460,28 @@ def _apply(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trai
                 "LoRA on it would also change the tied tensor. Untie it (tie_weights=False) or leave it out."
             )
 
+    if init_lora_weights == "pissa":
+        for name in names:
+            layer = model.get_submodule(name)
+            if r > min(layer.in_features, layer.out_features):
+                raise ConfigError(f"init_lora_weights='pissa' needs r <= min(in, out) of every layer; {name} has "
+                                  f"{layer.out_features} x {layer.in_features}, r={r}: lower r or leave the layer out")
+    variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=init_lora_weights)
     model.requires_grad_(False)  # freeze everything, then wrap (LoRA factors start trainable)
     for name in names:
-        model.set_submodule(name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout))
+        model.set_submodule(name, LoRALinear(model.get_submodule(name), r, lora_alpha, lora_dropout, **variant))
     for name in trainable:
         model.get_submodule(name).requires_grad_(True)
     model.lora_config = LoRAConfig(
-        r=int(r), lora_alpha=float(lora_alpha), lora_dropout=float(lora_dropout), target_modules=list(names), modules_to_save=list(trainable)
+        r=int(r), lora_alpha=float(lora_alpha), lora_dropout=float(lora_dropout), target_modules=list(names), modules_to_save=list(trainable),
+        **variant,
     )
     return model
+
+
+def lora_parameters(layer: LoRALinear) -> list[nn.Parameter]:
+    """The trained tensors of one LoRA layer: ``lora_A.weight``, ``lora_B.weight`` (and DoRA's ``lora_magnitude_vector``)."""
+    return [layer.lora_A.weight, layer.lora_B.weight] + ([layer.lora_magnitude_vector] if layer.use_dora else [])
 
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
@@ -437,9 +549,9 @@ def count_lora_parameters(model: nn.Module) -> dict:
     Returns ``{"trainable": n, "total": n, "trainable_fraction": f, "lora": n, "by_layer_type": {...}}``
     where ``by_layer_type`` maps a layer type (block index dropped: ``"blocks.3.attn.q_proj"`` ->
     ``"attn.q_proj"``) to its trainable parameters, e.g. ``{"attn.q_proj": 2 * r * (C + C), ...,
-    "head": C * 2 + 2}``. For a LoRA layer that is r·(in + out).
+    "head": C * 2 + 2}``. For a LoRA layer that is r·(in + out), plus out for DoRA's magnitude vector.
     """
-    lora_ids = {id(p) for _, layer in lora_layers(model) for p in (layer.lora_A.weight, layer.lora_B.weight)}
+    lora_ids = {id(p) for _, layer in lora_layers(model) for p in lora_parameters(layer)}
     trainable = total = lora = 0
     by_type: dict[str, int] = {}
     for pname, p in model.named_parameters():  # yields a shared tensor once
@@ -450,8 +562,8 @@ def count_lora_parameters(model: nn.Module) -> dict:
             continue
         trainable += p.numel()
         module_name = pname.rpartition(".")[0]
-        if id(p) in lora_ids:  # "blocks.0.attn.q_proj.lora_A" -> the wrapped layer "blocks.0.attn.q_proj"
-            module_name = module_name.rpartition(".")[0]
+        if id(p) in lora_ids and not isinstance(model.get_submodule(module_name), LoRALinear):
+            module_name = module_name.rpartition(".")[0]  # "blocks.0.attn.q_proj.lora_A" -> the wrapped layer "blocks.0.attn.q_proj"
         key = _BLOCK_PREFIX.sub("", module_name) or pname
         by_type[key] = by_type.get(key, 0) + p.numel()
     return {"trainable": trainable, "total": total, "trainable_fraction": trainable / total if total else 0.0, "lora": lora, "by_layer_type": by_type}
