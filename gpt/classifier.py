@@ -5,14 +5,15 @@
   classification ``head`` = ``nn.Linear(n_embd, num_classes)`` that reads the hidden state of the
   *last real token* of every message (never a padding token).
 * :func:`classifier_from_checkpoint` builds one from a checkpoint (default: the reference model),
-  checking that the checkpoint's vocabulary is the tokenizer's.
+  checking that the checkpoint's vocabulary is the tokenizer's; :func:`classifier_from_pretrained`
+  from GPT-2's weights (:mod:`gpt.hf`), with GPT-2's tokenizer.
 * :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
   :func:`gpt.lora.apply_lora`).
 * Inference: :func:`predict_proba` (many messages), :func:`evaluate` (a labelled split, with
   :mod:`gpt.metrics`) and :func:`classify` (one message).
 
-Messages are tokenized with the course tokenizer, padded on the right with ``<|endoftext|>``, and
-truncated to the model's context (the first ``context_length`` tokens are kept).
+Messages are tokenized with the model's tokenizer (the course's; GPT-2's for GPT-2 weights), padded on
+the right with ``<|endoftext|>``, and truncated to the model's context (the first ``context_length`` tokens are kept).
 """
 
 from __future__ import annotations
@@ -217,6 +218,28 @@ def classifier_from_checkpoint(
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     body = load_model(path) if dropout is None else load_model(path, dropout=dropout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPTClassifier(body, num_classes, classifier_dropout)
+    return model.to(device)
+
+
+def classifier_from_pretrained(
+    base: str | os.PathLike,
+    num_classes: int = 2,
+    classifier_dropout: float = 0.0,
+    dropout: float = 0.0,
+    seed: int = 0,
+    device="cpu",
+) -> GPTClassifier:
+    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:func:`gpt.hf.from_pretrained`: ``"gpt2"``,
+    ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
+    padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
+    from .hf import from_pretrained
+
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+    body = from_pretrained(base, dropout=dropout)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)

@@ -168,3 +168,93 @@ def test_save_tiny_random_gpt2_loads(tmp_path):
     folder = save_tiny_random_gpt2(tmp_path / "tiny", seed=3)
     gpt = GPT.from_pretrained(folder)
     assert gpt.config.vocab_size == 50257 and gpt.config.n_layer == 2 and gpt.config.context_length == 128
+
+
+# --- the rest of the course on a loaded GPT-2: classifier, every strategy, LoRA, adapters, --base -----
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return save_tiny_random_gpt2(tmp_path_factory.mktemp("base") / "tiny-gpt2", seed=0)
+
+
+def test_classifier_on_gpt2_pads_with_endoftext_and_uses_gpt2_tokenizer(tiny_base):
+    from gpt import classifier as C
+
+    model = C.classifier_from_pretrained(tiny_base, seed=0).eval()
+    tok = gpt2_tokenizer()
+    assert C.tokenizer_for(model) is tok and tok.eot_token == 50256
+    seqs, _ = C.encode_messages(["Free entry in a weekly competition!", "ok see you"], tok, 128)
+    ref = None
+    for pad_to in (max(map(len, seqs)), 30, 128):
+        x, lengths = C.pad_batch(seqs, tok.eot_token, pad_to=pad_to)
+        assert int(x[1, -1]) == 50256
+        with torch.no_grad():
+            logits = model(x, lengths)
+        ref = logits if ref is None else ref
+        torch.testing.assert_close(logits, ref, atol=1e-5, rtol=1e-5)
+    alone = C.predict_proba(model, ["ok see you"])  # no tokenizer given: GPT-2's is picked
+    batched = C.predict_proba(model, ["ok see you", "a much longer message " * 5])
+    assert abs(alone[0] - batched[0]).max() < 1e-6
+    assert C.classify(model, "WIN a FREE prize").label in ("ham", "spam")
+    with pytest.raises(C.VocabularyMismatchError):
+        C.predict_proba(model, ["hi"], tokenizer=__import__("gpt.tokenizer").tokenizer.course_tokenizer())
+
+
+@pytest.mark.parametrize("strategy", ["full", "last-block", "head", "lora"])
+def test_every_strategy_finetunes_a_loaded_gpt2(tiny_base, strategy):
+    from helpers_classify import toy_splits
+
+    from gpt.finetune import build_model, default_config, finetune
+
+    config = default_config(strategy, epochs=1, batch_size=4, seed=1)
+    model = build_model(config, base=tiny_base)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    result = finetune(model, toy_splits(), config, progress=False)
+    assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0 and result.trainable_params == sum(p.numel() for p in trained.values())
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n].cpu(), w) for n, w in frozen.items())
+    assert any(not torch.equal(after[n].cpu(), w) for n, w in trained.items())
+    if strategy == "head":
+        assert result.trainable_params == 32 * 2 + 2
+
+
+def test_lora_adapter_saved_and_loaded_on_a_gpt2_base(tiny_base, tmp_path):
+    from helpers_classify import toy_splits
+
+    from gpt import classifier as C
+    from gpt.adapters import load_adapter, save_adapter
+    from gpt.errors import AdapterError
+    from gpt.finetune import build_model, default_config, finetune
+
+    config = default_config("lora", epochs=1, batch_size=4, r=2, lora_alpha=4.0)
+    model = build_model(config, base=tiny_base)
+    finetune(model, toy_splits(), config, progress=False)
+    weights = model.gpt.pretrained.main_weights
+    save_adapter(model, tmp_path / "adapter", base_checkpoint=weights)
+    fresh = C.classifier_from_pretrained(tiny_base, seed=5)
+    load_adapter(fresh, tmp_path / "adapter", base_checkpoint=weights)
+    texts = toy_splits()["test"]["text"].tolist()
+    assert abs(C.predict_proba(fresh, texts) - C.predict_proba(model, texts)).max() < 1e-6
+    other = save_tiny_random_gpt2(tmp_path / "other", seed=1)
+    with pytest.raises(AdapterError):  # another base's weights: refused
+        load_adapter(C.classifier_from_pretrained(other), tmp_path / "adapter", base_checkpoint=other / "model.safetensors")
+
+
+def test_finetune_command_with_base_records_it(tiny_base, tmp_path, mirror_dir, monkeypatch):
+    import pandas as pd
+
+    from gpt.cli import main
+    from gpt.data import sha256_file
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "results"
+    args = ["finetune", "--strategy", "lora", "--rank", "2", "--alpha", "4", "--seeds", "0", "--epochs", "1", "--out", str(out)]
+    assert main(args + ["--base", str(tiny_base)]) == 0
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row["checkpoint"] == str(tiny_base) and row["checkpoint_sha256"] == sha256_file(tiny_base / "model.safetensors")
+    assert row["strategy"] == "lora-r2"
+    assert main(args + ["--base", str(tmp_path / "missing"), "--overwrite"]) == 2  # a bad base: one error line, before any run
+    assert main(args + ["--base", str(tiny_base), "--checkpoint", str(tiny_base / "model.safetensors"), "--overwrite"]) == 2
