@@ -258,3 +258,27 @@ def test_finetune_command_with_base_records_it(tiny_base, tmp_path, mirror_dir, 
     assert row["strategy"] == "lora-r2"
     assert main(args + ["--base", str(tmp_path / "missing"), "--overwrite"]) == 2  # a bad base: one error line, before any run
     assert main(args + ["--base", str(tiny_base), "--checkpoint", str(tiny_base / "model.safetensors"), "--overwrite"]) == 2
+
+
+@pytest.mark.parametrize("variant", [dict(use_rslora=True), dict(use_dora=True), dict(init_lora_weights="pissa")])
+def test_lora_variants_on_a_gpt2_base(tiny_base, tmp_path, variant):
+    """LoRA's variants wrap GPT-2's converted layers too; an adapter round-trips onto a fresh GPT-2."""
+    from gpt import classifier as C
+    from gpt.adapters import load_adapter, save_adapter
+    from gpt.lora import apply_lora
+
+    model = C.classifier_from_pretrained(tiny_base, seed=0)
+    with torch.no_grad():
+        before = C.predict_proba(model, ["ok see you", "WIN cash now"])
+    apply_lora(model, r=2, lora_alpha=4.0, train_head=True, **variant)
+    with torch.no_grad():  # a trained-looking adapter: move every trainable tensor
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    texts = ["ok see you", "WIN cash now"]
+    after = C.predict_proba(model, texts)
+    assert abs(after - before).max() > 1e-4
+    weights = model.gpt.pretrained.main_weights
+    save_adapter(model, tmp_path / "a", base_checkpoint=weights)
+    fresh = load_adapter(C.classifier_from_pretrained(tiny_base, seed=9), tmp_path / "a", base_checkpoint=weights)
+    assert abs(C.predict_proba(fresh, texts) - after).max() < 1e-5
