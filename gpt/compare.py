@@ -26,7 +26,8 @@ import numpy as np
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
 
 __all__ = ["load_outcomes", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
-           "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "REFERENCES"]
+           "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
+           "ablation_markdown", "REFERENCES"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -313,3 +314,44 @@ def write_kfold_summary(out_dir: str | os.PathLike, folds: int, order=None) -> P
     from .files import atomic_write_text
 
     return atomic_write_text(Path(out_dir) / "summary.md", kfold_markdown(out_dir, folds, order))
+
+
+# ---------------------------------------------------------------------------------------------
+# One ablation table: which change moved what
+
+
+def ablation_table(reference_dir: str | os.PathLike, changes: dict, splits: dict, strategies=("full", "lora-r8", "baseline")):
+    """One row per (change, strategy): the accuracy and spam F1 of ``changes[name]`` (a results folder,
+    scored on the same pinned ``splits``) with their 95 % intervals, and each paired with the same
+    strategy in ``reference_dir`` (the difference in points, its interval, the verdict). The reference
+    recipe itself is the first row group (``"reference"``). Strategies a folder lacks are left out."""
+    import pandas as pd
+
+    rows = []
+    for name, folder in {"reference": reference_dir, **changes}.items():
+        table = comparison_table(folder, splits).set_index("strategy")
+        paired = against_table(folder, reference_dir, splits).set_index("strategy") if name != "reference" else None
+        for s in strategies:
+            if s not in table.index:
+                continue
+            r = table.loc[s]
+            row = {"change": name, "strategy": s, "seeds": int(r["seeds"]), **{k: r[k] for k in (
+                "accuracy", "accuracy_low", "accuracy_high", "natural_f1", "natural_f1_low", "natural_f1_high")}}
+            if paired is not None and s in paired.index:
+                p = paired.loc[s]
+                row.update({f"{k}_vs_reference{suffix}": p[k + suffix] for k in ("acc", "f1") for suffix in ("", "_low", "_high", "_verdict")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ablation_markdown(table, descriptions: dict | None = None) -> str:
+    """:func:`ablation_table` as a markdown table (``descriptions`` maps a change to its one-line text)."""
+    descriptions = descriptions or {}
+    lines = [
+        "| change | strategy | seeds | balanced test accuracy [95 % interval] | vs the reference recipe | natural spam F1 [95 % interval] | vs the reference recipe |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(f"| {descriptions.get(r['change'], r['change'])} | {r['strategy']} | {r['seeds']} | {_interval(r, 'accuracy')} "
+                     f"| {_difference(r, 'acc_vs_reference')} | {_interval(r, 'natural_f1')} | {_difference(r, 'f1_vs_reference')} |")
+    return "\n".join(lines) + "\n"

@@ -137,3 +137,21 @@ def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
     text = kfold_markdown(tmp_path, 3)
     assert "306 balanced, 453 natural" in text and "| full |" in text and "Not pooled" in text and "head" in text
     assert "| baseline |" in text and ("better" in text.split("| full |")[1].split("\n")[0])
+
+
+def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_factory):
+    from gpt.compare import ablation_markdown, ablation_table
+
+    out, splits = results
+    better = tmp_path_factory.mktemp("better")
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        _write_run(better, "full", seed, splits, 0.002, rng)
+        _write_run(better, "head", seed, splits, 0.02, rng)  # head: much better than the reference's head (0.25 errors)
+    t = ablation_table(out, {"cleaner": better}, splits, strategies=("full", "head", "baseline"))
+    assert list(zip(t["change"], t["strategy"])) == [("reference", "full"), ("reference", "head"), ("reference", "baseline"),
+                                                      ("cleaner", "full"), ("cleaner", "head")]  # no baseline in `better`
+    head = t.set_index(["change", "strategy"]).loc[("cleaner", "head")]
+    assert head["acc_vs_reference_verdict"] == "better" and head["acc_vs_reference"] > 0.15
+    text = ablation_markdown(t, {"cleaner": "a cleaner recipe"})
+    assert "| a cleaner recipe | head | 3 |" in text and "better: +" in text
