@@ -117,7 +117,9 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
 # command-line flag -> FinetuneConfig field
 _FLAGS = {"epochs": "epochs", "lr": "lr", "batch_size": "batch_size", "weight_decay": "weight_decay", "l2": "l2",
           "dropout": "dropout", "classifier_dropout": "classifier_dropout", "rank": "r", "alpha": "lora_alpha",
-          "train_split": "train_split", "class_weight": "class_weight", "fold": "fold", "folds": "folds"}
+          "train_split": "train_split", "class_weight": "class_weight", "fold": "fold", "folds": "folds",
+          "use_rslora": "use_rslora", "use_dora": "use_dora", "init_lora_weights": "init_lora_weights",
+          "loraplus_lr_ratio": "loraplus_lr_ratio", "target_modules": "target_modules"}
 
 
 def _configs(args) -> list[FinetuneConfig]:
@@ -218,7 +220,11 @@ def _forwarded_args(args) -> list[str]:
         out += ["--base", args.base]
     for flag in _FLAGS:
         v = getattr(args, flag)
-        if v is not None:
+        if v is True:  # a switch (--use-dora)
+            out.append(f"--{flag.replace('_', '-')}")
+        elif isinstance(v, list):  # several values (--target-modules q_proj v_proj)
+            out += [f"--{flag.replace('_', '-')}", *v]
+        elif v is not None:
             out += [f"--{flag.replace('_', '-')}", str(v)]
     return out + (["--resume"] if args.resume else []) + (["--overwrite"] if args.overwrite else [])
 
@@ -270,9 +276,13 @@ def run_experiment(
     folds: int = 5,
     *,
     base: str = "",
+    runs: list[tuple[str, list[str]]] | None = None,
 ) -> Path:
     """Run every configuration of :func:`experiment_runs` for every seed (one process each); then
     write the summary and the plot. Returns the path of ``results.csv``.
+
+    ``runs``: other ``(label, finetune arguments)`` configurations instead of ``strategies`` × ``ranks``
+    (the LoRA variants suite, :func:`gpt.lora_ablation.variant_runs`); the plot is then left to the caller.
 
     ``skip_existing`` keeps rows already made from the same checkpoint and resumes interrupted runs;
     without it (or ``overwrite``) existing rows are an error before any run. ``epochs`` overrides
@@ -301,7 +311,8 @@ def run_experiment(
     from .viz import plot_accuracy_vs_params
 
     out = Path(out)
-    runs = experiment_runs(strategies, ranks)
+    custom = runs is not None
+    runs = list(runs) if custom else experiment_runs(strategies, ranks)
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
@@ -352,7 +363,8 @@ def run_experiment(
         from .sms import run_splits
 
         refresh_summary(out, run_splits(fold=fold, folds=folds))
-        plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
+        if not custom:
+            plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
     print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}, {out / 'accuracy_vs_params.png'}")
     return out / "results.csv"
 
@@ -405,6 +417,8 @@ def _cmd_summarize(args) -> int:
 
 def _cmd_experiment(args) -> int:
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.suite == "variants":
+        return _cmd_variants(args, command)
     try:
         run_experiment(args.out, args.seeds, tuple(args.strategies), tuple(args.ranks), args.checkpoint, args.epochs,
                        args.skip_existing, command, args.device, args.overwrite, args.train_split, args.class_weight, args.kfold,
@@ -412,6 +426,24 @@ def _cmd_experiment(args) -> int:
     except KeyboardInterrupt:
         print(f"\nexperiment interrupted; resume with: {_resume_hint(command, '--skip-existing')}", file=sys.stderr)
         return INTERRUPTED
+    return 0
+
+
+def _cmd_variants(args, command: str) -> int:
+    """``experiment --suite variants``: the LoRA variants ablation (:mod:`gpt.lora_ablation`)."""
+    from .lora_ablation import VARIANTS_OUT, run_variants
+
+    defaults = {"strategies": list(ALL_STRATEGIES), "ranks": list(LORA_RANKS), "base": "", "kfold": None, "train_split": None, "class_weight": None}
+    changed = [k for k, v in defaults.items() if getattr(args, k, v) != v]
+    if changed:
+        raise ConfigError(f"--suite variants runs its own configurations; --{changed[0].replace('_', '-')} does not apply to it")
+    out = VARIANTS_OUT if args.out == DEFAULT_OUT else args.out
+    try:
+        path = run_variants(out, args.seeds, args.checkpoint, args.epochs, args.skip_existing, command, args.device, args.overwrite)
+    except KeyboardInterrupt:
+        print(f"\nexperiment interrupted; resume with: {_resume_hint(command, '--skip-existing')}", file=sys.stderr)
+        return INTERRUPTED
+    print(f"wrote {path}")
     return 0
 
 
@@ -450,6 +482,11 @@ def register_cli(subparsers) -> None:
     f.add_argument("--classifier-dropout", type=float, default=None, help="dropout before the head")
     f.add_argument("--rank", type=int, default=None, help="LoRA rank r (strategy lora)")
     f.add_argument("--alpha", type=float, default=None, help="LoRA lora_alpha; scale = alpha / r (strategy lora)")
+    f.add_argument("--use-rslora", action="store_true", default=None, help="rsLoRA: scale = alpha / sqrt(r) (strategy lora)")
+    f.add_argument("--use-dora", action="store_true", default=None, help="DoRA: a trained magnitude per output row (strategy lora)")
+    f.add_argument("--init-lora-weights", choices=["kaiming", "gaussian", "pissa"], default=None, help="the start of A (and B, W for pissa)")
+    f.add_argument("--loraplus-lr-ratio", type=float, default=None, help="LoRA+: B learns at lr x this ratio (e.g. 16)")
+    f.add_argument("--target-modules", nargs="+", default=None, help="layers to adapt, e.g. q_proj v_proj, or attn, or mlp (default: all)")
     _data_arguments(f)
     f.add_argument("--fold", type=int, default=None, help="train and test on fold FOLD of gpt.sms.kfold_splits (default: the pinned splits)")
     f.add_argument("--folds", type=int, default=None, help="the number of folds for --fold (default 5)")
@@ -467,6 +504,9 @@ def register_cli(subparsers) -> None:
         help="the headline experiment: full / last-block / head / LoRA r=1..32 / baseline, 3 seeds each",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
+    e.add_argument("--suite", choices=["headline", "variants"], default="headline",
+                   help="headline: the strategies x ranks above; variants: the LoRA variants ablation (gpt.lora_ablation, "
+                   "into results/lora_variants unless --out)")
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     e.add_argument("--strategies", nargs="+", default=list(ALL_STRATEGIES), choices=list(ALL_STRATEGIES))
     e.add_argument("--ranks", type=int, nargs="+", default=list(LORA_RANKS), help="LoRA ranks (lora_alpha = 2·r)")

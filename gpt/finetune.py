@@ -77,6 +77,14 @@ class FinetuneConfig:
     classifier_dropout: float = 0.1  # before the head
     r: int | None = None
     lora_alpha: float | None = None
+    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora_variants): scale lora_alpha/√r; DoRA's
+    # magnitudes; the start ("kaiming", "gaussian", "pissa"); LoRA+'s lr ratio of B to A (None: off);
+    # the layers to wrap as module names ("q_proj", "attn", "mlp"; None: every Linear in the blocks).
+    use_rslora: bool = False
+    use_dora: bool = False
+    init_lora_weights: str = "kaiming"
+    loraplus_lr_ratio: float | None = None
+    target_modules: tuple[str, ...] | None = None
     l2: float = 0.0
     min_count: int = 1
     bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
@@ -93,6 +101,8 @@ class FinetuneConfig:
     def __post_init__(self):
         object.__setattr__(self, "eval_splits", tuple(self.eval_splits))
         object.__setattr__(self, "labels", tuple(self.labels))
+        if isinstance(self.target_modules, list):
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
         if self.strategy not in ALL_STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {list(ALL_STRATEGIES)}")
         for name in ("epochs", "batch_size", "bucket", "min_count"):
@@ -113,8 +123,13 @@ class FinetuneConfig:
                 raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
             _check_int("r", self.r, minimum=1)
             _check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+            _check_lora_variant(self)
         elif self.r is not None or self.lora_alpha is not None:
             raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
+        else:
+            changed = [k for k in LORA_VARIANT_FIELDS if getattr(self, k) != _VARIANT_DEFAULTS[k]]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} apply to strategy 'lora' only, not to {self.strategy!r}")
         if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigError(f"labels must be two different class names, got {list(self.labels)}")
         if self.train_split not in TRAIN_SPLITS:
@@ -129,12 +144,14 @@ class FinetuneConfig:
 
     @property
     def label(self) -> str:
-        """The name of this configuration in result tables: the strategy, or ``lora-r8`` for LoRA."""
-        return lora_label(self.r) if self.strategy == "lora" else self.strategy
+        """The name of this configuration in result tables: the strategy, or ``lora-r8`` for LoRA, with
+        the variants as suffixes (:func:`lora_variant_suffix`: ``lora-r8-dora``, ``lora-r8-qv``, ...)."""
+        return lora_label(self.r) + lora_variant_suffix(self) if self.strategy == "lora" else self.strategy
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["eval_splits"], d["labels"] = list(self.eval_splits), list(self.labels)
+        d["target_modules"] = list(self.target_modules) if self.target_modules is not None else None
         return d
 
     @classmethod
@@ -168,6 +185,48 @@ def lora_label(r: int) -> str:
     return f"lora-r{int(r)}"
 
 
+LORA_VARIANT_FIELDS = ("use_rslora", "use_dora", "init_lora_weights", "loraplus_lr_ratio", "target_modules")
+_VARIANT_DEFAULTS = {"use_rslora": False, "use_dora": False, "init_lora_weights": "kaiming", "loraplus_lr_ratio": None, "target_modules": None}
+# Named layer choices for target_modules (the label uses the name): query + value, attention, MLP.
+TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)}
+
+
+def _check_lora_variant(c: "FinetuneConfig") -> None:
+    from .lora_variants import INIT_LORA_WEIGHTS
+
+    for name in ("use_rslora", "use_dora"):
+        if not isinstance(getattr(c, name), bool):
+            raise ConfigError(f"{name} must be True or False, got {getattr(c, name)!r}")
+    if c.init_lora_weights not in INIT_LORA_WEIGHTS:
+        raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)}, got {c.init_lora_weights!r}")
+    if c.loraplus_lr_ratio is not None:
+        _check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
+    if c.target_modules is not None:
+        names = c.target_modules
+        if not names or not all(isinstance(n, str) and n.replace("_", "").replace(".", "").isalnum() for n in names):
+            raise ConfigError(f"target_modules must be a non-empty list of module names such as 'q_proj', 'attn', 'mlp' "
+                              f"(no patterns: they name the run), or None for every Linear in the blocks; got {names!r}")
+
+
+def lora_variant_suffix(c: "FinetuneConfig") -> str:
+    """The label suffix of a LoRA config's variants: ``"-rslora"``, ``"-dora"``, ``"-gaussian"`` / ``"-pissa"``,
+    ``"-loraplus16"``, and the targets (a :data:`TARGET_PRESETS` name such as ``"-qv"``, else the names
+    joined by ``+``); ``""`` for plain LoRA on every layer, so those labels stay ``lora-r8``."""
+    parts = []
+    if c.use_rslora:
+        parts.append("rslora")
+    if c.use_dora:
+        parts.append("dora")
+    if c.init_lora_weights != "kaiming":
+        parts.append(c.init_lora_weights)
+    if c.loraplus_lr_ratio is not None:
+        parts.append(f"loraplus{c.loraplus_lr_ratio:g}")
+    if c.target_modules is not None:
+        preset = [k for k, v in TARGET_PRESETS.items() if v == tuple(c.target_modules)]
+        parts.append(preset[0] if preset else "+".join(c.target_modules))
+    return "".join("-" + p for p in parts)
+
+
 # Each strategy's defaults, chosen on the validation split (2 seeds per setting) with the reference
 # checkpoint; the sweep is described in results/finetune/README.md.
 DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
@@ -180,6 +239,7 @@ DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
 # Fields that mean something for one kind of run only (see FinetuneConfig).
 _ONLY_FOR = {
     "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
+    **{k: ("lora",) for k in LORA_VARIANT_FIELDS},
     **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
                                            "classifier_dropout", "bucket", "device", "precision")},
 }
@@ -279,7 +339,9 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
 
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
-            apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True)
+            apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True,
+                       target_modules=list(config.target_modules) if config.target_modules is not None else None,
+                       use_rslora=config.use_rslora, use_dora=config.use_dora, init_lora_weights=config.init_lora_weights)
     else:
         set_trainable(model, config.strategy)
     return model
@@ -353,7 +415,13 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
 def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
     """AdamW as pretraining builds it, but PyTorch's for-loop implementation: the committed results in
     results/finetune were made with it, and the fused one (pretraining's default) rounds differently, so
-    reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)"""
+    reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)
+    With ``loraplus_lr_ratio``: LoRA+'s groups (:func:`gpt.lora_variants.lora_plus_param_groups`), B faster."""
+    if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
+        from .lora_variants import lora_plus_param_groups
+
+        groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=False)  # make_optimizer's betas
     return make_optimizer(model, config.lr, config.weight_decay, fused=False)
 
 
@@ -431,7 +499,7 @@ def train_step(run: Run, batch: list[int]) -> None:
 
     t0 = time.perf_counter()
     for g in run.optimizer.param_groups:
-        g["lr"] = lr_at(run, run.step)
+        g["lr"] = lr_at(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
     ids, y_all = run.data["train"]
     x, lengths = pad_batch([ids[i] for i in batch], run.pad_id)
     y = torch.from_numpy(y_all[batch]).to(run.device)
