@@ -37,3 +37,32 @@ def test_suite_variants_refuses_the_headline_options():
     args = _parser().parse_args(["experiment", "--suite", "variants", "--strategies", "full"])
     with pytest.raises(ConfigError, match="--strategies does not apply"):
         E._cmd_variants(args, "python -m gpt experiment --suite variants --strategies full")
+
+
+def test_versus_table_pairs_every_configuration_with_plain_lora(tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from gpt.lora_ablation import versus_markdown, versus_table
+
+    rng = np.random.default_rng(0)
+    splits = {"test": pd.DataFrame({"label": np.where(np.arange(200) % 2 == 0, "spam", "ham"), "text": "x"}),
+              "test_natural": pd.DataFrame({"label": np.where(rng.random(300) < 0.15, "spam", "ham"), "text": "x"})}
+    (tmp_path / "runs").mkdir()
+    for label, error in (("lora-r8", 0.05), ("lora-r8-dora", 0.05), ("lora-r8-qv", 0.40)):
+        for seed in range(3):
+            metrics = {}
+            for split in ("test", "test_natural"):
+                truth = splits[split]["label"].to_numpy()
+                flip = rng.random(len(truth)) < error
+                metrics[split] = {"predicted": np.where(flip, np.where(truth == "spam", "ham", "spam"), truth).tolist()}
+            (tmp_path / "runs" / f"{label}_seed{seed}.json").write_text(json.dumps({"metrics": metrics, "row": {"strategy": label, "seed": seed}}))
+    t = versus_table(tmp_path, splits).set_index("strategy")
+    assert list(t.index) == ["lora-r8", "lora-r8-dora", "lora-r8-qv"]  # the suite's order
+    assert not isinstance(t.loc["lora-r8", "acc_vs_ref_verdict"], str)  # the reference is not paired with itself
+    assert t.loc["lora-r8-dora", "acc_vs_ref_verdict"] == "no detectable difference"
+    assert t.loc["lora-r8-qv", "acc_vs_ref_verdict"] == "worse" and t.loc["lora-r8-qv", "acc_vs_ref_high"] < 0
+    text = versus_markdown(tmp_path, splits)
+    assert "| DoRA | lora-r8-dora |" in text and "| query + value only | lora-r8-qv |" in text
