@@ -133,3 +133,21 @@ def test_lora_plus_learning_rates_match_peft_create_loraplus_optimizer():
     ours_lr = {ours_names[id(p)]: g["lr"] for g in lora_plus_param_groups(ours, lr, ratio) for p in g["params"]}
     assert ours_lr == pytest.approx(theirs_lr)
     assert {v for v in ours_lr.values()} == {lr, lr * ratio}
+
+
+def test_a_pissa_adapter_converted_by_peft_loads_onto_the_untouched_base(tmp_path):
+    base = tiny_gpt()
+    theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=R, lora_alpha=ALPHA, target_modules=BLOCK_LINEARS, init_lora_weights="pissa"))
+    theirs.peft_config["default"].init_lora_weights = True  # PEFT's recipe: save the start as a plain adapter...
+    theirs.save_pretrained(tmp_path / "init")
+    theirs.peft_config["default"].init_lora_weights = "pissa"
+    with torch.no_grad():  # ...train (a stand-in)...
+        for n, p in theirs.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(7)))
+    theirs.save_pretrained(tmp_path / "done", path_initial_model_for_weight_conversion=str(tmp_path / "init"))  # ...convert
+    ours = load_adapter(copy.deepcopy(base), tmp_path / "done")
+    assert next(lora_layers(ours))[1].r == 2 * R
+    x = token_ids()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), **TOL)
