@@ -27,7 +27,7 @@ from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, pa
 
 __all__ = ["load_outcomes", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
            "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
-           "ablation_markdown", "REFERENCES"]
+           "ablation_markdown", "display_ablation", "REFERENCES"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -342,6 +342,25 @@ def ablation_table(reference_dir: str | os.PathLike, changes: dict, splits: dict
                 row.update({f"{k}_vs_reference{suffix}": p[k + suffix] for k in ("acc", "f1") for suffix in ("", "_low", "_high", "_verdict")})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def display_ablation(table):
+    """:func:`ablation_table` (or its saved ``ablation.csv``) as the notebooks show it: values in %,
+    intervals in brackets, each pairing with the reference recipe as its verdict and difference in points."""
+    import pandas as pd
+
+    def versus(r, k):
+        v = r.get(k + "_verdict")
+        return "–" if not isinstance(v, str) else f"{v} ({_signed(r[k])})"
+
+    cols = {
+        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
+        "vs reference recipe": lambda r: versus(r, "acc_vs_reference"),
+        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
+        "F1 vs reference recipe": lambda r: versus(r, "f1_vs_reference"),
+    }
+    index = pd.MultiIndex.from_arrays([table["change"], table["strategy"]], names=["change", "strategy"])
+    return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in cols.items()}, index=index)
 
 
 def ablation_markdown(table, descriptions: dict | None = None) -> str:

@@ -140,7 +140,7 @@ def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
 
 
 def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_factory):
-    from gpt.compare import ablation_markdown, ablation_table
+    from gpt.compare import ablation_markdown, ablation_table, display_ablation
 
     out, splits = results
     better = tmp_path_factory.mktemp("better")
@@ -153,5 +153,7 @@ def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_f
                                                       ("cleaner", "full"), ("cleaner", "head")]  # no baseline in `better`
     head = t.set_index(["change", "strategy"]).loc[("cleaner", "head")]
     assert head["acc_vs_reference_verdict"] == "better" and head["acc_vs_reference"] > 0.15
+    shown = display_ablation(t)
+    assert shown.loc[("cleaner", "head"), "vs reference recipe"].startswith("better (+") and shown.loc[("reference", "full"), "vs reference recipe"] == "–"
     text = ablation_markdown(t, {"cleaner": "a cleaner recipe"})
     assert "| a cleaner recipe | head | 3 |" in text and "better: +" in text
