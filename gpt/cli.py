@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import time
@@ -198,6 +199,13 @@ def _cmd_pretrain(args) -> int:
     pick_device(cfg.device)
     if cfg.compile:
         require_compiler()
+    from .distributed import from_environment, shutdown
+
+    parallel = from_environment(cfg.device)  # under torchrun: this process's rank (None: the only process)
+    if parallel:
+        parallel.check_batch_size(cfg.batch_size)
+        if not parallel.is_main:  # rank 0 alone prints and writes
+            sys.stdout = open(os.devnull, "w")
     fingerprint = tokenizer_fingerprint(tok)
     run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": fingerprint}
 
@@ -220,24 +228,32 @@ def _cmd_pretrain(args) -> int:
             raise ConfigError(f"--export {exp} and --out {out} must be separate folders (neither inside the other)")
 
     # 3. The work.
-    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=args.val_fraction, progress=True)
+    if parallel:
+        parallel.barrier()  # every rank has checked the outputs before rank 0 writes any
+    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=args.val_fraction, progress=parallel is None or parallel.is_main)
     print(f"corpus: {len(books)} books, {len(train_ids):,} training and {len(val_ids):,} held-out tokens")
     torch.manual_seed(args.seed)
     model = GPT(config)
     print(f"model: {args.preset}, {count_parameters(model):,} parameters; checkpoint every {interval or cfg.max_steps} steps in {out}/checkpoint")
-    if args.overwrite and not args.resume:
+    if args.overwrite and not args.resume and (parallel is None or parallel.is_main):
         for name in _RUN_OUTPUTS:  # the previous run's results; its checkpoint is replaced by pretrain()
             (out / name).unlink(missing_ok=True)
     try:
         hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume, run_info=run_info,
-                        overwrite=args.overwrite and not args.resume)
+                        overwrite=args.overwrite and not args.resume, parallel=parallel)
+        if parallel and not parallel.is_main:
+            return 0  # rank 0 writes the model and its card
     except TrainingInterrupted as e:
+        if parallel and not parallel.is_main:
+            return 130
         if e.checkpoint:
             print(f"\ninterrupted after step {e.step} of {cfg.max_steps}; checkpoint saved in {e.checkpoint}.\n"
                   f"resume with:\n  {_resume_command(args._argv)}", file=sys.stderr, flush=True)
         else:
             print("\ninterrupted before the first step; nothing was saved", file=sys.stderr, flush=True)
         return 130
+    finally:
+        shutdown()  # (with torchrun) leave the process group; rank 0 goes on alone
     try:
         return _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp)
     except KeyboardInterrupt:
@@ -285,6 +301,7 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
         "tokens_per_second": round(tokens_per_second),
         "machine": machine_description(),
         "precision": hist["precision"],
+        "processes": hist.get("processes", 1),  # torchrun --nproc_per_node (batch_size is the global batch)
         "seed": cfg.seed,
         "final_train_loss": float(np.mean(hist["train_loss"][-50:])),
         "final_val_loss": hist["val_loss"][-1],
@@ -348,10 +365,13 @@ def main(argv=None) -> int:
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.set_defaults(func=_cmd_train_tokenizer)
 
-    r = sub.add_parser("pretrain", help="pretrain a GPT on the Gutenberg books and print samples")
+    r = sub.add_parser("pretrain", help="pretrain a GPT on the Gutenberg books and print samples",
+                       description="Pretrain a GPT on the Gutenberg books. On several GPUs (or CPU processes): "
+                       "torchrun --nproc_per_node N -m gpt pretrain ... (DistributedDataParallel, see gpt.distributed).")
     r.add_argument("--preset", default="course", choices=sorted(PRESETS))
     r.add_argument("--steps", type=_int_at_least(1), default=300)
-    r.add_argument("--batch-size", type=_int_at_least(1), default=16)
+    r.add_argument("--batch-size", type=_int_at_least(1), default=16,
+                   help="windows per step, over all processes (under torchrun: divisible by --nproc_per_node)")
     r.add_argument("--lr", type=_positive_float, default=3e-3)
     r.add_argument("--warmup", type=_int_at_least(0), default=100)
     r.add_argument("--eval-interval", type=_int_at_least(1), default=100)

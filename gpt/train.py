@@ -548,6 +548,7 @@ def pretrain(
     stop_after: int | None = None,
     run_info: dict | None = None,
     overwrite: bool = False,
+    parallel=None,
 ) -> dict:
     """Train ``model`` on next-token prediction; returns the history (losses, lr, tokens, time).
 
@@ -562,13 +563,20 @@ def pretrain(
     Ctrl-C finishes the step in progress, saves a checkpoint (with ``run_dir``) and raises
     :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). ``stop_after`` ends the loop early after
     that many steps (to test resuming).
+
+    ``parallel``: a :class:`gpt.distributed.Parallel` (from ``torchrun``, see :mod:`gpt.distributed`):
+    DistributedDataParallel, each rank training on its shard of the same global batch of
+    ``cfg.batch_size`` windows; rank 0 alone writes the checkpoints and shows progress.
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if stop_after is not None and (not _is_int(stop_after) or stop_after < 1):
         raise ConfigError(f"stop_after must be None or a whole number >= 1, got {stop_after!r}")
-    device = pick_device(cfg.device)
+    device = parallel.device if parallel else pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if parallel:
+        parallel.check_batch_size(cfg.batch_size)
+    main = parallel is None or parallel.is_main  # the one process that writes files and prints
     ctx = model.config.context_length
     V = model.config.vocab_size
     train_t = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
@@ -594,7 +602,7 @@ def pretrain(
     if resume and run_dir is None:
         raise CheckpointError("nothing to resume: no run folder (run_dir) was given")
     if run_dir is not None:
-        for stale in run_dir.glob(f".{CHECKPOINT_DIR}.*.tmp") if run_dir.is_dir() else []:
+        for stale in run_dir.glob(f".{CHECKPOINT_DIR}.*.tmp") if run_dir.is_dir() and main else []:
             shutil.rmtree(stale, ignore_errors=True)  # left by a process killed while writing a checkpoint
         if resume:
             check_resume(read_training_state(run_dir), cfg=cfg, model_config=model.config, run_info=run_info,
@@ -605,11 +613,14 @@ def pretrain(
                     f"{run_dir} already holds a training checkpoint; resume it (resume=True, --resume), "
                     "replace it (overwrite=True, --overwrite), or choose another folder"
                 )
-            shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
-            for legacy in (STATE_FILE, OPTIMIZER_FILE):  # the old layout kept these next to model.safetensors
-                (run_dir / legacy).unlink(missing_ok=True)
+            if parallel:
+                parallel.barrier()  # every rank has seen the old checkpoint before rank 0 removes it
+            if main:
+                shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
+                for legacy in (STATE_FILE, OPTIMIZER_FILE):  # the old layout kept these next to model.safetensors
+                    (run_dir / legacy).unlink(missing_ok=True)
 
-    loss_fn = compile_loss() if cfg.compile else None
+    loss_fn = compile_loss() if cfg.compile and not parallel else None
     model.to(device).train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "lr": [], "tokens": [], "seconds": []}
@@ -617,6 +628,8 @@ def pretrain(
     if resume:
         state = load_training_state(run_dir, model, optimizer)
         start_step, history, elapsed = state["step"], state["history"], float(state["seconds"])
+    if parallel:  # after the weights are final: DDP starts by copying rank 0's
+        loss_fn = parallel.loss_fn(model, compile=cfg.compile)
     ckpt_meta = {"tokenizer_fingerprint": run_info["tokenizer_fingerprint"]} if run_info and "tokenizer_fingerprint" in run_info else None
 
     def save(step: int, t0: float) -> Path:
@@ -630,11 +643,18 @@ def pretrain(
             "data": data,
             "precision": precision,
             "device": str(device),
+            "processes": parallel.world_size if parallel else 1,
         }
-        return save_training_state(run_dir, model, optimizer, state, metadata=ckpt_meta)
+        path = save_training_state(run_dir, model, optimizer, state, metadata=ckpt_meta) if main else checkpoint_dir(run_dir)
+        if parallel:
+            parallel.barrier()  # the checkpoint is complete before any rank goes on
+        return path
+
+    def stop_requested() -> bool:  # with several processes: Ctrl-C seen by any of them stops all after the same step
+        return parallel.any(interrupt.requested) if parallel else interrupt.requested
 
     bar = None
-    if progress:
+    if progress and main:
         from .progress import progress_bar
 
         bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
@@ -643,13 +663,17 @@ def pretrain(
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
     try:
         with InterruptFlag() as interrupt:
-            while step < end and not interrupt.requested:
+            while step < end and not stop_requested():
                 lr = lr_at(step, cfg)
                 x, y = get_batch(train_t, ctx, cfg.batch_size, cfg.seed, step)
-                torch.manual_seed(cfg.seed * 7919 + step)  # dropout masks, reproducible per step
+                if parallel:
+                    x, y = parallel.shard(x, y)  # this rank's rows of the global batch
+                torch.manual_seed(cfg.seed * 7919 + step + (parallel.rank * 1_000_003 if parallel else 0))  # dropout masks, reproducible per step
                 t_step = time.perf_counter()
                 loss = train_step(model, optimizer, x, y, lr, cfg, device, precision, loss_fn)
-                if step == start_step and loss_fn is not None:
+                if parallel:
+                    loss = parallel.mean(loss)  # the global batch's loss
+                if step == start_step and cfg.compile:
                     history["compile_seconds"] = time.perf_counter() - t_step  # the first compiled step compiles
                 step += 1
                 history["step"].append(step)
@@ -669,7 +693,7 @@ def pretrain(
                 if run_dir and (step == end or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
                     save(step, t0)
                     saved_step = step
-            if interrupt.requested:  # (also when it came during the last step: the user asked to stop)
+            if stop_requested():  # (also when it came during the last step: the user asked to stop)
                 ckpt = None
                 if run_dir:
                     if step != saved_step:
@@ -681,4 +705,5 @@ def pretrain(
         if bar:
             bar.close()
     history["precision"], history["device"] = precision, str(device)
+    history["processes"] = parallel.world_size if parallel else 1
     return history
