@@ -48,7 +48,7 @@ import torch
 from .errors import CheckpointError, ConfigError
 
 __all__ = ["HUB_NAMES", "PretrainedFiles", "resolve_pretrained", "from_pretrained", "convert_state_dict", "gpt_config_from_hf",
-           "save_tiny_random_gpt2", "GPT2_VOCAB_SIZE"]
+           "save_tiny_random_gpt2", "base_for", "TINY_RANDOM", "GPT2_VOCAB_SIZE"]
 
 # Hub names -> the repository that holds them (the short names are aliases of openai-community's repos).
 HUB_NAMES = {
@@ -297,6 +297,19 @@ def from_pretrained(name_or_path: str | os.PathLike, device="cpu", **config_over
 
 # ---------------------------------------------------------------------------------------------
 # A stand-in for GPT-2 where the hub cannot be reached
+
+TINY_RANDOM = "tiny-random-gpt2"
+
+
+def base_for(name: str, folder: str | os.PathLike) -> str:
+    """What to pass to :func:`from_pretrained` for a profile's ``gpt2_base``: a hub name or folder as it
+    is; :data:`TINY_RANDOM` writes :func:`save_tiny_random_gpt2` into ``folder`` (once) and returns it."""
+    if name != TINY_RANDOM:
+        return name
+    if not (Path(folder) / WEIGHTS_FILE).is_file():
+        save_tiny_random_gpt2(folder)
+    return str(folder)
+
 
 
 def save_tiny_random_gpt2(folder: str | os.PathLike, n_layer: int = 2, n_head: int = 2, n_embd: int = 32, n_positions: int = 128,

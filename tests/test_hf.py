@@ -282,3 +282,14 @@ def test_lora_variants_on_a_gpt2_base(tiny_base, tmp_path, variant):
     save_adapter(model, tmp_path / "a", base_checkpoint=weights)
     fresh = load_adapter(C.classifier_from_pretrained(tiny_base, seed=9), tmp_path / "a", base_checkpoint=weights)
     assert abs(C.predict_proba(fresh, texts) - after).max() < 1e-5
+
+
+def test_base_for_a_profile(tmp_path):
+    from gpt.hf import TINY_RANDOM, base_for
+    from gpt.profile import get_profile
+
+    assert get_profile("default").gpt2_base == "gpt2" and get_profile("ci").gpt2_base == TINY_RANDOM
+    assert base_for("gpt2", tmp_path / "x") == "gpt2" and not (tmp_path / "x").exists()
+    folder = base_for(TINY_RANDOM, tmp_path / "tiny")
+    stamp = (tmp_path / "tiny" / "model.safetensors").stat().st_mtime_ns
+    assert base_for(TINY_RANDOM, tmp_path / "tiny") == folder and (tmp_path / "tiny" / "model.safetensors").stat().st_mtime_ns == stamp
