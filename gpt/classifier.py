@@ -205,16 +205,17 @@ def classifier_from_checkpoint(
 ) -> GPTClassifier:
     """A :class:`GPTClassifier` from a pretrained GPT checkpoint (default: the reference model).
 
-    The vocabulary is checked against ``tokenizer`` (default: the course tokenizer, see
-    :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
+    The vocabulary is checked against ``tokenizer`` (default: the one the checkpoint names, GPT-2's
+    for a saved GPT-2, else the course tokenizer; see :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
     initialised from ``seed``. A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
     from .reference import reference_path
-    from .tokenizer import course_tokenizer
+    from .tokenizer import course_tokenizer, get_tokenizer
 
     path = Path(path) if path else reference_path()
     config, _, meta = read_checkpoint(path)
-    check_vocabulary(config, tokenizer or course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
+    tokenizer = tokenizer or (get_tokenizer(meta["tokenizer"]) if meta.get("tokenizer") else course_tokenizer())
+    check_vocabulary(config, tokenizer, meta.get("tokenizer_fingerprint"), source=str(path))
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     body = load_model(path) if dropout is None else load_model(path, dropout=dropout)

@@ -340,10 +340,22 @@ def _cmd_sample(args) -> int:
     from .tokenizer import course_tokenizer, encode_prompt
     from .train import load_model, read_checkpoint
 
-    tok = course_tokenizer()
-    prompts = [encode_prompt(p, tok) for p in args.prompt]
+    from .tokenizer import get_tokenizer
+
+    if args.base:  # GPT-2's weights from Hugging Face, with GPT-2's tokenizer
+        from .model import GPT
+
+        if args.checkpoint:
+            raise ConfigError("give either --checkpoint (a course checkpoint) or --base (GPT-2 weights from Hugging Face), not both")
+        model = GPT.from_pretrained(args.base)
+        tok = get_tokenizer(model.tokenizer_name or "course")
+        prompts = [encode_prompt(p, tok) for p in args.prompt]
+        _print_samples(model, tok, prompts, args.seed, args.max_new_tokens, args.temperature, args.top_k)
+        return 0
     path = Path(args.checkpoint) if args.checkpoint else reference_path()
     config, _, meta = read_checkpoint(path)
+    tok = get_tokenizer(meta["tokenizer"]) if meta.get("tokenizer") else course_tokenizer()
+    prompts = [encode_prompt(p, tok) for p in args.prompt]
     _check_vocabulary(config, meta, tok, path)
     model = load_model(path)
     _print_samples(model, tok, prompts, args.seed, args.max_new_tokens, args.temperature, args.top_k)
@@ -396,6 +408,7 @@ def main(argv=None) -> int:
 
     s = sub.add_parser("sample", help="generate text from a checkpoint (default: the reference model)")
     s.add_argument("--checkpoint", default="", help="a .safetensors file (default: the shipped reference model)")
+    s.add_argument("--base", default="", help="instead: GPT-2's weights from Hugging Face (gpt2, ... or a local folder)")
     s.add_argument("--prompt", nargs="+", default=["The old man"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-new-tokens", type=_int_at_least(1), default=40)

@@ -323,6 +323,8 @@ def _model_bytes(model: GPT, metadata: dict | None = None) -> bytes:
     if model.config.tie_weights:
         state.pop("lm_head.weight", None)
     meta = {"gpt_config": json.dumps(model.config.to_dict())}
+    if getattr(model, "tokenizer_name", None):  # GPT-2's weights: the tokenizer travels with them
+        meta["tokenizer"] = model.tokenizer_name
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     return _st_save(state, metadata=meta)
 
@@ -375,13 +377,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict, dict]:
 def load_model(path: str | os.PathLike, device="cpu", **config_overrides) -> GPT:
     """Build a :class:`GPT` from a checkpoint; any missing, extra, mis-shaped or non-finite tensor is an
     error naming it."""
-    config, state, _ = read_checkpoint(path)
+    config, state, meta = read_checkpoint(path)
     if config_overrides:
         config = dataclasses.replace(config, **config_overrides)
     model = GPT(config)
     if config.tie_weights:
         state.setdefault("lm_head.weight", state.get("tok_emb.weight"))
     load_state_dict_strict(model, state, source=str(path))
+    model.tokenizer_name = meta.get("tokenizer")  # "gpt2" for a saved GPT-2 (see GPT.tokenizer_name)
     return model.to(device)
 
 

@@ -293,3 +293,24 @@ def test_base_for_a_profile(tmp_path):
     folder = base_for(TINY_RANDOM, tmp_path / "tiny")
     stamp = (tmp_path / "tiny" / "model.safetensors").stat().st_mtime_ns
     assert base_for(TINY_RANDOM, tmp_path / "tiny") == folder and (tmp_path / "tiny" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_saved_gpt2_keeps_its_tokenizer(tiny_base, tmp_path):
+    """save_model / load_model (and a classifier from that checkpoint) keep GPT-2's tokenizer."""
+    from gpt import classifier as C
+    from gpt.train import load_model, save_model
+
+    gpt = GPT.from_pretrained(tiny_base)
+    save_model(gpt, tmp_path / "gpt2.safetensors")
+    again = load_model(tmp_path / "gpt2.safetensors")
+    assert again.tokenizer_name == "gpt2"
+    assert all(torch.equal(a, b) for a, b in zip(gpt.state_dict().values(), again.state_dict().values()))
+    model = C.classifier_from_checkpoint(tmp_path / "gpt2.safetensors")
+    assert C.tokenizer_for(model) is gpt2_tokenizer()
+
+
+def test_sample_command_with_base(tiny_base, capsys):
+    from gpt.cli import main
+
+    assert main(["sample", "--base", str(tiny_base), "--prompt", "Hello there", "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    assert "Hello there" in capsys.readouterr().out
