@@ -314,3 +314,19 @@ def test_sample_command_with_base(tiny_base, capsys):
 
     assert main(["sample", "--base", str(tiny_base), "--prompt", "Hello there", "--max-new-tokens", "5", "--temperature", "0"]) == 0
     assert "Hello there" in capsys.readouterr().out
+
+
+def test_experiment_command_forwards_base(tiny_base, tmp_path, mirror_dir, monkeypatch):
+    import pandas as pd
+
+    from gpt.cli import main
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "exp"
+    args = ["experiment", "--strategies", "head", "--seeds", "0", "--epochs", "1", "--out", str(out)]
+    assert main(args + ["--base", str(tmp_path / "nothing-here")]) == 2  # refused before any run
+    assert not (out / "results.csv").exists()
+    assert main(args + ["--base", str(tiny_base)]) == 0
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row["strategy"] == "head" and row["checkpoint"] == str(tiny_base) and row["trainable_params"] == 66
