@@ -113,7 +113,11 @@ def _command_line(argv: list[str], drop=()) -> str:
 
 
 def _resume_command(argv: list[str]) -> str:
-    return _command_line(list(argv) + ([] if "--resume" in argv else ["--resume"]))
+    command = _command_line(list(argv) + ([] if "--resume" in argv else ["--resume"]))
+    world = os.environ.get("WORLD_SIZE", "")  # started by torchrun: resume the same way
+    if world.isdigit() and int(world) > 1:
+        command = command.replace("python -m gpt ", f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m gpt ", 1)
+    return command
 
 
 def _check_vocabulary(config, meta: dict, tok, path) -> None:
