@@ -275,6 +275,13 @@ def test_resolve_precision():
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
+def test_auto_precision_on_cuda_is_bf16_only_where_native(monkeypatch):
+    """A GPU that only emulates bf16 (e.g. Colab's T4) trains in fp32; Ampere and newer in bf16."""
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation)
+        assert resolve_precision("auto", torch.device("cuda")) == want
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 
 
