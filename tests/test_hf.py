@@ -330,3 +330,16 @@ def test_experiment_command_forwards_base(tiny_base, tmp_path, mirror_dir, monke
     assert main(args + ["--base", str(tiny_base)]) == 0
     row = pd.read_csv(out / "results.csv").iloc[0]
     assert row["strategy"] == "head" and row["checkpoint"] == str(tiny_base) and row["trainable_params"] == 66
+
+
+def test_lora_variant_configs_finetune_a_loaded_gpt2(tiny_base):
+    """The variants as fine-tuning configs (DoRA with LoRA+'s learning rates, rsLoRA on q/v only) train on GPT-2."""
+    from helpers_classify import toy_splits
+
+    from gpt.finetune import build_model, default_config, finetune
+
+    for variant in (dict(use_dora=True, loraplus_lr_ratio=16.0), dict(use_rslora=True, target_modules=("q_proj", "v_proj"))):
+        config = default_config("lora", epochs=1, batch_size=4, r=2, lora_alpha=4.0, **variant)
+        model = build_model(config, base=tiny_base)
+        result = finetune(model, toy_splits(), config, progress=False)
+        assert result.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad) > 66
