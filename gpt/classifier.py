@@ -32,7 +32,8 @@ from .errors import CheckpointError, ConfigError
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .sms import LABELS, label_ids
-from .train import autocast, load_model, read_checkpoint
+from .device import autocast
+from .train import load_model, read_checkpoint
 
 STRATEGIES = ("full", "last-block", "head")
 

@@ -174,7 +174,8 @@ def _cmd_pretrain(args) -> int:
     from .files import check_output
     from .model import GPT, GPTConfig, count_parameters
     from .tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
-    from .train import TrainConfig, TrainingInterrupted, check_resume, pick_device, pretrain, read_training_state, require_compiler
+    from .device import pick_device
+    from .train import TrainConfig, TrainingInterrupted, check_resume, pretrain, read_training_state, require_compiler
 
     # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)

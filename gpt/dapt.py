@@ -55,7 +55,8 @@ def split_messages(texts, heldout_fraction: float = HELDOUT_FRACTION) -> tuple[l
 def dapt(model, texts, tokenizer, cfg, heldout_fraction: float = HELDOUT_FRACTION, progress: bool = True) -> dict:
     """Continue pretraining ``model`` on ``texts`` (the training messages) with :func:`gpt.train.pretrain`;
     returns its history plus the held-out language-model loss before and after."""
-    from .train import evaluate, pick_device, pretrain
+    from .device import pick_device
+    from .train import evaluate, pretrain
 
     train_texts, held_texts = split_messages(texts, heldout_fraction)
     train_ids, held_ids = message_stream(train_texts, tokenizer), message_stream(held_texts, tokenizer)

@@ -32,7 +32,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
 from .results import strategy_order
-from .train import pick_device
+from .device import pick_device
 
 __all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 

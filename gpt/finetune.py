@@ -45,7 +45,8 @@ from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
 from .metrics import metrics_from_probs
 from .model import count_parameters
 from .sms import LABELS, SPLIT_NAMES, TRAIN_SPLITS, label_ids
-from .train import autocast, make_optimizer, pick_device, resolve_precision
+from .device import autocast, pick_device, resolve_precision
+from .train import make_optimizer
 
 ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
 CLASS_WEIGHTS = (None, "balanced")

@@ -26,7 +26,6 @@ import numbers
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import load_file
 from safetensors.torch import save as _st_save
 
+from .device import autocast, cpu_has_fast_bf16, pick_device, resolve_precision  # noqa: F401  (part of this module's API)
 from .errors import CheckpointError, ConfigError, OutputExistsError
 from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
     STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
@@ -139,69 +139,6 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Devices and precision
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; a named device that is not valid or not available is
-    a :class:`~gpt.errors.ConfigError`."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ConfigError(f"{device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: this machine (or this torch build) has no CUDA GPU; use 'cpu' or 'auto'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA devices")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {device!r}: Apple's MPS backend is not available here; use 'cpu' or 'auto'")
-    return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 matrix instructions (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flags() & {"avx512_bf16", "amx_bf16"} != set()
-    except Exception:
-        return False
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        # native bf16 only (Ampere and newer): older GPUs such as Colab's T4 only emulate it, slowly
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    return "fp32"
-
-
-def autocast(device: torch.device, precision: str):
-    """A context that runs matmuls in bf16 (weights stay fp32), or does nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 # ---------------------------------------------------------------------------------------------
