@@ -136,7 +136,7 @@ def _configs(args) -> list[FinetuneConfig]:
 
 
 def _applies_to(field: str) -> tuple[str, ...]:
-    from .finetune import _ONLY_FOR
+    from .finetune_config import _ONLY_FOR
 
     return _ONLY_FOR.get(field, ALL_STRATEGIES)
 

@@ -1,0 +1,239 @@
+"""What defines a fine-tuning run: :class:`FinetuneConfig`, each strategy's tuned defaults, and labels.
+
+* :class:`FinetuneConfig` -- every hyperparameter of a run (and of the bag-of-words baseline's), the
+  data it trains on (``train_split``, ``fold``), the class weighting and, for LoRA, the rank, the scale
+  and the variants (PEFT's names). Every field is checked on construction: a bad value is one
+  :class:`~gpt.errors.ConfigError` naming it.
+* :data:`DEFAULT_CONFIGS` / :func:`default_config` -- each strategy's defaults, chosen on validation;
+  an override that does not apply to the strategy is refused, so a setting is never silently ignored.
+* :attr:`FinetuneConfig.label` -- the name of a configuration in result tables (``full``, ``lora-r8``,
+  ``lora-r8-dora``, ...).
+
+The loop that uses it is :mod:`gpt.finetune`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classifier import STRATEGIES
+from .errors import ConfigError
+from .sms import LABELS, TRAIN_SPLITS
+
+ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
+CLASS_WEIGHTS = (None, "balanced")
+
+# ---------------------------------------------------------------------------------------------
+# The config and the result
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run (and the bag-of-words baseline's).
+
+    Fields that apply to one kind of run only: ``r`` and ``lora_alpha`` (strategy ``lora``: the
+    LoRA rank and the scale numerator, scale = lora_alpha / r), ``l2`` and ``min_count``
+    (``baseline``: the L2 penalty and the vocabulary's minimum count); ``weight_decay``,
+    ``warmup_fraction``, ``grad_clip``, ``dropout``, ``classifier_dropout``, ``bucket``,
+    ``device`` and ``precision`` apply to the GPT strategies. :func:`default_config` gives each
+    strategy's tuned defaults and refuses a field that does not apply to it.
+    """
+
+    strategy: str = "full"
+    epochs: int = 5
+    lr: float = 5e-4
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = 1.0
+    dropout: float = 0.0  # inside the transformer
+    classifier_dropout: float = 0.1  # before the head
+    r: int | None = None
+    lora_alpha: float | None = None
+    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora_variants): scale lora_alpha/√r; DoRA's
+    # magnitudes; the start ("kaiming", "gaussian", "pissa"); LoRA+'s lr ratio of B to A (None: off);
+    # the layers to wrap as module names ("q_proj", "attn", "mlp"; None: every Linear in the blocks).
+    use_rslora: bool = False
+    use_dora: bool = False
+    init_lora_weights: str = "kaiming"
+    loraplus_lr_ratio: float | None = None
+    target_modules: tuple[str, ...] | None = None
+    l2: float = 0.0
+    min_count: int = 1
+    bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"  # of the training steps; every evaluation runs in fp32
+    eval_splits: tuple[str, ...] = ("test", "test_natural")
+    labels: tuple[str, str] = LABELS
+    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.sms.natural_train)
+    class_weight: str | None = None  # None, or "balanced": each class's loss weighted by n / (2 · n_class) of the training set
+    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.sms.kfold_splits(folds, i) (what run_finetune loads)
+    folds: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "eval_splits", tuple(self.eval_splits))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if isinstance(self.target_modules, list):
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if self.strategy not in ALL_STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {list(ALL_STRATEGIES)}")
+        for name in ("epochs", "batch_size", "bucket", "min_count"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        for name in ("weight_decay", "l2"):
+            _check_number(name, getattr(self, name), low=0.0)
+        _check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+        for name in ("dropout", "classifier_dropout"):
+            _check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.strategy == "lora":
+            if self.r is None or self.lora_alpha is None:
+                raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
+            _check_int("r", self.r, minimum=1)
+            _check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+            _check_lora_variant(self)
+        elif self.r is not None or self.lora_alpha is not None:
+            raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
+        else:
+            changed = [k for k in LORA_VARIANT_FIELDS if getattr(self, k) != _VARIANT_DEFAULTS[k]]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} apply to strategy 'lora' only, not to {self.strategy!r}")
+        if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(isinstance(x, str) and x for x in self.labels):
+            raise ConfigError(f"labels must be two different class names, got {list(self.labels)}")
+        if self.train_split not in TRAIN_SPLITS:
+            raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
+        _check_int("folds", self.folds, minimum=2)
+        if self.fold is not None:
+            _check_int("fold", self.fold, minimum=0)
+            if self.fold >= self.folds:
+                raise ConfigError(f"fold must be below folds ({self.folds}), got {self.fold}")
+
+    @property
+    def label(self) -> str:
+        """The name of this configuration in result tables: the strategy, or ``lora-r8`` for LoRA, with
+        the variants as suffixes (:func:`lora_variant_suffix`: ``lora-r8-dora``, ``lora-r8-qv``, ...)."""
+        return lora_label(self.r) + lora_variant_suffix(self) if self.strategy == "lora" else self.strategy
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["eval_splits"], d["labels"] = list(self.eval_splits), list(self.labels)
+        d["target_modules"] = list(self.target_modules) if self.target_modules is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown FinetuneConfig fields {unknown}")
+        return cls(**d)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{name} must be a finite number in {lo or '(-inf, '}{hi}, got {value!r}")
+
+
+def lora_label(r: int) -> str:
+    """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
+    return f"lora-r{int(r)}"
+
+
+LORA_VARIANT_FIELDS = ("use_rslora", "use_dora", "init_lora_weights", "loraplus_lr_ratio", "target_modules")
+_VARIANT_DEFAULTS = {"use_rslora": False, "use_dora": False, "init_lora_weights": "kaiming", "loraplus_lr_ratio": None, "target_modules": None}
+# Named layer choices for target_modules (the label uses the name): query + value, attention, MLP.
+TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)}
+
+
+def _check_lora_variant(c: "FinetuneConfig") -> None:
+    from .lora_variants import INIT_LORA_WEIGHTS
+
+    for name in ("use_rslora", "use_dora"):
+        if not isinstance(getattr(c, name), bool):
+            raise ConfigError(f"{name} must be True or False, got {getattr(c, name)!r}")
+    if c.init_lora_weights not in INIT_LORA_WEIGHTS:
+        raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)}, got {c.init_lora_weights!r}")
+    if c.loraplus_lr_ratio is not None:
+        _check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
+    if c.target_modules is not None:
+        names = c.target_modules
+        if not names or not all(isinstance(n, str) and n.replace("_", "").replace(".", "").isalnum() for n in names):
+            raise ConfigError(f"target_modules must be a non-empty list of module names such as 'q_proj', 'attn', 'mlp' "
+                              f"(no patterns: they name the run), or None for every Linear in the blocks; got {names!r}")
+
+
+def lora_variant_suffix(c: "FinetuneConfig") -> str:
+    """The label suffix of a LoRA config's variants: ``"-rslora"``, ``"-dora"``, ``"-gaussian"`` / ``"-pissa"``,
+    ``"-loraplus16"``, and the targets (a :data:`TARGET_PRESETS` name such as ``"-qv"``, else the names
+    joined by ``+``); ``""`` for plain LoRA on every layer, so those labels stay ``lora-r8``."""
+    parts = []
+    if c.use_rslora:
+        parts.append("rslora")
+    if c.use_dora:
+        parts.append("dora")
+    if c.init_lora_weights != "kaiming":
+        parts.append(c.init_lora_weights)
+    if c.loraplus_lr_ratio is not None:
+        parts.append(f"loraplus{c.loraplus_lr_ratio:g}")
+    if c.target_modules is not None:
+        preset = [k for k, v in TARGET_PRESETS.items() if v == tuple(c.target_modules)]
+        parts.append(preset[0] if preset else "+".join(c.target_modules))
+    return "".join("-" + p for p in parts)
+
+
+# Each strategy's defaults, chosen on the validation split (2 seeds per setting) with the reference
+# checkpoint; the sweep is described in results/finetune/README.md.
+DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
+    "full": FinetuneConfig("full", epochs=5, lr=5e-4),
+    "last-block": FinetuneConfig("last-block", epochs=5, lr=1e-3),
+    "head": FinetuneConfig("head", epochs=10, lr=3e-2),
+    "lora": FinetuneConfig("lora", epochs=5, lr=3e-3, r=8, lora_alpha=16.0),
+    "baseline": FinetuneConfig("baseline", epochs=30, lr=0.01, l2=1e-3, batch_size=32, classifier_dropout=0.0),
+}
+# Fields that mean something for one kind of run only (see FinetuneConfig).
+_ONLY_FOR = {
+    "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
+    **{k: ("lora",) for k in LORA_VARIANT_FIELDS},
+    **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
+                                           "classifier_dropout", "bucket", "device", "precision")},
+}
+
+
+def default_config(strategy: str, **overrides) -> FinetuneConfig:
+    """The tuned defaults of ``strategy`` (:data:`DEFAULT_CONFIGS`) with ``overrides``.
+
+    An override that does not apply to the strategy (``r`` for ``full``, ``l2`` for ``lora``, ...)
+    is a :class:`~gpt.errors.ConfigError`, so a setting is never silently ignored.
+    """
+    if strategy not in DEFAULT_CONFIGS:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {list(DEFAULT_CONFIGS)}")
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"strategy"}
+    for k in overrides:
+        if k not in known:
+            raise ConfigError(f"unknown FinetuneConfig field {k!r}")
+        if k in _ONLY_FOR and strategy not in _ONLY_FOR[k]:
+            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(_ONLY_FOR[k])})")
+    return dataclasses.replace(DEFAULT_CONFIGS[strategy], **overrides)
