@@ -25,7 +25,7 @@ import numpy as np
 
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
 
-__all__ = ["load_outcomes", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
+__all__ = ["load_outcomes", "run_intervals", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
            "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
            "ablation_markdown", "display_ablation", "REFERENCES"]
 
@@ -94,6 +94,23 @@ def _difference(r, key: str) -> str:
     if not isinstance(v, str):
         return "–"
     return f"{v}: {_signed(r[key])} ({_signed(r[key + '_low'])} to {_signed(r[key + '_high'])})"
+
+
+def run_intervals(metrics: dict, splits: dict) -> dict:
+    """The 95 % intervals of one run (a :class:`~gpt.finetune.FinetuneResult`'s ``metrics``, scored on
+    ``splits``): ``{"accuracy": text, "natural_f1": text}`` as ``"96.0 [93.6–98.0]"`` (in %), for each
+    of the balanced and natural test splits the run was scored on."""
+    out = {}
+    if "test" in metrics:
+        correct = np.asarray(metrics["test"]["predicted"]) == np.asarray(splits["test"]["label"])
+        acc, lo, hi = accuracy_interval(correct[None, :])
+        out["accuracy"] = f"{_pct(acc)} [{_pct(lo)}–{_pct(hi)}]"
+    if "test_natural" in metrics:
+        y = (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
+        pred = (np.asarray(metrics["test_natural"]["predicted"]) == POSITIVE).astype(int)
+        f1, lo, hi = f1_interval(y, pred[None, :])
+        out["natural_f1"] = f"{_pct(f1)} [{_pct(lo)}–{_pct(hi)}]"
+    return out
 
 
 def _truth(splits: dict) -> tuple[np.ndarray, np.ndarray]:

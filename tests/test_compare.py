@@ -157,3 +157,17 @@ def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_f
     assert shown.loc[("cleaner", "head"), "vs reference recipe"].startswith("better (+") and shown.loc[("reference", "full"), "vs reference recipe"] == "–"
     text = ablation_markdown(t, {"cleaner": "a cleaner recipe"})
     assert "| a cleaner recipe | head | 3 |" in text and "better: +" in text
+
+
+def test_run_intervals_of_one_run():
+    from gpt.compare import run_intervals
+
+    splits = _splits(n_test=100, n_nat=200)
+    truth = splits["test"]["label"].tolist()
+    predicted = truth[:90] + ["spam" if t == "ham" else "ham" for t in truth[90:]]  # 90 % right
+    nat = splits["test_natural"]["label"].tolist()
+    out = run_intervals({"test": {"predicted": predicted}, "test_natural": {"predicted": nat}}, splits)
+    acc, rest = out["accuracy"].split(" [")
+    low, high = map(float, rest.rstrip("]").split("–"))
+    assert acc == "90.0" and low < 90 < high and high - low > 5  # 100 messages: an interval several points wide
+    assert out["natural_f1"] == "100.0 [100.0–100.0]"
