@@ -172,20 +172,26 @@ def prior_corrected(spam_probability: np.ndarray, prior: float, train_prior: flo
 def display_table(table):
     """:func:`comparison_table` as the notebooks show it: one row per strategy, values in %, intervals in
     brackets, each comparison as its verdict and difference in points."""
+    return _display(table, {
+        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
+        "vs bag of words": lambda r: _versus(r, "acc_vs_baseline"),
+        "vs full fine-tuning": lambda r: _versus(r, "acc_vs_full"),
+        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
+        "F1 vs bag of words": lambda r: _versus(r, "f1_vs_baseline"),
+    }, list(table["strategy"]))
+
+
+def _versus(r, key: str) -> str:
+    """A paired comparison ``key`` as "verdict (+d)" in points; "–" where there is none."""
+    v = r.get(key + "_verdict")
+    return "–" if not isinstance(v, str) else f"{v} ({_signed(r[key])})"
+
+
+def _display(table, columns: dict, index):
+    """A DataFrame with one column per ``columns`` entry (name -> function of a row of ``table``)."""
     import pandas as pd
 
-    def versus(r, k):
-        v = r.get(k + "_verdict")
-        return "–" if not isinstance(v, str) else f"{v} ({_signed(r[k])})"
-
-    cols = {
-        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
-        "vs bag of words": lambda r: versus(r, "acc_vs_baseline"),
-        "vs full fine-tuning": lambda r: versus(r, "acc_vs_full"),
-        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
-        "F1 vs bag of words": lambda r: versus(r, "f1_vs_baseline"),
-    }
-    return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in cols.items()}, index=list(table["strategy"]))
+    return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in columns.items()}, index=index)
 
 
 def _paired_f1(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> tuple[float, float, float]:
@@ -369,18 +375,12 @@ def display_ablation(table):
     intervals in brackets, each pairing with the reference recipe as its verdict and difference in points."""
     import pandas as pd
 
-    def versus(r, k):
-        v = r.get(k + "_verdict")
-        return "–" if not isinstance(v, str) else f"{v} ({_signed(r[k])})"
-
-    cols = {
+    return _display(table, {
         "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
-        "vs reference recipe": lambda r: versus(r, "acc_vs_reference"),
+        "vs reference recipe": lambda r: _versus(r, "acc_vs_reference"),
         "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
-        "F1 vs reference recipe": lambda r: versus(r, "f1_vs_reference"),
-    }
-    index = pd.MultiIndex.from_arrays([table["change"], table["strategy"]], names=["change", "strategy"])
-    return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in cols.items()}, index=index)
+        "F1 vs reference recipe": lambda r: _versus(r, "f1_vs_reference"),
+    }, pd.MultiIndex.from_arrays([table["change"], table["strategy"]], names=["change", "strategy"]))
 
 
 def ablation_markdown(table, descriptions: dict | None = None) -> str:
