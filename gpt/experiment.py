@@ -365,7 +365,7 @@ def run_experiment(
         refresh_summary(out, run_splits(fold=fold, folds=folds))
         if not custom:
             plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
-    print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}, {out / 'accuracy_vs_params.png'}")
+    print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}" + ("" if custom else f", {out / 'accuracy_vs_params.png'}"))
     return out / "results.csv"
 
 
