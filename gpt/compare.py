@@ -126,10 +126,11 @@ def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
     return outcomes_table(outcomes, *_truth(splits), order=order)
 
 
-def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=None):
+def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=None, references=REFERENCES):
     """:func:`comparison_table` of outcomes already loaded (:func:`load_outcomes`, or the folds of a
     k-fold run pooled by :func:`kfold_outcomes`), with the balanced test's label names ``truth`` and
-    the natural test's labels ``y_nat`` (1 = spam)."""
+    the natural test's labels ``y_nat`` (1 = spam); each strategy paired with each of ``references``
+    (columns ``acc_vs_<ref>...``, ``f1_vs_<ref>...``)."""
     import pandas as pd
 
     strategies = sorted(outcomes, key=order) if order else list(outcomes)
@@ -141,7 +142,7 @@ def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=N
         f1, flo, fhi = f1_interval(y_nat, spam_pred[s])
         r = {"strategy": s, "seeds": len(outcomes[s]["seeds"]), "accuracy": acc, "accuracy_low": lo, "accuracy_high": hi,
              "natural_f1": f1, "natural_f1_low": flo, "natural_f1_high": fhi}
-        for ref in REFERENCES:
+        for ref in references:
             if ref not in outcomes or ref == s:
                 continue
             c = paired_comparison(correct[s], correct[ref])

@@ -98,31 +98,15 @@ def run_variants(out: str | os.PathLike = VARIANTS_OUT, seeds=(0, 1, 2), checkpo
 def versus_table(out_dir: str | os.PathLike, splits: dict, reference: str = REFERENCE):
     """One row per configuration in ``out_dir``: balanced-test accuracy and natural spam F1 with 95 %
     intervals, and each paired with ``reference`` on the same test messages (difference in points,
-    its interval, the verdict; :mod:`gpt.compare` / :mod:`gpt.stats`)."""
-    import pandas as pd
-
-    from .compare import POSITIVE, _paired_f1, _truth, load_outcomes
-    from .stats import accuracy_interval, f1_interval, paired_comparison, verdict
+    its interval, the verdict, in columns ``acc_vs_ref...`` / ``f1_vs_ref...``; :func:`gpt.compare.outcomes_table`)."""
+    from .compare import _truth, load_outcomes, outcomes_table
 
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
-    truth, y_nat = _truth(splits)
-    order = [label for label, _ in variant_runs() if label in outcomes] + sorted(set(outcomes) - {label for label, _ in variant_runs()})
-    correct = {s: outcomes[s]["test"] == truth[None, :] for s in order}
-    spam = {s: (outcomes[s]["test_natural"] == POSITIVE).astype(int) for s in order}
-    rows = []
-    for s in order:
-        acc, lo, hi = accuracy_interval(correct[s])
-        f1, flo, fhi = f1_interval(y_nat, spam[s])
-        r = {"strategy": s, "seeds": len(outcomes[s]["seeds"]), "accuracy": acc, "accuracy_low": lo, "accuracy_high": hi,
-             "natural_f1": f1, "natural_f1_low": flo, "natural_f1_high": fhi}
-        if reference in outcomes and s != reference:
-            c = paired_comparison(correct[s], correct[reference])
-            d, dlo, dhi = _paired_f1(y_nat, spam[s], spam[reference])
-            r.update({"acc_vs_ref": c.difference, "acc_vs_ref_low": c.low, "acc_vs_ref_high": c.high, "acc_vs_ref_verdict": c.verdict,
-                      "f1_vs_ref": d, "f1_vs_ref_low": dlo, "f1_vs_ref_high": dhi, "f1_vs_ref_verdict": verdict(dlo, dhi)})
-        rows.append(r)
-    return pd.DataFrame(rows)
+    known = [label for label, _ in variant_runs()]
+    position = lambda s: (known.index(s), s) if s in known else (len(known), s)  # noqa: E731
+    t = outcomes_table(outcomes, *_truth(splits), order=position, references=(reference,))
+    return t.rename(columns=lambda c: c.replace(f"_vs_{reference}", "_vs_ref"))
 
 
 def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = REFERENCE) -> str:
