@@ -85,7 +85,11 @@ def _signed(x: float) -> str:
 
 def _interval(r, key: str) -> str:
     """``r[key]`` in % with its 95 % interval (``key_low``, ``key_high``) in brackets."""
-    return f"{_pct(r[key])} [{_pct(r[key + '_low'])}–{_pct(r[key + '_high'])}]"
+    return _interval_text(r[key], r[key + "_low"], r[key + "_high"])
+
+
+def _interval_text(value: float, low: float, high: float) -> str:
+    return f"{_pct(value)} [{_pct(low)}–{_pct(high)}]"
 
 
 def _difference(r, key: str) -> str:
@@ -103,13 +107,11 @@ def run_intervals(metrics: dict, splits: dict) -> dict:
     out = {}
     if "test" in metrics:
         correct = np.asarray(metrics["test"]["predicted"]) == np.asarray(splits["test"]["label"])
-        acc, lo, hi = accuracy_interval(correct[None, :])
-        out["accuracy"] = f"{_pct(acc)} [{_pct(lo)}–{_pct(hi)}]"
+        out["accuracy"] = _interval_text(*accuracy_interval(correct[None, :]))
     if "test_natural" in metrics:
         y = (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
         pred = (np.asarray(metrics["test_natural"]["predicted"]) == POSITIVE).astype(int)
-        f1, lo, hi = f1_interval(y, pred[None, :])
-        out["natural_f1"] = f"{_pct(f1)} [{_pct(lo)}–{_pct(hi)}]"
+        out["natural_f1"] = _interval_text(*f1_interval(y, pred[None, :]))
     return out
 
 

@@ -301,7 +301,7 @@ def run_experiment(
         for i in range(kfold):
             print(f"\n=== fold {i} of {kfold} ===", flush=True)
             run_experiment(out / f"fold{i}", seeds, strategies, ranks, checkpoint, epochs, skip_existing, command, device,
-                           overwrite, train_split, class_weight, fold=i, kfold=None, folds=kfold, base=base)
+                           overwrite, train_split, class_weight, fold=i, kfold=None, folds=kfold, base=base, runs=runs)
         from .compare import write_kfold_summary
 
         return write_kfold_summary(out, kfold, order=strategy_order)
@@ -383,12 +383,9 @@ def _splits_of(out: Path) -> dict:
 
     from .sms import run_splits
 
-    for path in sorted((out / "runs").glob("*_seed*.json")):
-        config = json.loads(path.read_text()).get("config", {})
-        if config.get("fold") is not None:
-            return run_splits(fold=config["fold"], folds=config.get("folds", 5))
-        break
-    return run_splits()
+    runs = sorted((out / "runs").glob("*_seed*.json"))
+    config = json.loads(runs[0].read_text()).get("config", {}) if runs else {}
+    return run_splits(fold=config.get("fold"), folds=config.get("folds", 5))
 
 
 def _cmd_summarize(args) -> int:

@@ -19,12 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt.compare import ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
+from gpt.compare import _difference, _interval, _pct, ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
 from gpt.files import atomic_write_text  # noqa: E402
 from gpt.results import strategy_order  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
@@ -50,14 +49,6 @@ CHANGES = {
 }
 KFOLD = "results/kfold"
 KFOLD_COMMAND = "python -m gpt experiment --kfold 5 --strategies full lora baseline --ranks 1 8 --seeds 0 --out results/kfold"
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def interval(r, key: str) -> str:
-    return f"{pct(r[key])} [{pct(r[key + '_low'])}–{pct(r[key + '_high'])}]"
 
 
 def main() -> None:
@@ -106,10 +97,7 @@ def main() -> None:
         for s in WITH_BASELINE:
             if s in ref.index:
                 r = ref.loc[s]
-                v = r.get("f1prior_vs_baseline_verdict")
-                vs = f"{v}: {100 * r['f1prior_vs_baseline']:+.1f} ({100 * r['f1prior_vs_baseline_low']:+.1f} to {100 * r['f1prior_vs_baseline_high']:+.1f})" \
-                    if isinstance(v, str) else "–"
-                lines.append(f"| {s} | {interval(r, 'natural_f1')} | {interval(r, 'natural_f1_prior')} | {vs} |")
+                lines.append(f"| {s} | {_interval(r, 'natural_f1')} | {_interval(r, 'natural_f1_prior')} | {_difference(r, 'f1prior_vs_baseline')} |")
 
     kfold_rows = None
     if (ROOT / KFOLD / "fold0").is_dir():
@@ -122,14 +110,10 @@ def main() -> None:
                   "| strategy | balanced test accuracy [95 % interval] | vs bag of words | natural spam F1 [95 % interval] "
                   "| F1 vs bag of words | natural F1, prior-corrected | vs bag of words, both prior-corrected |", "|---|---|---|---|---|---|---|"]
 
-        def diff(r, k):
-            v = r.get(k + "_verdict")
-            return "–" if not isinstance(v, str) else f"{v}: {100 * r[k]:+.1f} ({100 * r[k + '_low']:+.1f} to {100 * r[k + '_high']:+.1f})"
-
         for _, r in kt.iterrows():
-            prior = interval(r, "natural_f1_prior") if r.get("natural_f1_prior") == r.get("natural_f1_prior") else "–"
-            lines.append(f"| {r['strategy']} | {interval(r, 'accuracy')} | {diff(r, 'acc_vs_baseline')} | {interval(r, 'natural_f1')} "
-                         f"| {diff(r, 'f1_vs_baseline')} | {prior} | {diff(r, 'f1prior_vs_baseline')} |")
+            prior = _interval(r, "natural_f1_prior") if r.get("natural_f1_prior") == r.get("natural_f1_prior") else "–"
+            lines.append(f"| {r['strategy']} | {_interval(r, 'accuracy')} | {_difference(r, 'acc_vs_baseline')} | {_interval(r, 'natural_f1')} "
+                         f"| {_difference(r, 'f1_vs_baseline')} | {prior} | {_difference(r, 'f1prior_vs_baseline')} |")
         if sizes["incomplete"]:
             lines += ["", f"Not in every fold yet: {', '.join(sizes['incomplete'])}."]
 
@@ -159,7 +143,7 @@ def targets(table, kfold) -> list[str]:
     if best:
         met = "met" if best[0] >= 0.98 else "**not met**"
         out.append(f"* LoRA with at most 150k trainable parameters at >= 98.0 % balanced test accuracy (mean of 3 seeds): {met}. "
-                   f"Best: {best[2]} in `{best[3]}`, {pct(best[0])} ± {pct(best[1])} % with {best[4]:,} trainable parameters.")
+                   f"Best: {best[2]} in `{best[3]}`, {_pct(best[0])} ± {_pct(best[1])} % with {best[4]:,} trainable parameters.")
     # 2. natural spam F1 >= the bag of words' + 3 points, paired verdict "better".
     cands = []
     for name, folder in [("reference", REFERENCE)] + [(k, v[0]) for k, v in CHANGES.items()]:
