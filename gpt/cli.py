@@ -429,6 +429,10 @@ def main(argv=None) -> int:
 
     register_dapt_command(sub)
 
+    from .classroom import register_cli as register_classroom_commands
+
+    register_classroom_commands(sub)  # classroom release / grade / check
+
     try:
         args = p.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a bad option (2, message already printed)
