@@ -1,0 +1,102 @@
+"""The notebooks' setup cell: one cell everywhere, pinned to one commit, and (slow) a real fresh install.
+
+In Colab each notebook gets its own runtime. The setup cell clones the course at COURSE_REF, installs
+it with pip and reports the package, the reference model, the committed results and the GPU. The
+slow test runs that cell in a fresh virtual environment against a file:// clone of this repository.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from gpt.course import course_root, report
+
+ROOT = course_root()
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXTRAS = {"07_improving_lora": "[peft]", "08_lora_gpt2": "[hf]"}
+
+
+def setup_cell(path: Path) -> str:
+    nb = json.loads(path.read_text())
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def constant(source: str, name: str) -> str:
+    m = re.search(rf'^{name} = "([^"]*)"', source, re.MULTILINE)
+    assert m, f"the setup cell has no {name} constant"
+    return m[1]
+
+
+def test_every_notebook_has_the_same_setup_cell():
+    cells = {p.stem: setup_cell(p) for p in NOTEBOOKS}
+    assert len(cells) == 8
+    for stem, source in cells.items():
+        assert constant(source, "EXTRAS") == EXTRAS.get(stem, ""), stem
+    normalized = {re.sub(r'^EXTRAS = "[^"]*"', 'EXTRAS = ""', s, flags=re.MULTILINE) for s in cells.values()}
+    assert len(normalized) == 1, "the setup cells differ beyond their EXTRAS line"
+    source = normalized.pop()
+    assert constant(source, "COURSE_REPO").startswith("https://")
+    assert "report()" in source and "git\", \"-C\", clone, \"checkout\"" in source
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+
+
+def test_the_pinned_commit_has_this_package_and_these_results():
+    ref = constant(setup_cell(NOTEBOOKS[0]), "COURSE_REF")
+    assert re.fullmatch(r"[0-9a-f]{40}", ref), f"COURSE_REF {ref!r} is not a full commit hash"
+    if _git("rev-parse", "--git-dir").returncode != 0:
+        pytest.skip("not a git checkout")
+    if _git("cat-file", "-e", f"{ref}^{{commit}}").returncode != 0:
+        pytest.fail(f"COURSE_REF {ref} is not a commit of this repository; run python scripts/pin_notebooks.py")
+    diff = _git("diff", "--stat", ref, "HEAD", "--", "gpt", "pyproject.toml", "requirements.txt", "results", "bench/results")
+    assert diff.stdout == "", (
+        f"the notebooks install commit {ref[:10]}, but the package or results changed since:\n{diff.stdout}"
+        "commit, then run python scripts/pin_notebooks.py and commit the notebooks")
+
+
+def test_report_finds_the_reference_model_and_results():
+    lines = []
+    found = report(print_fn=lines.append)
+    assert found["reference model"] and found["results"]
+    assert lines[1].startswith("reference model: found") and lines[2].startswith("committed results: found")
+    assert lines[3].startswith("GPU found") or lines[3].startswith("no GPU found")
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_the_course_in_a_fresh_environment(tmp_path):
+    """A fresh venv (torch preinstalled from the local wheel, as Colab has it) runs the setup cell."""
+    wheels = sorted(Path("/opt/wheels").glob("torch-*.whl"))
+    if not wheels:
+        pytest.skip("no local torch wheel in /opt/wheels (installing torch from PyPI would pull the CUDA build)")
+    head = _git("rev-parse", "HEAD").stdout.strip()
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "-q", str(wheels[-1])], check=True)
+    source = setup_cell(NOTEBOOKS[4])  # 05: reads the committed results
+    source = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "file://{ROOT}"', source, flags=re.MULTILINE)
+    source = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{head}"', source, flags=re.MULTILINE)
+    check = source + (
+        "\nfrom gpt.reference import load_reference\nfrom gpt.course import results_dir\nimport pandas as pd\n"
+        "model = load_reference()\nprint('reference parameters', sum(p.numel() for p in model.parameters()))\n"
+        "print('results rows', len(pd.read_csv(results_dir('finetune', 'results.csv', must_exist=True))))\n")
+    work = tmp_path / "content"
+    work.mkdir()
+    result = subprocess.run([python, "-c", check], cwd=work, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"at {work / 'gpt-course'}" in out, out
+    assert "reference model: found" in out and "committed results: found" in out and "GPU" in out, out
+    assert "results rows" in out and "reference parameters" in out, out
+    # run again (a restarted runtime): the clone is reused, nothing is reinstalled from scratch
+    again = subprocess.run([python, "-c", source], cwd=work, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "reference model: found" in again.stdout, again.stdout + again.stderr
+    shutil.rmtree(env_dir)
