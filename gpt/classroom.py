@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,8 +409,9 @@ def grade(submissions: str | os.PathLike, source=None, *, out: str | os.PathLike
                 else:
                     submitted[ids[student]] = path
             if submitted:
-                print_fn(f"grading {stem}: {len(submitted)} submission(s) ...")
+                start = time.perf_counter()
                 results.update(_grade_notebook(course, exercises, submitted, env, cell_timeout, notebook_timeout))
+                print_fn(f"graded {stem}: {len(submitted)} submission(s) in {time.perf_counter() - start:.0f} s")
             for student in students:
                 rows += [{"student": student.name, "notebook": stem, "exercise": e.id, "title": e.title,
                           "points": score, "max_points": e.points, "reason": reason}
