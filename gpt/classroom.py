@@ -220,8 +220,8 @@ def release(out: str | os.PathLike, source=None, *, overwrite: bool = False, rep
     _require_nbgrader()
     notebooks = source_notebooks(source)
     exercises = [e for nb in notebooks for e in check_notebook(nb)]
-    out = check_output(out, kind="dir", overwrite=overwrite)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:  # refuses an existing folder before any work
         course = _course_folder(notebooks, tmp)
         written = []
         for nb in notebooks:
@@ -388,6 +388,8 @@ def grade(submissions: str | os.PathLike, source=None, *, out: str | os.PathLike
     notebooks = source_notebooks(source)
     by_notebook = {nb.stem: check_notebook(nb) for nb in notebooks}
     by_notebook = {k: v for k, v in by_notebook.items() if v}
+    if not by_notebook:
+        raise ClassroomError(f"the source notebooks ({notebooks[0].parent}) have no exercises to grade")
     out = Path(out) if out else submissions / "grades.csv"
     details_path = out.with_name(f"{out.stem}_details.csv")
     for path in (out, details_path):
