@@ -21,6 +21,7 @@ nbgrader is the optional extra ``[classroom]``: ``pip install -e ".[classroom]"`
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -86,6 +87,69 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+def _parse(text: str) -> ast.Module | None:
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in text.splitlines())
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
+def _binds(tree: ast.Module) -> set[str]:
+    """The names a cell binds at its top level (definitions, imports, assignments, loop targets)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        else:
+            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
+
+
+def _uses(node: ast.AST) -> set[str]:
+    """The free names a cell reads: a function's arguments and locals, a comprehension's targets are not."""
+    inner = set().union(*(_uses(child) for child in ast.iter_child_nodes(node)))
+    if isinstance(node, ast.Name):
+        return {node.id} if isinstance(node.ctx, ast.Load) else set()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        local = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+        local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        local |= {n.name for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n is not node}
+        return inner - local
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        return inner - {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+    return inner
+
+
+def _dependency_problems(path: Path, cells: list[dict]) -> list[str]:
+    """Cells that use what an exercise's solution or test cell binds, other than that exercise's own test cell.
+
+    In a student's notebook those names are missing or raise NotImplementedError, so such a cell
+    would fail there, and solving one exercise would not be enough to score it.
+    """
+    problems, owner = [], {}  # name -> the exercise ("ex02_1") whose solution or test cell binds it
+    for i, cell in enumerate(cells):
+        tree = _parse(_source(cell)) if cell["cell_type"] == "code" else None
+        if tree is None:
+            continue
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        exercise = gid.removesuffix("_test") if (SOLUTION_ID.match(gid) or TEST_ID.match(gid)) else ""
+        bound = _binds(tree)
+        for name in sorted(_uses(tree) - bound):
+            if name in owner and owner[name] != exercise:
+                what = "defines" if not exercise or owner[name] != exercise else ""
+                problems.append(f"{path.name} cell {i} ({gid or 'not an exercise'}) uses {name!r}, which exercise "
+                                f"{owner[name]} {what or 'binds'}: only {owner[name]}_test may use it (use the package's version)")
+        for name in bound:
+            if exercise:
+                owner[name] = exercise
+            else:
+                owner.pop(name, None)  # rebound by an ordinary cell: later uses mean the new value
+    return problems
+
+
 def check_notebook(path: str | os.PathLike) -> list[Exercise]:
     """The exercises of one notebook, after checking every rule of the format (one message per problem)."""
     path = Path(path)
@@ -135,6 +199,7 @@ def check_notebook(path: str | os.PathLike) -> list[Exercise]:
             exercises.append(Exercise(path.stem, ex_id, title or "", int(points), sid, gid))
         else:
             problems.append(f"{where}: nbgrader cells here are solution cells or graded test cells, not both or neither")
+    problems += _dependency_problems(path, cells)
     ids = [e.id for e in exercises]
     if len(set(ids)) != len(ids):
         problems.append(f"{path.name}: an exercise id is used twice ({ids})")

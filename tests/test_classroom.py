@@ -82,6 +82,27 @@ def test_check_notebook_names_each_problem(tmp_path, change, message):
         check_notebook(write(nb, tmp_path / "01_toy.ipynb"))
 
 
+def test_check_notebook_refuses_cells_that_use_a_solution(tmp_path):
+    """Only an exercise's own test cell may use its solution: elsewhere the stub would raise."""
+    nb = toy_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("print(add(2, 2))"))
+    with pytest.raises(ClassroomError, match=r"cell 9 \(not an exercise\) uses 'add'.*only ex01_1_test"):
+        check_notebook(write(nb, tmp_path / "01_toy.ipynb"))
+    nb = toy_notebook()
+    nb.cells[7].source = "assert double(2) == add(2, 2)\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS"
+    with pytest.raises(ClassroomError, match=r"\(ex01_2_test\) uses 'add'"):
+        check_notebook(write(nb, tmp_path / "01_toy.ipynb"))
+
+
+def test_check_notebook_allows_locals_and_names_rebound_by_the_notebook(tmp_path):
+    nb = toy_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "def f(add):\n    return add + 1\n"
+        "squares = [double * double for double in range(3)]\n"
+        "from operator import add\nprint(add(1, 2), f(1), squares)"))
+    assert len(check_notebook(write(nb, tmp_path / "01_toy.ipynb"))) == 2
+
+
 def test_source_notebooks_refuses_a_folder_without_chapters(tmp_path):
     with pytest.raises(ClassroomError, match="no chapter notebooks"):
         classroom.source_notebooks(tmp_path)
