@@ -193,6 +193,10 @@ def check_notebook(path: str | os.PathLike) -> list[Exercise]:
                 problems.append(f"{where}: no markdown heading '### Exercise {ex_id} · title ({points} points)' before it")
             elif heading_points != points:
                 problems.append(f"{where}: the heading says {heading_points} points, the cell's metadata {points}")
+            tree = _parse(text)
+            if tree and tree.body and isinstance(tree.body[-1], ast.Expr) and not isinstance(tree.body[-1].value, ast.Call):
+                problems.append(f"{where}: the test cell ends with a bare expression; nbgrader reads a number shown "
+                                "there as a partial score, so print it instead")
             sid = f"ex{m[1]}_{m[2]}"
             if sid not in solutions:
                 problems.append(f"{where}: no solution cell {sid} before it")
@@ -341,6 +345,7 @@ def _not_a_notebook(path: Path) -> str:
 
 
 def _error_reason(cell: dict) -> str:
+    """Why nbgrader gave a test cell no points: its error, or text on stderr (which nbgrader also scores 0)."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             ename, evalue = output.get("ename", "error"), str(output.get("evalue", "")).strip()
@@ -349,6 +354,10 @@ def _error_reason(cell: dict) -> str:
             if ename in ("CellTimeoutError", "KeyboardInterrupt"):  # nbgrader interrupts a cell past its time limit
                 return "timed out (a cell ran past the time limit and was interrupted)"
             return f"{ename}: {evalue.splitlines()[0][:160]}" if evalue else ename
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = "".join(output.get("text", "")).strip()
+            return f"wrote to stderr, which nbgrader scores as a failure: {text.splitlines()[0][:120] if text else ''}"
     return ""
 
 

@@ -73,6 +73,7 @@ def test_check_notebook_lists_the_exercises(tmp_path):
     (lambda nb: nb.cells[3].metadata["nbgrader"].update(grade_id="add"), "exNN_k"),
     (lambda nb: nb.cells[4].metadata["nbgrader"].update(grade_id="ex02_1_test"), "belongs in notebook 02"),
     (lambda nb: nb.cells.pop(3), "no solution cell ex01_1"),
+    (lambda nb: nb.cells[4].update(source=nb.cells[4].source + "\n0.5"), "partial score"),
     (lambda nb: nb.cells.pop(2), "no markdown heading"),
 ])
 def test_check_notebook_names_each_problem(tmp_path, change, message):
@@ -182,6 +183,8 @@ def graded(toy):
     write(student, subs / "blank" / "01_toy.ipynb")
     write(set_cell(student, "ex01_2", "def double(a):\n    return a * 2"), subs / "one" / "nested" / "01_toy.ipynb")
     write(set_cell(student, "ex01_2", "def double(a):\n    return a + 2"), subs / "wrong" / "01_toy.ipynb")
+    noisy = "def double(a):\n    import sys\n    print('careful', file=sys.stderr)\n    return 2 * a"
+    write(set_cell(student, "ex01_2", noisy), subs / "stderr" / "01_toy.ipynb")
     write(set_cell(student, "ex01_1", "import os\nos._exit(1)"), subs / "crash" / "01_toy.ipynb")
     loop = set_cell(student, "ex01_1", "def add(a, b):\n    while True:\n        pass")
     write(set_cell(loop, "ex01_2", "def double(a):\n    return a * 2"), subs / "loop" / "01_toy.ipynb")
@@ -203,6 +206,7 @@ def test_grade_scores_each_student(graded):
         "blank": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
         "one": {"01.1": 0, "01.2": 2, "total": 2, "max": 3},
         "wrong": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
+        "stderr": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
         "crash": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
         "loop": {"01.1": 0, "01.2": 2, "total": 2, "max": 3},
         "tamper": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
@@ -216,6 +220,7 @@ def test_grade_gives_the_reason_for_every_lost_point(graded):
     assert details[("full", "01.1")] == "" and details[("one", "01.2")] == ""
     assert details[("blank", "01.1")] == "not answered (NotImplementedError)"
     assert details[("wrong", "01.2")].startswith("AssertionError")
+    assert details[("stderr", "01.2")] == "wrote to stderr, which nbgrader scores as a failure: careful"
     assert details[("crash", "01.2")] == "crashed (the kernel died)"
     assert details[("loop", "01.1")].startswith("timed out")
     assert details[("tamper", "01.1")].startswith("AssertionError")
