@@ -255,9 +255,11 @@ def _course_folder(notebooks: list[Path], parent: Path) -> Path:
     for nb in notebooks:
         (course / "source" / nb.stem).mkdir(parents=True)
         shutil.copy(nb, course / "source" / nb.stem / nb.name)
-        result = _nbgrader(course, "generate_assignment", nb.stem, "--force")
-        if result.returncode != 0:
-            raise ClassroomError(f"nbgrader generate_assignment failed on {nb.name}:\n{_tail(result.stdout)}")
+    result = _nbgrader(course, "generate_assignment", "*", "--force")  # every assignment, in one process
+    missing = [nb.name for nb in notebooks if not (course / "release" / nb.stem / nb.name).is_file()]
+    if result.returncode != 0 or missing:
+        raise ClassroomError(f"nbgrader generate_assignment failed on {', '.join(missing) or 'the notebooks'}:\n"
+                             f"{_tail(result.stdout)}")
     return course
 
 
