@@ -4,18 +4,23 @@ One `classroom grade` run over three submissions of every notebook:
 * "solutions": the source notebooks (solutions and hidden tests in) score full marks;
 * "blank": the released student notebooks run to the end (the only cells that fail are the graded
   test cells, each with NotImplementedError) and score 0 on every exercise;
-* "one": each released notebook with exactly one exercise solved (a different one per notebook,
-  the source's solution pasted into the stub) scores exactly that exercise's points.
+* "one": a released notebook with exactly one exercise solved (the source's solution pasted into the
+  stub) scores exactly that exercise's points. To keep CI short this student submits three
+  notebooks (01, 03 and 08), a different exercise in each.
 """
 
 import json
 import os
+import time
 
 import nbformat
 import pandas as pd
 import pytest
 
 from gpt import classroom
+
+
+ONE_SOLVED = ("01", "03", "08")
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +41,16 @@ def course(tmp_path_factory):
         solution = next(c for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == ex.solution_id)
         stub = next(c for c in student["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == ex.solution_id)
         stub["source"] = solution["source"]
-        solved[path.stem] = ex
-        for name, nb in (("solutions", source), ("blank", json.loads((released / path.name).read_text())), ("one", student)):
+        submissions = [("solutions", source), ("blank", json.loads((released / path.name).read_text()))]
+        if path.name[:2] in ONE_SOLVED:
+            solved[path.stem] = ex
+            submissions.append(("one", student))
+        for name, nb in submissions:
             (root / "subs" / name).mkdir(parents=True, exist_ok=True)
             (root / "subs" / name / path.name).write_text(json.dumps(nb))
-    table = classroom.grade(root / "subs", keep=root / "kept", print_fn=lambda *_: None)
+    start = time.perf_counter()
+    table = classroom.grade(root / "subs", keep=root / "kept", print_fn=print)
+    print(f"graded in {time.perf_counter() - start:.0f} s")
     details = pd.read_csv(root / "subs" / "grades_details.csv", dtype={"exercise": str}).fillna("")
     return table, details, exercises, solved, root
 
@@ -75,9 +85,12 @@ def test_released_notebooks_score_zero_and_run_to_the_end(course):
 def test_one_solved_exercise_scores_exactly_its_points(course):
     table, details, exercises, solved, root = course
     rows = details[details.student == "one"]
+    assert sorted(solved) == sorted(p.stem for p in classroom.source_notebooks() if p.name[:2] in ONE_SOLVED)
     for stem, ex in solved.items():
         mine = rows[rows.notebook == stem].set_index("exercise")
         assert mine.loc[ex.id, "points"] == ex.points, mine.loc[ex.id, "reason"]
         others = mine.drop(index=ex.id)
         assert (others.points == 0).all(), others.to_string()
     assert table.loc["one", "total"] == sum(ex.points for ex in solved.values())
+    not_submitted = rows[~rows.notebook.isin(list(solved))]
+    assert (not_submitted.points == 0).all() and (not_submitted.reason == "not submitted").all()
