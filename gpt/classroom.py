@@ -139,9 +139,8 @@ def _dependency_problems(path: Path, cells: list[dict]) -> list[str]:
         bound = _binds(tree)
         for name in sorted(_uses(tree) - bound):
             if name in owner and owner[name] != exercise:
-                what = "defines" if not exercise or owner[name] != exercise else ""
                 problems.append(f"{path.name} cell {i} ({gid or 'not an exercise'}) uses {name!r}, which exercise "
-                                f"{owner[name]} {what or 'binds'}: only {owner[name]}_test may use it (use the package's version)")
+                                f"{owner[name]} defines: only {owner[name]}_test may use it (use the package's version)")
         for name in bound:
             if exercise:
                 owner[name] = exercise
@@ -267,18 +266,23 @@ def _tail(log: str, lines: int = 15) -> str:
     return "\n".join(log.strip().splitlines()[-lines:])
 
 
-def _set_setup_constants(path: Path, repo: str | None, ref: str | None) -> None:
+def set_setup_constants(path: Path, repo: str | None = None, ref: str | None = None) -> bool:
+    """Set COURSE_REPO / COURSE_REF in a notebook's setup cell (its first code cell); True if it changed."""
     nb = _read(path)
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code" and "COURSE_REF = " in _source(cell):
-            text = _source(cell)
-            if repo:
-                text = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "{repo}"', text, flags=re.MULTILINE)
-            if ref:
-                text = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{ref}"', text, flags=re.MULTILINE)
-            cell["source"] = text.splitlines(keepends=True)
-            break
+    cell = next((c for c in nb["cells"] if c["cell_type"] == "code"), None)
+    text = _source(cell) if cell else ""
+    if not re.search(r'^COURSE_REF = "', text, flags=re.MULTILINE):
+        raise ClassroomError(f"{path.name}: its first code cell is not the setup cell (no COURSE_REF line)")
+    new = text
+    if repo:
+        new = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "{repo}"', new, flags=re.MULTILINE)
+    if ref:
+        new = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{ref}"', new, flags=re.MULTILINE)
+    if new == text:
+        return False
+    cell["source"] = new.splitlines(keepends=True)
     atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return True
 
 
 def release(out: str | os.PathLike, source=None, *, overwrite: bool = False, repo: str | None = None,
@@ -300,7 +304,7 @@ def release(out: str | os.PathLike, source=None, *, overwrite: bool = False, rep
             target = tmp / nb.name
             shutil.copy(student, target)
             if repo or ref:
-                _set_setup_constants(target, repo, ref)
+                set_setup_constants(target, repo, ref)
             written.append(out / nb.name)
         shutil.rmtree(course)
         exercises_table(exercises).to_csv(tmp / "exercises.csv", index=False)

@@ -104,6 +104,18 @@ def test_check_notebook_allows_locals_and_names_rebound_by_the_notebook(tmp_path
     assert len(check_notebook(write(nb, tmp_path / "01_toy.ipynb"))) == 2
 
 
+def test_set_setup_constants_pins_only_the_setup_cell(tmp_path):
+    path = write(toy_notebook(), tmp_path / "01_toy.ipynb")
+    assert classroom.set_setup_constants(path, ref="def456") is True
+    assert classroom.set_setup_constants(path, ref="def456") is False  # already pinned: the file is not rewritten
+    setup = nbformat.read(path, as_version=4).cells[1].source
+    assert setup == SETUP.replace("abc123", "def456")
+    nb = toy_notebook()
+    nb.cells.pop(1)
+    with pytest.raises(ClassroomError, match="not the setup cell"):
+        classroom.set_setup_constants(write(nb, tmp_path / "01_bare.ipynb"), ref="x")
+
+
 def test_source_notebooks_refuses_a_folder_without_chapters(tmp_path):
     with pytest.raises(ClassroomError, match="no chapter notebooks"):
         classroom.source_notebooks(tmp_path)
