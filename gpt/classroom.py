@@ -211,10 +211,6 @@ def check_notebook(path: str | os.PathLike) -> list[Exercise]:
     return exercises
 
 
-def course_exercises(source=None) -> list[Exercise]:
-    return [e for p in source_notebooks(source) for e in check_notebook(p)]
-
-
 # ---------------------------------------------------------------- nbgrader underneath
 
 
