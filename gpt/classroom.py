@@ -16,7 +16,10 @@ nbgrader's ``autograde``: each notebook runs in its own process with a time limi
 that crashes, loops or is not a notebook gets zero points with the reason, and the other students
 are still graded. The table (students x exercises) is printed and written as CSV.
 
-nbgrader is the optional extra ``[classroom]``: ``pip install -e ".[classroom]"``.
+nbgrader is the optional extra ``[classroom]``: ``pip install -e ".[classroom]"``. It runs in a child
+process of this Python (``sys.executable -m nbgrader``) with this environment's programs first on PATH
+(:mod:`gpt.tools`), so ``/path/to/venv/bin/python -m gpt classroom ...`` works without activating the
+venv; when nbgrader fails, the error ends with the last lines of its output (its traceback).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ import pandas as pd
 from .course import course_root
 from .errors import GPTError
 from .files import atomic_dir, atomic_write_text, check_output
+from .tools import ToolError, find_tool, output_tail, run_tool
 
 HEADING = re.compile(r"^###\s+Exercise\s+(\d\d)\.(\d+)\s+·\s+(.+?)\s+\((\d+)\s+points?\)\s*$", re.MULTILINE)
 SOLUTION_ID = re.compile(r"^ex(\d\d)_(\d+)$")
@@ -46,6 +49,8 @@ TEST_ID = re.compile(r"^ex(\d\d)_(\d+)_test$")
 NOTEBOOK_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
 DEFAULT_CELL_TIMEOUT = 300
 DEFAULT_NOTEBOOK_TIMEOUT = 1800
+KERNEL_STARTUP_TIMEOUT = 600  # seconds a notebook's kernel may take to start (nbclient's default, 60, is short on a busy machine)
+INSTALL = 'pip install -e ".[classroom]"'
 
 
 class ClassroomError(GPTError, ValueError):
@@ -220,27 +225,21 @@ def _config_file(source_dir: Path) -> Path:
 
 
 def _nbgrader(course: Path, *args: str, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run one nbgrader command on the course folder, in its own process group (killed whole on timeout)."""
-    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"]
-    proc = subprocess.Popen(cmd, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    except BaseException:  # Ctrl-C: take the kernel down with it
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+    """Run one nbgrader command on the course folder with this Python, in its own process group (killed
+    whole on timeout), this environment's programs first on PATH (nbgrader starts ``alembic`` by name)."""
+    return run_tool([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"], cwd=course,
+                    env=env, timeout=timeout)
 
 
 def _require_nbgrader() -> None:
     try:
         import nbgrader  # noqa: F401
     except ImportError as e:
-        raise ClassroomError('the classroom commands need nbgrader: pip install -e ".[classroom]"') from e
+        raise ClassroomError(f"the classroom commands need nbgrader: {INSTALL}") from e
+    try:
+        find_tool("alembic", INSTALL)  # nbgrader runs it by name to create its gradebook
+    except ToolError as e:
+        raise ClassroomError(f"nbgrader needs the alembic command: {e}") from e
 
 
 def _course_folder(notebooks: list[Path], parent: Path) -> Path:
@@ -253,13 +252,9 @@ def _course_folder(notebooks: list[Path], parent: Path) -> Path:
     result = _nbgrader(course, "generate_assignment", "*", "--force")  # every assignment, in one process
     missing = [nb.name for nb in notebooks if not (course / "release" / nb.stem / nb.name).is_file()]
     if result.returncode != 0 or missing:
-        raise ClassroomError(f"nbgrader generate_assignment failed on {', '.join(missing) or 'the notebooks'}:\n"
-                             f"{_tail(result.stdout)}")
+        raise ClassroomError(f"nbgrader generate_assignment failed on {', '.join(missing) or 'the notebooks'} "
+                             f"(exit status {result.returncode}); the end of its output:\n{output_tail(result.stdout)}")
     return course
-
-
-def _tail(log: str, lines: int = 15) -> str:
-    return "\n".join(log.strip().splitlines()[-lines:])
 
 
 def set_setup_constants(path: Path, repo: str | None = None, ref: str | None = None) -> bool:
@@ -427,7 +422,8 @@ def _grade_notebook(course: Path, exercises: list[Exercise], submitted: dict[str
         target = course / "submitted" / student_id / nb / f"{nb}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-    args = ["autograde", nb, "--force", f"--Execute.timeout={int(cell_timeout)}"]
+    args = ["autograde", nb, "--force", f"--Execute.timeout={int(cell_timeout)}",
+            f"--Execute.startup_timeout={KERNEL_STARTUP_TIMEOUT}"]
     try:
         _nbgrader(course, *args, timeout=notebook_timeout * len(submitted), env=env)
     except subprocess.TimeoutExpired:
@@ -458,9 +454,9 @@ def grade(submissions: str | os.PathLike, source=None, *, out: str | os.PathLike
     ``keep``: a folder to receive the executed (autograded) notebooks, ``keep/<student>/<NN_name>.ipynb``,
     to read a student's errors or give feedback.
     """
-    _require_nbgrader()
     submissions = Path(submissions)
     students = _student_folders(submissions)
+    _require_nbgrader()
     notebooks = source_notebooks(source)
     by_notebook = {nb.stem: check_notebook(nb) for nb in notebooks}
     by_notebook = {k: v for k, v in by_notebook.items() if v}

@@ -1,19 +1,27 @@
 """gpt.classroom: the exercises' format, release (student versions) and grading with nbgrader.
 
 The release/grade tests use a tiny two-exercise notebook built here, so they run in seconds; the
-course's own notebooks are graded in tests/test_classroom_course.py.
+course's own notebooks are graded in tests/test_classroom_course.py. Without nbgrader (the
+[classroom] extra) those tests skip; the format tests need only nbformat.
 """
 
 import copy
 import json
+import os
+import subprocess
+import sys
 
-import nbformat
 import pandas as pd
 import pytest
 
-from gpt import classroom
-from gpt.classroom import ClassroomError, check_notebook
-from gpt.errors import OutputExistsError
+nbformat = pytest.importorskip("nbformat", reason='the tests build notebooks with nbformat: pip install -e ".[dev]"')
+
+from gpt import classroom  # noqa: E402
+from gpt.classroom import ClassroomError, check_notebook  # noqa: E402
+from gpt.errors import OutputExistsError  # noqa: E402
+from gpt.tools import tool_dirs  # noqa: E402
+
+NO_NBGRADER = 'the [classroom] extra (nbgrader) is not installed: pip install -e ".[classroom]"'
 
 SETUP = 'COURSE_REPO = "https://example.org/course"\nCOURSE_REF = "abc123"\nx = 1'
 
@@ -157,7 +165,7 @@ def test_missing_nbgrader_gives_the_install_command(monkeypatch):
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    pytest.importorskip("nbgrader", reason="the [classroom] extra (nbgrader) is not installed")
+    pytest.importorskip("nbgrader", reason=NO_NBGRADER)
     root = tmp_path_factory.mktemp("classroom")
     source = write(toy_notebook(), root / "source" / "01_toy.ipynb").parent
     released = root / "released"
@@ -207,7 +215,8 @@ def graded(toy):
     (subs / "junk" / "01_toy.ipynb").write_text("this is not json")
     (subs / "missing").mkdir()
     messages = []
-    table = classroom.grade(subs, source, cell_timeout=5, keep=root / "kept", print_fn=messages.append)
+    # the loop is interrupted after cell_timeout; every other cell here runs in milliseconds, even on a busy machine
+    table = classroom.grade(subs, source, cell_timeout=10, keep=root / "kept", print_fn=messages.append)
     return table, pd.read_csv(subs / "grades_details.csv", dtype={"exercise": str}).fillna(""), subs, root, messages
 
 
@@ -253,3 +262,48 @@ def test_grade_writes_the_table_and_keeps_the_executed_notebooks(graded):
 def test_grade_refuses_a_folder_without_students(tmp_path):
     with pytest.raises(ClassroomError, match="no student subfolders"):
         classroom.grade(tmp_path, tmp_path)
+
+
+# ---------------------------------------------------------------- nbgrader's processes
+
+
+def not_activated_env() -> dict:
+    """This environment as a shell that has not activated this Python's venv sees it: its folders not on PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", os.defpath).split(os.pathsep) if d and d not in tool_dirs())
+    return env
+
+
+def gpt_command(*args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "gpt", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=1800)  # a hang guard only
+
+
+def test_commands_work_with_this_python_called_by_path_and_its_venv_not_activated(toy, tmp_path):
+    """`/path/to/venv/bin/python -m gpt classroom release|grade` from a shell without the venv on PATH: nbgrader,
+    the alembic it starts by name and the notebook kernel come from this Python's environment."""
+    root, source, released = toy
+    env = not_activated_env()
+    done = gpt_command("classroom", "release", tmp_path / "released", "--source", source, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "raise NotImplementedError()" in (tmp_path / "released" / "01_toy.ipynb").read_text()
+    write(toy_notebook(), tmp_path / "subs" / "full" / "01_toy.ipynb")
+    write(json.loads((released / "01_toy.ipynb").read_text()), tmp_path / "subs" / "blank" / "01_toy.ipynb")
+    done = gpt_command("classroom", "grade", tmp_path / "subs", "--source", source, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pd.read_csv(tmp_path / "subs" / "grades.csv", index_col="student")["total"].to_dict() == {"blank": 0, "full": 3}
+
+
+def test_a_failing_nbgrader_shows_the_end_of_its_traceback(tmp_path):
+    """nbgrader logs its traceback and then 'see the above traceback': the error must hold the traceback itself."""
+    pytest.importorskip("nbgrader", reason=NO_NBGRADER)
+    source = write(toy_notebook(), tmp_path / "source" / "01_toy.ipynb").parent
+    config = (classroom.course_root() / "notebooks" / "nbgrader_config.py").read_text()
+    unreachable = tmp_path / "no" / "such" / "folder" / "gradebook.db"
+    (source / "nbgrader_config.py").write_text(f'{config}\nc.CourseDirectory.db_url = "sqlite:///{unreachable}"\n')
+    with pytest.raises(ClassroomError) as e:
+        classroom.release(tmp_path / "out", source)
+    message = str(e.value)
+    assert "nbgrader generate_assignment failed on 01_toy.ipynb" in message
+    assert "sqlite3.OperationalError" in message and "unable to open database file" in message, message
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,7 @@
 """gpt.hf: GPT-2 checkpoints from Hugging Face, converted; parity with transformers, offline.
 
 No hub: every test builds a tiny random GPT2LMHeadModel with transformers and save_pretrained's it.
+Skipped when transformers is not installed (scripts/setup.sh installs it; pip: the [hf] extra).
 """
 
 import json
@@ -10,7 +11,7 @@ from importlib import resources
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers", reason='the [hf] extra is not installed: pip install -e ".[hf]"')
 
 from gpt.errors import CheckpointError, ConfigError  # noqa: E402
 from gpt.hf import HUB_NAMES, convert_state_dict, gpt_config_from_hf, resolve_pretrained, save_tiny_random_gpt2  # noqa: E402
@@ -120,7 +121,7 @@ def test_gpt2_small_shape_has_the_published_parameter_count():
 
 
 def test_offline_hub_name_says_which_files_to_put_where(monkeypatch):
-    import huggingface_hub
+    huggingface_hub = pytest.importorskip("huggingface_hub", reason='the [hf] extra is not installed: pip install -e ".[hf]"')
 
     def offline(*args, **kwargs):
         raise OSError("no network")

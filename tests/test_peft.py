@@ -1,13 +1,13 @@
 """gpt.lora and gpt.adapters against Hugging Face PEFT itself: the same GPT, the same factors, the same
 logits (fp32, within 1e-5), merged too; adapter folders in PEFT's format both ways; LoRA+ learning rates.
-Skipped when peft is not installed (CI installs it: .ci/run)."""
+Skipped when peft is not installed (scripts/setup.sh installs it; pip: the [peft] extra)."""
 
 import copy
 
 import pytest
 import torch
 
-peft = pytest.importorskip("peft")
+peft = pytest.importorskip("peft", reason='the [peft] extra is not installed: pip install -e ".[peft]"')
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
 
