@@ -90,13 +90,13 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment(tmp_path):
         "print('results rows', len(pd.read_csv(results_dir('finetune', 'results.csv', must_exist=True))))\n")
     work = tmp_path / "content"
     work.mkdir()
-    result = subprocess.run([python, "-c", check], cwd=work, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([python, "-c", check], cwd=work, capture_output=True, text=True, timeout=3600)  # hang guards
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert f"at {work / 'gpt-course'}" in out, out
     assert "reference model: found" in out and "committed results: found" in out and "GPU" in out, out
     assert "results rows" in out and "reference parameters" in out, out
     # run again (a restarted runtime): the clone is reused, nothing is reinstalled from scratch
-    again = subprocess.run([python, "-c", source], cwd=work, capture_output=True, text=True, timeout=300)
+    again = subprocess.run([python, "-c", source], cwd=work, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0 and "reference model: found" in again.stdout, again.stdout + again.stderr
     shutil.rmtree(env_dir)
