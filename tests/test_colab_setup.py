@@ -1,11 +1,15 @@
 """The notebooks' setup cell: one cell everywhere, pinned to one commit, and (slow) a real fresh install.
 
 In Colab each notebook gets its own runtime. The setup cell clones the course at COURSE_REF, installs
-it with pip and reports the package, the reference model, the committed results and the GPU. The
-slow test runs that cell in a fresh virtual environment against a file:// clone of this repository.
+it with pip and reports the package, the reference model, the committed results and the GPU. Where the
+course is installed already, it pip-installs the notebook's EXTRAS that are missing. The slow test
+runs that cell in a fresh virtual environment against a file:// clone of this repository.
 """
 
+import ast
+
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,6 +47,56 @@ def test_every_notebook_has_the_same_setup_cell():
     source = normalized.pop()
     assert constant(source, "COURSE_REPO").startswith("https://")
     assert "report()" in source and "git\", \"-C\", clone, \"checkout\"" in source
+
+
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_the_setup_cell_installs_each_extra_as_pyproject_declares_it():
+    """NEEDS (extra -> {module: requirement}) in the setup cell is pyproject.toml's optional-dependencies."""
+    source = setup_cell(NOTEBOOKS[0])
+    needs = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NEEDS")
+    extras = {k: v for k, v in pyproject()["optional-dependencies"].items() if k != "dev"}
+    assert {extra: sorted(modules.values()) for extra, modules in needs.items()} == {k: sorted(v) for k, v in extras.items()}
+    for modules in needs.values():
+        for module, requirement in modules.items():
+            assert re.match(r"[\w.-]+", requirement)[0].replace("-", "_") == module
+
+
+def test_requirements_txt_holds_everything_pyproject_declares():
+    """scripts/setup.sh installs requirements.txt: the runtime, the dev tools and every optional extra."""
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    project = pyproject()
+    declared = project["dependencies"] + [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    assert set(declared) <= set(filter(None, lines))
+
+
+def _run_setup_cell(source: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", source], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def test_setup_cell_installs_nothing_when_the_extras_are_there():
+    pytest.importorskip("peft", reason='the [peft] extra is not installed: pip install -e ".[peft]"')
+    done = _run_setup_cell(setup_cell(ROOT / "notebooks" / "07_improving_lora.ipynb"), dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert not any(line.startswith(("installed", "could not install")) for line in done.stdout.splitlines()), done.stdout
+    assert "reference model: found" in done.stdout
+
+
+def test_setup_cell_says_what_it_could_not_install(tmp_path):
+    """An extra whose module is missing and that pip cannot install (no index here): one line names the fix."""
+    source = setup_cell(ROOT / "notebooks" / "07_improving_lora.ipynb")
+    source = source.replace('"peft": {"peft": "peft>=0.13"}', '"peft": {"no_such_module_xyz": "no-such-package-xyz"}')
+    assert "no_such_module_xyz" in source
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path), "PIP_CONFIG_FILE": os.devnull}
+    done = _run_setup_cell(source, env)
+    assert done.returncode == 0, done.stderr
+    assert ('could not install no-such-package-xyz: run pip install -e ".[peft]" in the course folder, '
+            "or bash scripts/setup.sh") in done.stdout.splitlines(), done.stdout
+    assert "reference model: found" in done.stdout
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
