@@ -27,7 +27,8 @@ from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, pa
 
 __all__ = ["load_outcomes", "run_intervals", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
            "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
-           "ablation_markdown", "display_ablation", "REFERENCES"]
+           "ablation_markdown", "display_ablation", "reproduction_table", "reproduction_markdown", "REFERENCES",
+           "IDENTICAL", "SAME_WITHIN_NOISE", "DIFFERS"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -284,6 +285,123 @@ def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, s
     ]
     for _, r in t.iterrows():
         lines.append(f"| {r['strategy']} | {_difference(r, 'acc')} | {_difference(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproduction: a rerun of an experiment against the committed one
+
+IDENTICAL = "identical"
+SAME_WITHIN_NOISE = "same within noise"
+DIFFERS = "differs"
+# What may differ between a rerun and the committed run of the same recipe: the seed is paired
+# explicitly, and device / precision ("auto") are the machine's, not the recipe's.
+_NOT_RECIPE = ("seed", "device", "precision")
+
+
+def _recipes(out_dir: str | os.PathLike) -> dict:
+    """``{strategy: (the config of its runs without seed / device / precision, the precisions it trained in)}``;
+    a field that runs made before it existed lack has its default (what those runs used)."""
+    import dataclasses
+
+    from .finetune_config import FinetuneConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
+    defaults = json.loads(json.dumps(defaults))  # as a run file stores them (tuples as lists)
+    found: dict = {}
+    for path in sorted(Path(out_dir, "runs").glob("*_seed*.json")):
+        doc = json.loads(path.read_text())
+        strategy = doc.get("row", {}).get("strategy")
+        if strategy is None:
+            continue
+        recipe = {k: v for k, v in {**defaults, **doc.get("config", {})}.items() if k not in _NOT_RECIPE}
+        recipe["checkpoint_sha256"] = doc.get("row", {}).get("checkpoint_sha256") or None  # the base model is part of the recipe
+        entry = found.setdefault(strategy, (recipe, set()))
+        entry[1].add(doc.get("precision") or doc.get("row", {}).get("precision"))
+    return found
+
+
+def _recipe_difference(a: dict, b: dict) -> str:
+    """"" when two recipes are the same, else the first differing fields as "epochs 1 vs 5"."""
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    shown = [f"{k} {str(a.get(k))[:12]!r} vs {str(b.get(k))[:12]!r}" if k == "checkpoint_sha256" else f"{k} {a.get(k)!r} vs {b.get(k)!r}"
+             for k in keys[:3]]
+    return ", ".join(shown) + (" ..." if len(keys) > 3 else "")
+
+
+def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathLike, splits: dict, order=None):
+    """Each strategy of ``out_dir`` (a rerun) against the same strategy in ``reference_dir`` (the committed
+    results), on the same test messages. One verdict per strategy:
+
+    * :data:`IDENTICAL` -- for every seed both have, the same prediction for every message of both test splits;
+    * :data:`SAME_WITHIN_NOISE` -- paired on the same messages (the seeds both have, else all seeds pooled),
+      neither the balanced-test accuracy nor the natural-split spam F1 differs detectably (their 95 %
+      bootstrap intervals of the difference include 0);
+    * :data:`DIFFERS` -- one of them does (the interval is in the row);
+    * ``"other recipe"`` / ``"not in the committed results"`` -- nothing to pair with.
+    """
+    import pandas as pd
+
+    mine, theirs = load_outcomes(out_dir, splits), load_outcomes(reference_dir, splits)
+    mine.pop("skipped", None)
+    theirs.pop("skipped", None)
+    recipes, reference_recipes = _recipes(out_dir), _recipes(reference_dir)
+    truth, y_nat = _truth(splits)
+    rows = []
+    for s in sorted(mine, key=order) if order else list(mine):
+        m = mine[s]
+        r = {"strategy": s, "seeds": " ".join(map(str, m["seeds"])), "precision": "/".join(sorted(map(str, recipes[s][1]))),
+             "accuracy": float(np.mean(m["test"] == truth[None, :])),
+             "natural_f1": f1_of(y_nat, (m["test_natural"] == POSITIVE).astype(int), 1)}
+        rows.append(r)
+        if s not in theirs:
+            r["verdict"] = "not in the committed results"
+            continue
+        t = theirs[s]
+        r.update(reference_seeds=" ".join(map(str, t["seeds"])), reference_precision="/".join(sorted(map(str, reference_recipes[s][1]))),
+                 reference_accuracy=float(np.mean(t["test"] == truth[None, :])),
+                 reference_natural_f1=f1_of(y_nat, (t["test_natural"] == POSITIVE).astype(int), 1))
+        other = _recipe_difference(recipes[s][0], reference_recipes[s][0])
+        if other:
+            r["verdict"], r["note"] = "other recipe", other
+            continue
+        common = [x for x in m["seeds"] if x in t["seeds"]]
+        if common:  # pair seed with seed
+            a = {k: m[k][[m["seeds"].index(x) for x in common]] for k in SPLITS}
+            b = {k: t[k][[t["seeds"].index(x) for x in common]] for k in SPLITS}
+        else:
+            a, b = {k: m[k] for k in SPLITS}, {k: t[k] for k in SPLITS}
+        if common and all(np.array_equal(a[k], b[k]) for k in SPLITS):
+            r["verdict"] = IDENTICAL
+            continue
+        c = paired_comparison(a["test"] == truth[None, :], b["test"] == truth[None, :])
+        d, lo, hi = _paired_f1(y_nat, (a["test_natural"] == POSITIVE).astype(int), (b["test_natural"] == POSITIVE).astype(int))
+        r.update(acc=c.difference, acc_low=c.low, acc_high=c.high, acc_verdict=c.verdict,
+                 f1=d, f1_low=lo, f1_high=hi, f1_verdict=verdict(lo, hi), paired_seeds=" ".join(map(str, common)) or "pooled")
+        quiet = c.verdict == verdict(0.0, 0.0) and verdict(lo, hi) == verdict(0.0, 0.0)
+        r["verdict"] = SAME_WITHIN_NOISE if quiet else DIFFERS
+    return pd.DataFrame(rows)
+
+
+def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
+    """:func:`reproduction_table` as the markdown table the main job prints at its end."""
+    if table.empty:
+        return ""
+    lines = [
+        f"| strategy | seeds | balanced test accuracy %: this run / `{reference_dir}` | natural spam F1 %: this run / committed | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        ref = isinstance(r.get("reference_seeds"), str)
+        acc = f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}" if ref else _pct(r["accuracy"])
+        f1 = f"{_pct(r['natural_f1'])} / {_pct(r['reference_natural_f1'])}" if ref else _pct(r["natural_f1"])
+        v = r["verdict"]
+        if v in (SAME_WITHIN_NOISE, DIFFERS):
+            v += (f": accuracy {_signed(r['acc'])} ({_signed(r['acc_low'])} to {_signed(r['acc_high'])}), "
+                  f"F1 {_signed(r['f1'])} ({_signed(r['f1_low'])} to {_signed(r['f1_high'])}) points")
+        elif v == "other recipe":
+            v += f" ({r['note']})"
+        lines.append(f"| {r['strategy']} | {r['seeds']} | {acc} | {f1} | {v} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,12 @@
 * and fits the bag-of-words baseline,
 
 each with 3 seeds, every run in a fresh Python process (so timing and memory of one run do not
-depend on the runs before it). Each run adds a row to ``<out>/results.csv`` (see
+depend on the runs before it). Without ``--out`` it writes to a new run folder
+``runs/experiment/<date>-<time>/`` (never into the committed ``results/``; run again, it resumes its own
+unfinished run), shows runs done of the total with an ETA and one line per finished run, and ends with
+the results beside the committed ones (``results/finetune``), one verdict per strategy: identical, same
+within noise, or differs (:func:`gpt.compare.reproduction_table`). Replacing the committed results is a
+deliberate step: ``--out results/finetune --overwrite``. Each run adds a row to ``<out>/results.csv`` (see
 :data:`gpt.results.RESULT_COLUMNS`) and writes ``<out>/runs/<strategy>_seed<seed>.json``; at the
 end the command writes ``<out>/summary.md`` (mean ± std per strategy) and
 ``<out>/accuracy_vs_params.png`` (test accuracy against trainable parameters, log x).
@@ -22,6 +27,7 @@ command that resumes (``finetune ... --resume``, ``experiment ... --skip-existin
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import subprocess
@@ -31,14 +37,17 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
-from .results import strategy_order
+from .results import check_results_dir, strategy_order
 from .device import pick_device
 
 __all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 
 LORA_RANKS = (1, 2, 4, 8, 16, 32)  # the ranks the experiment compares
 LORA_ALPHA_PER_RANK = 2.0  # lora_alpha = 2·r: the same scale lora_alpha / r = 2 at every rank
-DEFAULT_OUT = "results/finetune"
+RUNS_ROOT = Path("runs")  # the main job's run folders (ignored by git): runs/experiment/<date>-<time>/
+COMMITTED = "finetune"  # results/finetune: the committed headline runs that a rerun is compared with
+FINETUNE_OUT = "runs/finetune"  # python -m gpt finetune's default --out
+PLAN_FILE = "experiment.json"  # in a run folder: the plan it runs, the machine, and whether it finished
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C
 
 
@@ -64,7 +73,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     from .baseline import train_baseline
     from .data import sha256_file
     from .finetune import build_model, finetune
-    from .reference import machine_description, reference_path
+    from .reference import machine_description, reference_path, source_commit
     from .files import display_path
     from .results import check_results_dir, refresh_summary, result_row, task_storage_bytes, write_result
     from .sms import run_splits
@@ -80,7 +89,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
             )
         shutil.rmtree(ck_dir)
     splits = run_splits(config.train_split, config.fold, config.folds)  # the pinned splits, or a fold; + train_natural if asked
-    extra = {"command": command, "machine": machine_description()}
+    extra = {"command": command, "machine": machine_description(), "commit": source_commit()}
     if config.strategy == "baseline":
         result = train_baseline(splits, config, progress=progress)
         extra.update(checkpoint="", checkpoint_sha256="")
@@ -258,8 +267,126 @@ def _rows_to_keep(out: Path, checkpoint_sha: str) -> set[tuple[str, int]]:
     return {(s, int(seed)) for s, seed in zip(t.loc[keep, "strategy"], t.loc[keep, "seed"])}
 
 
+def experiment_plan(runs, seeds, checkpoint_sha256: str, epochs=None, device="cpu", train_split=None, class_weight=None,
+                    fold=None, folds=5, kfold=None, base="", precision="auto") -> dict:
+    """What an experiment runs, as plain data: a run folder records it (``experiment.json``), and a
+    later ``experiment`` without ``--out`` resumes the unfinished folder whose plan is the same."""
+    return {"runs": [[label, list(args)] for label, args in runs], "seeds": list(seeds), "checkpoint_sha256": checkpoint_sha256,
+            "epochs": epochs, "device": device, "train_split": train_split, "class_weight": class_weight,
+            "fold": fold, "folds": folds, "kfold": kfold, "base": base, "precision": precision}
+
+
+def default_run_folder(plan: dict, root: str | Path = RUNS_ROOT / "experiment") -> tuple[Path, bool]:
+    """``(folder, resumed)``: the newest unfinished run folder under ``root`` whose plan is ``plan``, or a
+    new ``root/<date>-<time>/`` (never one that exists)."""
+    root = Path(root)
+    if root.is_dir():
+        for folder in sorted((d for d in root.iterdir() if (d / PLAN_FILE).is_file()), reverse=True):
+            try:
+                doc = json.loads((folder / PLAN_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            if doc.get("plan") == plan and not doc.get("finished"):
+                return folder, True
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    folder, n = root / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = root / f"{stamp}-{n}"
+    return folder, False
+
+
+def _write_plan(out: Path, plan: dict, command: str, finished: bool = False) -> None:
+    from .files import atomic_write_text
+    from .reference import environment_record
+
+    path = out / PLAN_FILE
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    precision = None if plan.get("precision", "auto") == "auto" else plan["precision"]
+    doc.update(plan=plan, command=command, environment=environment_record(precision),
+               started=doc.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if finished else None)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+class _Progress:
+    """Runs done of the total, the time so far, an ETA, and one line per finished run.
+
+    The ETA scales the committed runs' times (``wall_seconds`` per configuration in ``reference``'s
+    results.csv, where there is one) by how fast this machine has been so far; else it assumes the
+    mean time of the runs done."""
+
+    def __init__(self, todo: list, total: int, reference: Path | None):
+        self.todo, self.total, self.done = todo, total, total - len(todo)
+        self.t0 = time.perf_counter()
+        self.spent = self.expected_spent = 0.0
+        self.finished_here = 0
+        self.expected = {}
+        if reference is not None and (reference / "results.csv").is_file():
+            import pandas as pd
+
+            t = pd.read_csv(reference / "results.csv")
+            self.expected = {s: float(g["wall_seconds"].mean()) + 5.0 for s, g in t.groupby("strategy")}  # + starting Python
+
+    def start(self, label: str, seed: int) -> None:
+        print(f"\n[{self.done + 1}/{self.total}] {label}, seed {seed}  ({_clock(time.perf_counter() - self.t0)} so far)", flush=True)
+
+    def finish(self, label: str, seed: int, seconds: float, row: dict | None) -> None:
+        self.done += 1
+        self.finished_here += 1
+        self.spent += seconds
+        self.expected_spent += self.expected.get(label, seconds)
+        self.todo = self.todo[1:]
+        what = "" if row is None else (f": balanced test accuracy {100 * row['test_accuracy']:.1f} %, natural spam F1 "
+                                       f"{100 * row['natural_f1']:.1f} %, best epoch {row['best_epoch']}")
+        print(f"[{self.done}/{self.total} done] {label} seed {seed}{what}; {seconds:.0f} s; "
+              f"{_clock(time.perf_counter() - self.t0)} so far, ETA {_clock(self.eta())}", flush=True)
+
+    def eta(self) -> float:
+        if not self.todo:
+            return 0.0
+        mean = self.spent / max(1, self.finished_here)
+        speed = self.spent / self.expected_spent if self.expected_spent else 1.0
+        return sum(self.expected[label] * speed if label in self.expected else mean for label, _, _ in self.todo)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _child_args(label: str, args: list[str], seed: int, out: Path, plan: dict, command: str, checkpoint: str,
+                resume: bool, overwrite: bool) -> list[str]:
+    """The ``python -m gpt finetune`` arguments of one run of the plan."""
+    child = ["finetune", *args, "--seeds", str(seed), "--in-process", "--out", str(out), "--device", plan["device"],
+             "--precision", plan["precision"], "--command-line", command]
+    if checkpoint:
+        child += ["--checkpoint", str(checkpoint)]
+    if plan["base"]:
+        child += ["--base", str(plan["base"])]
+    if plan["epochs"] is not None and label != "baseline":
+        child += ["--epochs", str(plan["epochs"])]
+    if resume:
+        child += ["--resume"]
+    if plan["train_split"] is not None:
+        child += ["--train-split", plan["train_split"]]
+    if plan["class_weight"] is not None:
+        child += ["--class-weight", plan["class_weight"]]
+    if plan["fold"] is not None:
+        child += ["--fold", str(plan["fold"]), "--folds", str(plan["folds"])]
+    return child + (["--overwrite"] if overwrite else [])
+
+
+def _finished_row(out: Path, label: str, seed: int) -> dict | None:
+    path = out / "runs" / f"{label}_seed{seed}.json"
+    try:
+        return json.loads(path.read_text())["row"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def run_experiment(
-    out: str | Path = DEFAULT_OUT,
+    out: str | Path | None = None,
     seeds=(0, 1, 2),
     strategies=ALL_STRATEGIES,
     ranks=LORA_RANKS,
@@ -277,40 +404,33 @@ def run_experiment(
     *,
     base: str = "",
     runs: list[tuple[str, list[str]]] | None = None,
+    against: str | Path | None = None,
+    precision: str = "auto",
 ) -> Path:
     """Run every configuration of :func:`experiment_runs` for every seed (one process each); then
-    write the summary and the plot. Returns the path of ``results.csv``.
+    write the summary and the plot, and compare with the committed results. Returns the path of ``results.csv``.
+
+    ``out=None``: a run folder of its own under ``runs/experiment/`` (:func:`default_run_folder`): the
+    unfinished one with the same plan is resumed, else a new one is made. An ``out`` given explicitly
+    is a results folder like the committed ones: existing rows there are an error before any run unless
+    ``skip_existing`` (keep rows made from the same checkpoint, resume interrupted runs) or ``overwrite``.
 
     ``runs``: other ``(label, finetune arguments)`` configurations instead of ``strategies`` × ``ranks``
     (the LoRA variants suite, :func:`gpt.lora_ablation.variant_runs`); the plot is then left to the caller.
-
-    ``skip_existing`` keeps rows already made from the same checkpoint and resumes interrupted runs;
-    without it (or ``overwrite``) existing rows are an error before any run. ``epochs`` overrides
-    every GPT strategy's default (quick trials; the recorded experiment uses the defaults).
+    ``epochs`` overrides every GPT strategy's default (quick trials; the recorded experiment uses the defaults).
     ``base`` fine-tunes GPT-2's weights from Hugging Face instead of ``checkpoint`` (``"gpt2"``, ... or a folder).
     ``train_split`` / ``class_weight`` set those :class:`~gpt.finetune.FinetuneConfig` fields of every run.
+    ``against``: the results folder the end compares with (:func:`gpt.compare.reproduction_table`;
+    default the committed ``results/finetune`` where there is one, ``""`` for none).
 
     With ``kfold=K`` the whole experiment runs on each fold of :func:`gpt.sms.kfold_splits` in turn,
     into ``<out>/fold<i>/`` (each a results folder of its own), and ``<out>/summary.md`` pools the
     folds' predictions: every message of the collection is then tested once
     (:func:`gpt.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.
     """
-    if kfold is not None:
-        default_config("full", folds=kfold, fold=0)  # checks K before any run
-        out = Path(out)
-        for i in range(kfold):
-            print(f"\n=== fold {i} of {kfold} ===", flush=True)
-            run_experiment(out / f"fold{i}", seeds, strategies, ranks, checkpoint, epochs, skip_existing, command, device,
-                           overwrite, train_split, class_weight, fold=i, kfold=None, folds=kfold, base=base, runs=runs)
-        from .compare import write_kfold_summary
-
-        return write_kfold_summary(out, kfold, order=strategy_order)
     from .data import sha256_file
     from .reference import reference_path
-    from .results import check_results_dir, refresh_summary
-    from .viz import plot_accuracy_vs_params
 
-    out = Path(out)
     custom = runs is not None
     runs = list(runs) if custom else experiment_runs(strategies, ranks)
     seeds = list(seeds)
@@ -318,55 +438,114 @@ def run_experiment(
         raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
     if epochs is not None:
         default_config("full", epochs=epochs)  # checks the value before any run
-    for r in ranks if "lora" in strategies else ():
+    for r in ranks if "lora" in strategies and not custom else ():
         default_config("lora", r=r, lora_alpha=LORA_ALPHA_PER_RANK * r)  # a bad rank is an error before any run
+    if kfold is not None:
+        default_config("full", folds=kfold, fold=0)  # checks K before any run
     ckpt = Path(checkpoint) if checkpoint else reference_path()
     if checkpoint:
         _check_checkpoint(checkpoint)
     if base:
         ckpt = _check_base(base, checkpoint)
     pick_device(device)
-    pairs = [(label, seed) for label, _ in runs for seed in seeds]
-    existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
-    done = _rows_to_keep(out, sha256_file(ckpt)) if skip_existing else set()
-    todo = [(label, args, seed) for label, args in runs for seed in seeds if (label, seed) not in done]
-    out.mkdir(parents=True, exist_ok=True)
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    plan = experiment_plan(runs, seeds, sha256_file(ckpt), epochs, device, train_split, class_weight, fold, folds, kfold, base, precision)
     command = command or "python -m gpt experiment"
-    print(f"experiment: {len(runs)} configurations x {len(seeds)} seeds; {len(todo)} runs to do, results in {out}")
-    t0 = time.perf_counter()
-    for i, (label, args, seed) in enumerate(todo, 1):
-        print(f"\n[{i}/{len(todo)}] {label}, seed {seed}  ({time.perf_counter() - t0:.0f} s so far)", flush=True)
-        child = ["finetune", *args, "--seeds", str(seed), "--in-process", "--out", str(out), "--device", device,
-                 "--command-line", command]
-        if checkpoint:
-            child += ["--checkpoint", str(checkpoint)]
-        if base:
-            child += ["--base", str(base)]
-        if epochs is not None and label != "baseline":
-            child += ["--epochs", str(epochs)]
-        if skip_existing:
-            child += ["--resume"]
-        if train_split is not None:
-            child += ["--train-split", train_split]
-        if class_weight is not None:
-            child += ["--class-weight", class_weight]
-        if fold is not None:
-            child += ["--fold", str(fold), "--folds", str(folds)]
-        if overwrite or (label, seed) in existing:  # a row from another checkpoint is replaced
-            child += ["--overwrite"]
-        rc = _call_child(child)
-        if rc == INTERRUPTED:
-            raise KeyboardInterrupt
-        if rc:
-            raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); rerun with --skip-existing to resume")
+    if out is None:
+        out, resumed = default_run_folder(plan)
+        skip_existing = True  # its own folder: resume what is there
+        print(f"experiment: {'resuming the unfinished run in' if resumed else 'a new run folder'} {out}")
+    out = Path(out)
+    if kfold is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_plan(out, plan, command)
+        for i in range(kfold):
+            print(f"\n=== fold {i} of {kfold} ===", flush=True)
+            run_experiment(out / f"fold{i}", seeds, strategies, ranks, checkpoint, epochs, skip_existing, command, device,
+                           overwrite, train_split, class_weight, fold=i, kfold=None, folds=kfold, base=base,
+                           runs=runs if custom else None, against="", precision=precision)
+        from .compare import write_kfold_summary
+
+        _write_plan(out, plan, command, finished=True)
+        return write_kfold_summary(out, kfold, order=strategy_order)
+    _run_all(out, runs, seeds, plan, command, checkpoint, skip_existing, overwrite, _reference_for(against, out))
     if (out / "results.csv").exists():
+        from .results import refresh_summary
         from .sms import run_splits
+        from .viz import plot_accuracy_vs_params
 
         refresh_summary(out, run_splits(fold=fold, folds=folds))
         if not custom:
             plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
-    print(f"\nexperiment done in {time.perf_counter() - t0:.0f} s: {out / 'summary.md'}" + ("" if custom else f", {out / 'accuracy_vs_params.png'}"))
+    _write_plan(out, plan, command, finished=True)
+    print(f"\nexperiment done: {out / 'summary.md'}" + ("" if custom else f", {out / 'accuracy_vs_params.png'}"))
+    reference = _reference_for(against, out)
+    if reference is not None and not custom and fold is None and train_split is None and class_weight is None:
+        print_comparison(out, reference)
     return out / "results.csv"
+
+
+def _reference_for(against: str | Path | None, out: Path) -> Path | None:
+    """The folder to compare with: ``against``, or the committed results/finetune; None when there is
+    none, or it is ``out`` itself (``--out results/finetune --overwrite`` replaces it)."""
+    if against == "":
+        return None
+    from .course import results_dir
+
+    ref = Path(against) if against is not None else results_dir(COMMITTED)
+    if not (ref / "runs").is_dir():
+        if against is not None:
+            raise ConfigError(f"--against {ref}: it holds no runs/ folder of fine-tuning runs")
+        return None
+    if ref.resolve() == out.resolve():
+        return None
+    return ref
+
+
+def _run_all(out: Path, runs, seeds, plan: dict, command: str, checkpoint: str, skip_existing: bool, overwrite: bool,
+             reference: Path | None) -> None:
+    """Every run of the plan not yet in ``out``, each in a fresh process, with the progress lines."""
+    pairs = [(label, seed) for label, _ in runs for seed in seeds]
+    existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
+    done = _rows_to_keep(out, plan["checkpoint_sha256"]) if skip_existing else set()
+    todo = [(label, args, seed) for label, args in runs for seed in seeds if (label, seed) not in done]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_plan(out, plan, command)
+    print(f"experiment: {len(runs)} configurations x {len(seeds)} seeds = {len(pairs)} runs, {len(pairs) - len(todo)} already done; "
+          f"results in {out}", flush=True)
+    progress = _Progress(todo, len(pairs), reference)
+    for label, args, seed in todo:
+        progress.start(label, seed)
+        t0 = time.perf_counter()
+        rc = _call_child(_child_args(label, args, seed, out, plan, command, checkpoint, resume=skip_existing,
+                                     overwrite=overwrite or (label, seed) in existing))  # a row from another checkpoint is replaced
+        if rc == INTERRUPTED:
+            raise KeyboardInterrupt
+        if rc:
+            raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); run the same command again to resume")
+        progress.finish(label, seed, time.perf_counter() - t0, _finished_row(out, label, seed))
+
+
+def print_comparison(out: str | Path, reference: str | Path) -> str:
+    """Print (and write to ``<out>/comparison.md``) the results of ``out`` beside those of ``reference``,
+    one verdict per strategy (:func:`gpt.compare.reproduction_table`); returns the markdown."""
+    from .compare import reproduction_markdown, reproduction_table
+    from .files import atomic_write_text, display_path
+    from .reference import environment_record
+
+    out, reference = Path(out), Path(reference)
+    table = reproduction_table(out, reference, _splits_of(out), order=strategy_order)
+    body = reproduction_markdown(table, display_path(reference))
+    mine = json.loads((out / PLAN_FILE).read_text()).get("environment", {}) if (out / PLAN_FILE).is_file() else environment_record()
+    text = (f"## This run against `{display_path(reference)}`\n\nThis run: {mine.get('machine', '?')}, training precision "
+            f"{mine.get('precision', '?')}, commit {str(mine.get('commit', '?'))[:12]}. Identical: the same prediction for "
+            "every test message; same within noise: paired on the same messages, no detectable difference in balanced "
+            "accuracy or natural spam F1 (95 % bootstrap intervals of the difference include 0); differs: one of them "
+            "excludes 0. (`gpt.compare.reproduction_table`)\n\n" + body)
+    atomic_write_text(out / "comparison.md", text)
+    print("\n" + text, flush=True)
+    return text
 
 
 def _folds_of(out: Path) -> int | None:
@@ -413,28 +592,55 @@ def _cmd_summarize(args) -> int:
 
 
 def _cmd_experiment(args) -> int:
+    from .profile import get_profile
+
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    _apply_profile(args, get_profile())
     if args.suite == "variants":
         return _cmd_variants(args, command)
     try:
         run_experiment(args.out, args.seeds, tuple(args.strategies), tuple(args.ranks), args.checkpoint, args.epochs,
                        args.skip_existing, command, args.device, args.overwrite, args.train_split, args.class_weight, args.kfold,
-                       base=args.base)
+                       base=args.base, against=args.against, precision=args.precision)
     except KeyboardInterrupt:
-        print(f"\nexperiment interrupted; resume with: {_resume_hint(command, '--skip-existing')}", file=sys.stderr)
+        hint = "the same command" if args.out is None else _resume_hint(command, "--skip-existing")
+        print(f"\nexperiment interrupted; resume with: {hint}", file=sys.stderr)
         return INTERRUPTED
     return 0
 
 
+def _apply_profile(args, profile) -> None:
+    """``GPT_PROFILE=ci``: the main job as a smoke run (one seed, LoRA r=8 only, one epoch), unless the
+    flags say otherwise (flags left at their defaults are ``None``)."""
+    if args.seeds is None:
+        args.seeds = list(profile.experiment_seeds or (0, 1, 2))
+    if args.ranks is None:
+        args.ranks = list(profile.experiment_ranks or LORA_RANKS)
+    if args.epochs is None and profile.experiment_epochs is not None:
+        args.epochs = profile.experiment_epochs
+        print(f"profile {profile.name}: a smoke run (seeds {args.seeds}, LoRA ranks {args.ranks}, {args.epochs} epoch per run); "
+              "GPT_PROFILE=default for the real experiment", flush=True)
+
+
 def _cmd_variants(args, command: str) -> int:
     """``experiment --suite variants``: the LoRA variants ablation (:mod:`gpt.lora_ablation`)."""
-    from .lora_ablation import VARIANTS_OUT, run_variants
+    from .lora_ablation import run_variants, variant_runs
 
-    defaults = {"strategies": list(ALL_STRATEGIES), "ranks": list(LORA_RANKS), "base": "", "kfold": None, "train_split": None, "class_weight": None}
+    defaults = {"strategies": list(ALL_STRATEGIES), "ranks": list(LORA_RANKS), "base": "", "kfold": None, "train_split": None,
+                "class_weight": None, "against": None, "precision": "auto"}
     changed = [k for k, v in defaults.items() if getattr(args, k, v) != v]
     if changed:
         raise ConfigError(f"--suite variants runs its own configurations; --{changed[0].replace('_', '-')} does not apply to it")
-    out = VARIANTS_OUT if args.out == DEFAULT_OUT else args.out
+    out = args.out
+    if out is None:
+        from .data import sha256_file
+        from .reference import reference_path
+
+        ckpt = args.checkpoint or reference_path()
+        plan = experiment_plan(variant_runs(), args.seeds, sha256_file(ckpt), args.epochs, args.device)
+        out, resumed = default_run_folder(plan, RUNS_ROOT / "variants")
+        args.skip_existing = True
+        print(f"experiment --suite variants: {'resuming the unfinished run in' if resumed else 'a new run folder'} {out}")
     try:
         path = run_variants(out, args.seeds, args.checkpoint, args.epochs, args.skip_existing, command, args.device, args.overwrite)
     except KeyboardInterrupt:
@@ -489,7 +695,8 @@ def register_cli(subparsers) -> None:
     f.add_argument("--folds", type=int, default=None, help="the number of folds for --fold (default 5)")
     f.add_argument("--device", default="cpu")
     f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
-    f.add_argument("--out", default=DEFAULT_OUT)
+    f.add_argument("--out", default=FINETUNE_OUT, help=f"results folder (default {FINETUNE_OUT}; the committed "
+                   "results are replaced only when named here, e.g. --out results/finetune --overwrite)")
     f.add_argument("--resume", action="store_true", help="continue interrupted runs; skip seeds whose rows exist")
     f.add_argument("--overwrite", action="store_true", help="replace existing rows of the same strategy and seed")
     f.add_argument("--in-process", action="store_true", default=None, help=argparse.SUPPRESS)
@@ -504,17 +711,23 @@ def register_cli(subparsers) -> None:
     e.add_argument("--suite", choices=["headline", "variants"], default="headline",
                    help="headline: the strategies x ranks above; variants: the LoRA variants ablation (gpt.lora_ablation, "
                    "into results/lora_variants unless --out)")
-    e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    e.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (GPT_PROFILE=ci: 0)")
     e.add_argument("--strategies", nargs="+", default=list(ALL_STRATEGIES), choices=list(ALL_STRATEGIES))
-    e.add_argument("--ranks", type=int, nargs="+", default=list(LORA_RANKS), help="LoRA ranks (lora_alpha = 2·r)")
+    e.add_argument("--ranks", type=int, nargs="+", default=None, help="LoRA ranks (lora_alpha = 2·r; default 1 2 4 8 16 32, GPT_PROFILE=ci: 8)")
     e.add_argument("--checkpoint", default="", help="pretrained GPT safetensors (default: the reference model)")
     e.add_argument("--base", default="", help="instead of --checkpoint: GPT-2 weights from Hugging Face (gpt2, ... or a local folder)")
-    e.add_argument("--epochs", type=int, default=None, help="override every strategy's epochs (quick trials only)")
+    e.add_argument("--epochs", type=int, default=None, help="override every strategy's epochs (quick trials only; GPT_PROFILE=ci: 1)")
     _data_arguments(e)
     e.add_argument("--kfold", type=int, default=None, metavar="K",
                    help="run everything on each of K folds of the whole collection (<out>/fold<i>/), then pool them in <out>/summary.md")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--out", default=DEFAULT_OUT)
+    e.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="of the training steps (auto: bf16 where the CPU or GPU has it natively, else fp32; evaluation: fp32)")
+    e.add_argument("--out", default=None, help="results folder (default: a new run folder runs/experiment/<date>-<time>/, "
+                   "or the unfinished one of the same plan, which is resumed). Replacing the committed results is "
+                   "deliberate: --out results/finetune --overwrite")
+    e.add_argument("--against", default=None, help="the results folder to compare with at the end (default: the "
+                   "committed results/finetune; '' for none)")
     e.add_argument("--skip-existing", action="store_true", help="keep rows already in results.csv and resume interrupted runs")
     e.add_argument("--overwrite", action="store_true", help="rerun and replace rows already in results.csv")
     e.add_argument("--command-line", default="", help=argparse.SUPPRESS)
@@ -524,6 +737,6 @@ def register_cli(subparsers) -> None:
         "summarize",
         help="rewrite <out>/summary.md from results.csv and the runs' predictions: means, 95 %% intervals, paired verdicts",
     )
-    s.add_argument("--out", default=DEFAULT_OUT)
+    s.add_argument("--out", default=f"results/{COMMITTED}")
     s.add_argument("--against", default="", help="another results folder: add each strategy's paired comparison with the same strategy there")
     s.set_defaults(func=_cmd_summarize)

@@ -23,11 +23,17 @@ class Profile:
     finetune_train_limit: int  # notebook 05: train on the first N messages of the train split (0: all 1,045)
     finetune_eval_limit: int  # notebook 05: evaluate on the first N messages of each other split (0: all)
     gpt2_base: str = "gpt2"  # notebook 08: GPT-2 from the hub, or "tiny-random-gpt2" (gpt.hf.base_for: no download)
+    # `python -m gpt experiment` (the main job, scripts/main.sh): None keeps the command's own default
+    # (3 seeds, LoRA ranks 1-32, each strategy's epochs); the CI profile makes it a smoke run of a minute or two
+    experiment_seeds: tuple[int, ...] | None = None
+    experiment_ranks: tuple[int, ...] | None = None
+    experiment_epochs: int | None = None
 
 
 PROFILES = {
     "default": Profile("default", pretrain_steps=1500, pretrain_batch_size=16, eval_interval=100, eval_batches=20, sample_tokens=60, finetune_epochs=0, finetune_train_limit=0, finetune_eval_limit=0),
-    "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20, finetune_epochs=1, finetune_train_limit=48, finetune_eval_limit=48, gpt2_base="tiny-random-gpt2"),
+    "ci": Profile("ci", pretrain_steps=30, pretrain_batch_size=8, eval_interval=10, eval_batches=2, sample_tokens=20, finetune_epochs=1, finetune_train_limit=48, finetune_eval_limit=48, gpt2_base="tiny-random-gpt2",
+              experiment_seeds=(0,), experiment_ranks=(8,), experiment_epochs=1),
 }
 
 

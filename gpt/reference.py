@@ -27,7 +27,46 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.system()}"
+    from .device import cpu_has_fast_bf16
+
+    bf16 = "native bf16" if cpu_has_fast_bf16() else "no native bf16"  # what precision="auto" picks on a CPU
+    return f"{cpu}, {os.cpu_count()} cores, {bf16}, torch {torch.__version__}, {platform.system()}"
+
+
+def source_commit() -> str:
+    """The commit of the checkout the package runs from (``git rev-parse HEAD``), with ``+changes`` when
+    files under ``gpt/`` differ from it; ``"unknown"`` outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "gpt"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def environment_record(precision: str | None = None) -> dict:
+    """What a results folder records about the machine and code that made it: the CPU model and cores,
+    whether the CPU has native bf16 (which decides ``precision="auto"``), torch, Python, the commit, and
+    the precision the training steps ran in (``precision``, resolved from "auto" on this machine if not given)."""
+    import torch
+
+    from .device import cpu_has_fast_bf16, pick_device, resolve_precision
+
+    return {
+        "machine": machine_description(),
+        "cpu_native_bf16": cpu_has_fast_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "precision": precision or resolve_precision("auto", pick_device("cpu")),
+        "commit": source_commit(),
+    }
 
 
 def reference_path() -> Path:

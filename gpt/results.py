@@ -29,6 +29,7 @@ RESULT_COLUMNS = [
     "peak_memory_bytes", "peak_memory_method", "optimizer_state_bytes", "gradient_bytes", "activation_bytes", "stored_bytes",
     "epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout", "r", "lora_alpha",
     "checkpoint", "checkpoint_sha256", "device", "precision", "threads", "machine", "torch", "date", "command", "resumed",
+    "commit", "load_1min",
 ]
 
 
@@ -62,6 +63,9 @@ def result_row(result: FinetuneResult, extra: dict | None = None) -> dict:
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed": result.resumed,
+        # how busy the machine was at the end of the run (1-minute load average; the run itself adds about
+        # its thread count): read the times of a row with a high load as slowed by other work
+        "load_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     if c.strategy == "baseline":
         row["l2"] = c.l2

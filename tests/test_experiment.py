@@ -145,7 +145,7 @@ def test_tiny_experiment_end_to_end_and_resume(env, tmp_path, capsys):
     assert "| lora-r4 |" in (out / "summary.md").read_text()
     capsys.readouterr()
     E.run_experiment(out, skip_existing=True, **kw)  # resume: nothing left to do, nothing rerun
-    assert "0 runs to do" in capsys.readouterr().out
+    assert "3 runs, 3 already done" in capsys.readouterr().out
     assert pd.read_csv(csv)["date"].tolist() == table["date"].tolist()
     with pytest.raises(Exception, match="--overwrite"):  # without --skip-existing or --overwrite: refused
         E.run_experiment(out, **kw)
@@ -179,3 +179,87 @@ def test_summarize_rewrites_the_summary_with_intervals_and_verdicts(tmp_path, ca
     assert text.count(" [") >= 20  # every strategy's two intervals
     assert main(["summarize", "--out", str(tmp_path / "nothing")]) == 2
     assert "nothing to summarize" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The main job: its own run folder, resuming it, and the comparison with committed results
+
+QUICK = dict(seeds=(0,), strategies=("head", "lora", "baseline"), ranks=(2,), epochs=1)
+
+
+def test_main_job_writes_a_run_folder_of_its_own_and_resumes_it(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    real_call = E._call_child
+    calls = []
+
+    def stop_at_second_run(args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second run
+        return real_call(args)
+
+    monkeypatch.setattr(E, "_call_child", stop_at_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        E.run_experiment(None, checkpoint=str(env), against="", **QUICK)
+    folders = list((tmp_path / "runs" / "experiment").iterdir())
+    assert len(folders) == 1 and "a new run folder" in capsys.readouterr().out
+    plan = json.loads((folders[0] / "experiment.json").read_text())
+    assert plan["finished"] is None and plan["environment"]["torch"] == torch.__version__ and plan["environment"]["commit"]
+    monkeypatch.setattr(E, "_call_child", real_call)
+    csv = E.run_experiment(None, checkpoint=str(env), against="", **QUICK)  # run again: resumes the same folder
+    out = capsys.readouterr().out
+    assert csv.parent.resolve() == folders[0].resolve() and "resuming the unfinished run" in out and "3 runs, 1 already done" in out
+    assert "[3/3 done] baseline seed 0: balanced test accuracy" in out and "ETA 0:00" in out
+    assert list(pd.read_csv(csv)["strategy"]) == ["head", "lora-r2", "baseline"]
+    assert json.loads((folders[0] / "experiment.json").read_text())["finished"]
+    again = E.run_experiment(None, checkpoint=str(env), against="", **QUICK)  # finished: a new folder, never an old one reused
+    assert again.parent.resolve() != folders[0].resolve() and len(list((tmp_path / "runs" / "experiment").iterdir())) == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_main_job_compares_with_committed_results(env, tmp_path, capsys):
+    from gpt.compare import DIFFERS, IDENTICAL, reproduction_table
+    from gpt.sms import load_splits
+
+    committed = tmp_path / "committed"
+    E.run_experiment(committed, checkpoint=str(env), against="", **QUICK)
+    rerun = tmp_path / "rerun"
+    E.run_experiment(rerun, checkpoint=str(env), against=str(committed), **QUICK)
+    text = (rerun / "comparison.md").read_text()
+    assert text in capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "seeds" not in line]
+    assert len(rows) == 3 and all(line.endswith(f"| {IDENTICAL} |") for line in rows), text
+    # a changed run: the LoRA run's predictions flipped on a third of the balanced test messages
+    path = rerun / "runs" / "lora-r2_seed0.json"
+    doc = json.loads(path.read_text())
+    flip = {"ham": "spam", "spam": "ham"}
+    doc["metrics"]["test"]["predicted"] = [flip[p] if i % 3 == 0 else p for i, p in enumerate(doc["metrics"]["test"]["predicted"])]
+    path.write_text(json.dumps(doc))
+    table = reproduction_table(rerun, committed, load_splits()).set_index("strategy")
+    assert table.loc["lora-r2", "verdict"] == DIFFERS and table.loc["lora-r2", "acc_high"] < 0
+    assert table.loc["head", "verdict"] == IDENTICAL
+    # another recipe is not paired with the committed one
+    other = tmp_path / "other"
+    E.run_experiment(other, checkpoint=str(env), against=str(committed), **{**QUICK, "strategies": ("head",), "epochs": 2})
+    assert "other recipe (epochs 2 vs 1)" in (other / "comparison.md").read_text()
+
+
+def test_same_within_noise_is_a_paired_test_on_the_same_messages(tmp_path, mirror_dir, monkeypatch):
+    from gpt.compare import SAME_WITHIN_NOISE, reproduction_table
+    from gpt.sms import load_splits
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    splits = load_splits()
+    truth = {k: list(splits[k]["label"]) for k in ("test", "test_natural")}
+
+    def write(folder, wrong_every):
+        (folder / "runs").mkdir(parents=True)
+        flip = {"ham": "spam", "spam": "ham"}
+        metrics = {k: {"predicted": [flip[t] if i % wrong_every == 0 else t for i, t in enumerate(v)]} for k, v in truth.items()}
+        doc = {"config": {"strategy": "full", "seed": 0}, "metrics": metrics, "row": {"strategy": "full", "seed": 0}}
+        (folder / "runs" / "full_seed0.json").write_text(json.dumps(doc))
+
+    write(tmp_path / "a", 20)  # 95 % right
+    write(tmp_path / "b", 21)  # one message in 21 wrong instead of one in 20: a few messages apart
+    r = reproduction_table(tmp_path / "a", tmp_path / "b", splits).iloc[0]
+    assert r["verdict"] == SAME_WITHIN_NOISE and r["acc_low"] < 0 < r["acc_high"], r.to_dict()
