@@ -27,7 +27,6 @@ command that resumes (``finetune ... --resume``, ``experiment ... --skip-existin
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import subprocess
@@ -38,16 +37,16 @@ from pathlib import Path
 from .errors import ConfigError
 from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
 from .results import check_results_dir, strategy_order
+from .run_folder import (RUNS_ROOT, Progress, default_run_folder, experiment_plan, finished_row, print_comparison, splits_of,
+                         write_plan)
 from .device import pick_device
 
 __all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 
 LORA_RANKS = (1, 2, 4, 8, 16, 32)  # the ranks the experiment compares
 LORA_ALPHA_PER_RANK = 2.0  # lora_alpha = 2·r: the same scale lora_alpha / r = 2 at every rank
-RUNS_ROOT = Path("runs")  # the main job's run folders (ignored by git): runs/experiment/<date>-<time>/
 COMMITTED = "finetune"  # results/finetune: the committed headline runs that a rerun is compared with
 FINETUNE_OUT = "runs/finetune"  # python -m gpt finetune's default --out
-PLAN_FILE = "experiment.json"  # in a run folder: the plan it runs, the machine, and whether it finished
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C
 
 
@@ -267,94 +266,6 @@ def _rows_to_keep(out: Path, checkpoint_sha: str) -> set[tuple[str, int]]:
     return {(s, int(seed)) for s, seed in zip(t.loc[keep, "strategy"], t.loc[keep, "seed"])}
 
 
-def experiment_plan(runs, seeds, checkpoint_sha256: str, epochs=None, device="cpu", train_split=None, class_weight=None,
-                    fold=None, folds=5, kfold=None, base="", precision="auto") -> dict:
-    """What an experiment runs, as plain data: a run folder records it (``experiment.json``), and a
-    later ``experiment`` without ``--out`` resumes the unfinished folder whose plan is the same."""
-    return {"runs": [[label, list(args)] for label, args in runs], "seeds": list(seeds), "checkpoint_sha256": checkpoint_sha256,
-            "epochs": epochs, "device": device, "train_split": train_split, "class_weight": class_weight,
-            "fold": fold, "folds": folds, "kfold": kfold, "base": base, "precision": precision}
-
-
-def default_run_folder(plan: dict, root: str | Path = RUNS_ROOT / "experiment") -> tuple[Path, bool]:
-    """``(folder, resumed)``: the newest unfinished run folder under ``root`` whose plan is ``plan``, or a
-    new ``root/<date>-<time>/`` (never one that exists)."""
-    root = Path(root)
-    if root.is_dir():
-        for folder in sorted((d for d in root.iterdir() if (d / PLAN_FILE).is_file()), reverse=True):
-            try:
-                doc = json.loads((folder / PLAN_FILE).read_text())
-            except (OSError, ValueError):
-                continue
-            if doc.get("plan") == plan and not doc.get("finished"):
-                return folder, True
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder, n = root / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = root / f"{stamp}-{n}"
-    return folder, False
-
-
-def _write_plan(out: Path, plan: dict, command: str, finished: bool = False) -> None:
-    from .files import atomic_write_text
-    from .reference import environment_record
-
-    path = out / PLAN_FILE
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    precision = None if plan.get("precision", "auto") == "auto" else plan["precision"]
-    doc.update(plan=plan, command=command, environment=environment_record(precision),
-               started=doc.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if finished else None)
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
-
-
-class _Progress:
-    """Runs done of the total, the time so far, an ETA, and one line per finished run.
-
-    The ETA scales the committed runs' times (``wall_seconds`` per configuration in ``reference``'s
-    results.csv, where there is one) by how fast this machine has been so far; else it assumes the
-    mean time of the runs done."""
-
-    def __init__(self, todo: list, total: int, reference: Path | None):
-        self.todo, self.total, self.done = todo, total, total - len(todo)
-        self.t0 = time.perf_counter()
-        self.spent = self.expected_spent = 0.0
-        self.finished_here = 0
-        self.expected = {}
-        if reference is not None and (reference / "results.csv").is_file():
-            import pandas as pd
-
-            t = pd.read_csv(reference / "results.csv")
-            self.expected = {s: float(g["wall_seconds"].mean()) + 5.0 for s, g in t.groupby("strategy")}  # + starting Python
-
-    def start(self, label: str, seed: int) -> None:
-        print(f"\n[{self.done + 1}/{self.total}] {label}, seed {seed}  ({_clock(time.perf_counter() - self.t0)} so far)", flush=True)
-
-    def finish(self, label: str, seed: int, seconds: float, row: dict | None) -> None:
-        self.done += 1
-        self.finished_here += 1
-        self.spent += seconds
-        self.expected_spent += self.expected.get(label, seconds)
-        self.todo = self.todo[1:]
-        what = "" if row is None else (f": balanced test accuracy {100 * row['test_accuracy']:.1f} %, natural spam F1 "
-                                       f"{100 * row['natural_f1']:.1f} %, best epoch {row['best_epoch']}")
-        print(f"[{self.done}/{self.total} done] {label} seed {seed}{what}; {seconds:.0f} s; "
-              f"{_clock(time.perf_counter() - self.t0)} so far, ETA {_clock(self.eta())}", flush=True)
-
-    def eta(self) -> float:
-        if not self.todo:
-            return 0.0
-        mean = self.spent / max(1, self.finished_here)
-        speed = self.spent / self.expected_spent if self.expected_spent else 1.0
-        return sum(self.expected[label] * speed if label in self.expected else mean for label, _, _ in self.todo)
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-
 def _child_args(label: str, args: list[str], seed: int, out: Path, plan: dict, command: str, checkpoint: str,
                 resume: bool, overwrite: bool) -> list[str]:
     """The ``python -m gpt finetune`` arguments of one run of the plan."""
@@ -375,14 +286,6 @@ def _child_args(label: str, args: list[str], seed: int, out: Path, plan: dict, c
     if plan["fold"] is not None:
         child += ["--fold", str(plan["fold"]), "--folds", str(plan["folds"])]
     return child + (["--overwrite"] if overwrite else [])
-
-
-def _finished_row(out: Path, label: str, seed: int) -> dict | None:
-    path = out / "runs" / f"{label}_seed{seed}.json"
-    try:
-        return json.loads(path.read_text())["row"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def run_experiment(
@@ -459,7 +362,7 @@ def run_experiment(
     out = Path(out)
     if kfold is not None:
         out.mkdir(parents=True, exist_ok=True)
-        _write_plan(out, plan, command)
+        write_plan(out, plan, command)
         for i in range(kfold):
             print(f"\n=== fold {i} of {kfold} ===", flush=True)
             run_experiment(out / f"fold{i}", seeds, strategies, ranks, checkpoint, epochs, skip_existing, command, device,
@@ -467,7 +370,7 @@ def run_experiment(
                            runs=runs if custom else None, against="", precision=precision)
         from .compare import write_kfold_summary
 
-        _write_plan(out, plan, command, finished=True)
+        write_plan(out, plan, command, finished=True)
         return write_kfold_summary(out, kfold, order=strategy_order)
     _run_all(out, runs, seeds, plan, command, checkpoint, skip_existing, overwrite, _reference_for(against, out))
     if (out / "results.csv").exists():
@@ -478,7 +381,7 @@ def run_experiment(
         refresh_summary(out, run_splits(fold=fold, folds=folds))
         if not custom:
             plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
-    _write_plan(out, plan, command, finished=True)
+    write_plan(out, plan, command, finished=True)
     print(f"\nexperiment done: {out / 'summary.md'}" + ("" if custom else f", {out / 'accuracy_vs_params.png'}"))
     reference = _reference_for(against, out)
     if reference is not None and not custom and fold is None and train_split is None and class_weight is None:
@@ -511,10 +414,10 @@ def _run_all(out: Path, runs, seeds, plan: dict, command: str, checkpoint: str, 
     done = _rows_to_keep(out, plan["checkpoint_sha256"]) if skip_existing else set()
     todo = [(label, args, seed) for label, args in runs for seed in seeds if (label, seed) not in done]
     out.mkdir(parents=True, exist_ok=True)
-    _write_plan(out, plan, command)
+    write_plan(out, plan, command)
     print(f"experiment: {len(runs)} configurations x {len(seeds)} seeds = {len(pairs)} runs, {len(pairs) - len(todo)} already done; "
           f"results in {out}", flush=True)
-    progress = _Progress(todo, len(pairs), reference)
+    progress = Progress(todo, len(pairs), reference)
     for label, args, seed in todo:
         progress.start(label, seed)
         t0 = time.perf_counter()
@@ -524,28 +427,7 @@ def _run_all(out: Path, runs, seeds, plan: dict, command: str, checkpoint: str, 
             raise KeyboardInterrupt
         if rc:
             raise RuntimeError(f"the run {label} seed {seed} failed (exit code {rc}); run the same command again to resume")
-        progress.finish(label, seed, time.perf_counter() - t0, _finished_row(out, label, seed))
-
-
-def print_comparison(out: str | Path, reference: str | Path) -> str:
-    """Print (and write to ``<out>/comparison.md``) the results of ``out`` beside those of ``reference``,
-    one verdict per strategy (:func:`gpt.compare.reproduction_table`); returns the markdown."""
-    from .compare import reproduction_markdown, reproduction_table
-    from .files import atomic_write_text, display_path
-    from .reference import environment_record
-
-    out, reference = Path(out), Path(reference)
-    table = reproduction_table(out, reference, _splits_of(out), order=strategy_order)
-    body = reproduction_markdown(table, display_path(reference))
-    mine = json.loads((out / PLAN_FILE).read_text()).get("environment", {}) if (out / PLAN_FILE).is_file() else environment_record()
-    text = (f"## This run against `{display_path(reference)}`\n\nThis run: {mine.get('machine', '?')}, training precision "
-            f"{mine.get('precision', '?')}, commit {str(mine.get('commit', '?'))[:12]}. Identical: the same prediction for "
-            "every test message; same within noise: paired on the same messages, no detectable difference in balanced "
-            "accuracy or natural spam F1 (95 % bootstrap intervals of the difference include 0); differs: one of them "
-            "excludes 0. (`gpt.compare.reproduction_table`)\n\n" + body)
-    atomic_write_text(out / "comparison.md", text)
-    print("\n" + text, flush=True)
-    return text
+        progress.finish(label, seed, time.perf_counter() - t0, finished_row(out, label, seed))
 
 
 def _folds_of(out: Path) -> int | None:
@@ -554,17 +436,6 @@ def _folds_of(out: Path) -> int | None:
     while (out / f"fold{k}" / "results.csv").is_file():
         k += 1
     return k or None
-
-
-def _splits_of(out: Path) -> dict:
-    """The splits the runs in ``out`` were scored on: the pinned ones, or the fold their config names."""
-    import json
-
-    from .sms import run_splits
-
-    runs = sorted((out / "runs").glob("*_seed*.json"))
-    config = json.loads(runs[0].read_text()).get("config", {}) if runs else {}
-    return run_splits(fold=config.get("fold"), folds=config.get("folds", 5))
 
 
 def _cmd_summarize(args) -> int:
@@ -586,7 +457,7 @@ def _cmd_summarize(args) -> int:
 
         print(f"wrote {write_kfold_summary(out, folds, order=strategy_order)}")
         return 0
-    path = refresh_summary(out, _splits_of(out), against)
+    path = refresh_summary(out, splits_of(out), against)
     print(f"wrote {path}")
     return 0
 
