@@ -351,8 +351,7 @@ def run_experiment(
     if base:
         ckpt = _check_base(base, checkpoint)
     pick_device(device)
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    default_config("full", precision=precision)  # checks the value before any run
     plan = experiment_plan(runs, seeds, sha256_file(ckpt), epochs, device, train_split, class_weight, fold, folds, kfold, base, precision)
     command = command or "python -m gpt experiment"
     if out is None:
@@ -372,7 +371,8 @@ def run_experiment(
 
         write_plan(out, plan, command, finished=True)
         return write_kfold_summary(out, kfold, order=strategy_order)
-    _run_all(out, runs, seeds, plan, command, checkpoint, skip_existing, overwrite, _reference_for(against, out))
+    reference = _reference_for(against, out)  # a bad --against is an error before any run
+    _run_all(out, runs, seeds, plan, command, checkpoint, skip_existing, overwrite, reference)
     if (out / "results.csv").exists():
         from .results import refresh_summary
         from .sms import run_splits
@@ -383,7 +383,6 @@ def run_experiment(
             plot_accuracy_vs_params(out / "results.csv", out / "accuracy_vs_params.png")
     write_plan(out, plan, command, finished=True)
     print(f"\nexperiment done: {out / 'summary.md'}" + ("" if custom else f", {out / 'accuracy_vs_params.png'}"))
-    reference = _reference_for(against, out)
     if reference is not None and not custom and fold is None and train_split is None and class_weight is None:
         print_comparison(out, reference)
     return out / "results.csv"
