@@ -90,9 +90,11 @@ class Parallel:
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         ddp = DDP(_LossOf(model), device_ids=ids)
         if compile:
+            from .loss import prepare_compile
             from .train import require_compiler
 
             require_compiler()
+            prepare_compile()
             ddp = torch.compile(ddp)
         return lambda _model, x, y: ddp(x, y)
 

@@ -43,7 +43,7 @@ from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this mo
     sha256_bytes, write_checkpoint,
 )
 from .files import atomic_write_bytes
-from .loss import cross_entropy, linear_cross_entropy
+from .loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .model import GPT, GPTConfig
 
 __all__ = [
@@ -214,6 +214,7 @@ def compile_loss(loss_fn=None):
     """``torch.compile`` of ``loss_fn`` (default :func:`lm_loss`): the forward pass and the loss become
     one optimised graph (and so does their backward pass). Compiling happens in the first call."""
     require_compiler()
+    prepare_compile()
     return torch.compile(loss_fn or lm_loss)
 
 
