@@ -25,7 +25,7 @@ def command_line() -> str:
 
 
 def run_info() -> dict:
-    from gpt.reference import machine_description
+    from gpt.teaching.reference import machine_description
     from gpt.train import cpu_has_fast_bf16
 
     return {

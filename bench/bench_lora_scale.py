@@ -54,7 +54,7 @@ def build(shape: str, mode: str, r: int, seq: int):
 
 
 def child(shape: str, mode: str, r: int, batch: int, seq: int, steps: int, warmup: int, precision: str) -> dict:
-    from gpt.meters import optimizer_state_bytes
+    from gpt.runtime.meters import optimizer_state_bytes
     from gpt.model import count_parameters
     from gpt.train import autocast, make_optimizer, resolve_precision
 

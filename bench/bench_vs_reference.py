@@ -187,7 +187,7 @@ def spawn(name: str, args) -> dict:
 def measure_peaks(seconds: float) -> dict:
     import torch
 
-    from gpt.speed import matmul_peak_flops
+    from gpt.runtime.speed import matmul_peak_flops
 
     return {"bf16": matmul_peak_flops(torch.bfloat16, seconds=seconds), "fp32": matmul_peak_flops(torch.float32, seconds=seconds)}
 
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from gpt.speed import training_flops_per_token
+    from gpt.runtime.speed import training_flops_per_token
 
     names = [n for n in CONFIGS if not (args.skip_compile and CONFIGS[n][2])]
     info = run_info()

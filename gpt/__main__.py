@@ -1,6 +1,6 @@
 """``python -m gpt <command>``: see :mod:`gpt.cli`."""
 
-from .cli import main
+from .cli.pretrain import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -6,7 +6,7 @@
   *last real token* of every message (never a padding token).
 * :func:`classifier_from_checkpoint` builds one from a checkpoint (default: the reference model),
   checking that the checkpoint's vocabulary is the tokenizer's; :func:`classifier_from_pretrained`
-  from GPT-2's weights (:mod:`gpt.hf`), with GPT-2's tokenizer.
+  from GPT-2's weights (:mod:`gpt.io.hf`), with GPT-2's tokenizer.
 * :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
   :func:`gpt.lora.apply_lora`).
 * Inference: :func:`predict_proba` (many messages), :func:`evaluate` (a labelled split, with
@@ -32,7 +32,7 @@ from .errors import CheckpointError, ConfigError
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .sms import LABELS, label_ids
-from .device import autocast
+from .runtime.device import autocast
 from .train import load_model, read_checkpoint
 
 STRATEGIES = ("full", "last-block", "head")
@@ -210,7 +210,7 @@ def classifier_from_checkpoint(
     for a saved GPT-2, else the course tokenizer; see :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
     initialised from ``seed``. A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
-    from .reference import reference_path
+    from .teaching.reference import reference_path
     from .tokenizer import course_tokenizer, get_tokenizer
 
     path = Path(path) if path else reference_path()
@@ -234,10 +234,10 @@ def classifier_from_pretrained(
     seed: int = 0,
     device="cpu",
 ) -> GPTClassifier:
-    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:func:`gpt.hf.from_pretrained`: ``"gpt2"``,
+    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:func:`gpt.io.hf.from_pretrained`: ``"gpt2"``,
     ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
     padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
-    from .hf import from_pretrained
+    from .io.hf import from_pretrained
 
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")

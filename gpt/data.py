@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .files import fsync_dir
+from .io.files import fsync_dir
 
 @dataclass(frozen=True)
 class Resource:
@@ -288,7 +288,7 @@ def _download(url: str, dest, progress: bool) -> None:
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-            from .progress import progress_bar
+            from .runtime.progress import progress_bar
 
             bar = progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
@@ -544,7 +544,7 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
-        from .progress import progress_bar
+        from .runtime.progress import progress_bar
 
         texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
@@ -663,6 +663,6 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
 
 
 def _tqdm(it):
-    from .progress import progress_bar
+    from .runtime.progress import progress_bar
 
     return progress_bar(list(it), desc="tokenizing")

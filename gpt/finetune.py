@@ -15,7 +15,7 @@ The loop, top to bottom (:func:`finetune`):
 What trains is chosen before the loop: :func:`build_model` reads a :class:`FinetuneConfig` and
 calls :func:`gpt.classifier.set_trainable` (``full``, ``last-block``, ``head``) or
 :func:`gpt.lora.apply_lora` (``lora``). The bag-of-words ``baseline`` strategy is
-:func:`gpt.baseline.train_baseline`; it takes the same config and returns the same result type.
+:func:`gpt.experiments.baseline.train_baseline`; it takes the same config and returns the same result type.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
+from .io.checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
     STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
     write_checkpoint,
 )
 from .classifier import GPTClassifier, classifier_from_checkpoint, encode_messages, predict_ids, set_trainable, tokenizer_for
 from .errors import CheckpointError, ConfigError
-from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .runtime.meters import PeakMemory, SavedActivations, optimizer_state_bytes
 from .metrics import metrics_from_probs
 from .model import count_parameters
 from .sms import SPLIT_NAMES, label_ids
-from .device import autocast, pick_device, resolve_precision
+from .runtime.device import autocast, pick_device, resolve_precision
 from .train import make_optimizer
 from .finetune_config import (  # noqa: F401  (part of this module's API: the config and its defaults)
     _ONLY_FOR, ALL_STRATEGIES, CLASS_WEIGHTS, DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, TARGET_PRESETS, FinetuneConfig, default_config,
@@ -58,7 +58,7 @@ from .finetune_config import (  # noqa: F401  (part of this module's API: the co
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` (and :func:`gpt.baseline.train_baseline`) return.
+    """What :func:`finetune` (and :func:`gpt.experiments.baseline.train_baseline`) return.
 
     * ``history``: per epoch ``epoch``, ``train_loss`` and ``train_accuracy`` (running means over the
       epoch's batches, dropout on), ``val_loss``, ``val_accuracy`` (eval mode), ``lr`` (at the epoch's
@@ -69,7 +69,7 @@ class FinetuneResult:
       spam_probability, predicted).
     * ``wall_seconds`` (the whole call), ``train_seconds`` (the epochs, validation included),
       ``seconds_per_epoch``, ``seconds_per_step`` (one optimizer step: forward, backward, clipping, update).
-    * ``peak_memory_bytes`` / ``peak_memory_method`` (:class:`gpt.meters.PeakMemory`, around the
+    * ``peak_memory_bytes`` / ``peak_memory_method`` (:class:`gpt.runtime.meters.PeakMemory`, around the
       epochs), ``optimizer_state_bytes``, ``gradient_bytes`` (of the trainable parameters),
       ``activation_bytes`` (largest saved activations of one training batch).
     * ``truncated_messages``: ``{split: messages cut to the context}``.
@@ -117,7 +117,7 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
     ``base`` instead: GPT-2's weights from Hugging Face (``"gpt2"``, ..., or a local folder; see
     :func:`gpt.classifier.classifier_from_pretrained`), with GPT-2's tokenizer."""
     if config.strategy == "baseline":
-        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+        raise ConfigError("the baseline is not a GPT: use gpt.experiments.baseline.train_baseline(splits, config)")
     if base is not None and checkpoint is not None:
         raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
     if base is not None:
@@ -129,7 +129,7 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
             checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
         )
     if config.strategy == "lora":
-        from .lora import apply_lora
+        from .lora.layer import apply_lora
 
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
@@ -210,9 +210,9 @@ def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
     """AdamW as pretraining builds it, but PyTorch's for-loop implementation: the committed results in
     results/finetune were made with it, and the fused one (pretraining's default) rounds differently, so
     reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)
-    With ``loraplus_lr_ratio``: LoRA+'s groups (:func:`gpt.lora_variants.lora_plus_param_groups`), B faster."""
+    With ``loraplus_lr_ratio``: LoRA+'s groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
     if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
-        from .lora_variants import lora_plus_param_groups
+        from .lora.variants import lora_plus_param_groups
 
         groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
         return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=False)  # make_optimizer's betas
@@ -372,7 +372,7 @@ def _fingerprint(run: Run) -> dict:
 
 
 def save_checkpoint(run: Run, folder: str | os.PathLike) -> Path:
-    """Write the run's state into ``folder`` in one step (:func:`gpt.checkpoint.write_checkpoint`)."""
+    """Write the run's state into ``folder`` in one step (:func:`gpt.io.checkpoint.write_checkpoint`)."""
     from safetensors.torch import save
 
     tensors = {f"param::{n}": p.detach().cpu().contiguous() for n, p in run.model.named_parameters() if p.requires_grad}
@@ -493,7 +493,7 @@ def finetune(
     wall_start = time.perf_counter()
     config = config or DEFAULT_CONFIGS["full"]
     if config.strategy == "baseline":
-        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+        raise ConfigError("the baseline is not a GPT: use gpt.experiments.baseline.train_baseline(splits, config)")
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs the checkpoint_dir to resume from")
     run = setup(model, splits, config, tokenizer)
@@ -501,7 +501,7 @@ def finetune(
         load_checkpoint(run, checkpoint_dir)
     bar = None
     if progress:
-        from .progress import progress_bar
+        from .runtime.progress import progress_bar
 
         bar = progress_bar(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds

@@ -54,7 +54,7 @@ class FinetuneConfig:
     classifier_dropout: float = 0.1  # before the head
     r: int | None = None
     lora_alpha: float | None = None
-    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora_variants): scale lora_alpha/√r; DoRA's
+    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora.variants): scale lora_alpha/√r; DoRA's
     # magnitudes; the start ("kaiming", "gaussian", "pissa"); LoRA+'s lr ratio of B to A (None: off);
     # the layers to wrap as module names ("q_proj", "attn", "mlp"; None: every Linear in the blocks).
     use_rslora: bool = False
@@ -169,7 +169,7 @@ TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)
 
 
 def _check_lora_variant(c: "FinetuneConfig") -> None:
-    from .lora_variants import INIT_LORA_WEIGHTS
+    from .lora.variants import INIT_LORA_WEIGHTS
 
     for name in ("use_rslora", "use_dora"):
         if not isinstance(getattr(c, name), bool):

@@ -205,8 +205,8 @@ class GPT(nn.Module):
     def from_pretrained(cls, name_or_path, device="cpu", **config_overrides) -> "GPT":
         """GPT-2's weights from Hugging Face (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``,
         or a local folder with ``config.json`` + ``model.safetensors``), converted to this model; paired
-        with GPT-2's tokenizer. See :func:`gpt.hf.from_pretrained`."""
-        from .hf import from_pretrained
+        with GPT-2's tokenizer. See :func:`gpt.io.hf.from_pretrained`."""
+        from .io.hf import from_pretrained
 
         return from_pretrained(name_or_path, device=device, **config_overrides)
 

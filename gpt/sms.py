@@ -22,7 +22,7 @@ import numpy as np
 
 from .data import data_dir, sha256_file
 from .errors import ConfigError, DataError
-from .files import atomic_write_bytes
+from .io.files import atomic_write_bytes
 
 LABELS = ("ham", "spam")
 LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}

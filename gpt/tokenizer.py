@@ -20,7 +20,7 @@ import regex
 import tiktoken
 
 from .errors import ConfigError, DataError
-from .files import atomic_write_text
+from .io.files import atomic_write_text
 
 # GPT-2's pre-tokenization pattern: contractions, runs of letters, runs of digits, runs of other
 # symbols (each optionally with one leading space), and whitespace.
@@ -141,7 +141,7 @@ def train_bpe(
     ranks = {bytes([b]): b for b in range(256)}
     bar = None
     if progress:
-        from .progress import progress_bar
+        from .runtime.progress import progress_bar
 
         bar = progress_bar(total=n_merges, desc="BPE merges")
     merges_done = 0
@@ -304,7 +304,7 @@ def get_tokenizer(name: str) -> tiktoken.Encoding:
 
 def tokenizer_of(model) -> tiktoken.Encoding:
     """The tokenizer a model was trained with: ``model.tokenizer_name`` (``"gpt2"`` for GPT-2 weights
-    from :func:`gpt.hf.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
+    from :func:`gpt.io.hf.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
     else the course tokenizer."""
     for m in (model, getattr(model, "gpt", None)):
         name = getattr(m, "tokenizer_name", None)

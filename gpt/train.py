@@ -3,7 +3,7 @@
 A run folder (``run_dir``) holds one resumable checkpoint, written as a unit::
 
     run_dir/
-      checkpoint/                 replaced in one rename (gpt.files.atomic_dir): never half-written
+      checkpoint/                 replaced in one rename (gpt.io.files.atomic_dir): never half-written
         model.safetensors         the weights (what save_model writes; load_model reads it)
         optimizer.safetensors     AdamW's moments and step counts, one tensor per "<param>::<field>"
         state.json                step, history, the sha256 of both tensor files, and what the run
@@ -36,13 +36,13 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import load_file
 from safetensors.torch import save as _st_save
 
-from .device import autocast, cpu_has_fast_bf16, pick_device, resolve_precision  # noqa: F401  (part of this module's API)
+from .runtime.device import autocast, cpu_has_fast_bf16, pick_device, resolve_precision  # noqa: F401  (part of this module's API)
 from .errors import CheckpointError, ConfigError, OutputExistsError
-from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
+from .io.checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
     STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
     sha256_bytes, write_checkpoint,
 )
-from .files import atomic_write_bytes
+from .io.files import atomic_write_bytes
 from .loss import cross_entropy, linear_cross_entropy
 from .model import GPT, GPTConfig
 
@@ -355,7 +355,7 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
 
 def save_training_state(run_dir: str | os.PathLike, model, optimizer, state: dict, metadata: dict | None = None) -> Path:
     """Write the resumable checkpoint ``run_dir/checkpoint/`` (model.safetensors, optimizer.safetensors,
-    state.json) as one unit (:func:`gpt.checkpoint.write_checkpoint`). Returns the folder."""
+    state.json) as one unit (:func:`gpt.io.checkpoint.write_checkpoint`). Returns the folder."""
     files = {MODEL_FILE: _model_bytes(model, metadata), OPTIMIZER_FILE: _st_save(optimizer_tensors(model, optimizer))}
     return write_checkpoint(checkpoint_dir(run_dir), files, state, CHECKPOINT_FORMAT)
 
@@ -505,7 +505,7 @@ def pretrain(
     :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). ``stop_after`` ends the loop early after
     that many steps (to test resuming).
 
-    ``parallel``: a :class:`gpt.distributed.Parallel` (from ``torchrun``, see :mod:`gpt.distributed`):
+    ``parallel``: a :class:`gpt.runtime.distributed.Parallel` (from ``torchrun``, see :mod:`gpt.runtime.distributed`):
     DistributedDataParallel, each rank training on its shard of the same global batch of
     ``cfg.batch_size`` windows; rank 0 alone writes the checkpoints and shows progress.
     """
@@ -596,7 +596,7 @@ def pretrain(
 
     bar = None
     if progress and main:
-        from .progress import progress_bar
+        from .runtime.progress import progress_bar
 
         bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
     t0 = time.perf_counter() - elapsed

@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt.compare import _difference, _interval, _pct, ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
-from gpt.files import atomic_write_text  # noqa: E402
-from gpt.results import strategy_order  # noqa: E402
+from gpt.experiments.compare import _difference, _interval, _pct, ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
+from gpt.io.files import atomic_write_text  # noqa: E402
+from gpt.experiments.results import strategy_order  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
 
 REFERENCE = "results/finetune"
@@ -91,7 +91,7 @@ def main() -> None:
     if "natural_f1_prior" in ref:
         lines += ["", "## The decision threshold moved to the natural split's prior (post hoc)", "",
                   "Not a retraining: the reference recipe's spam probabilities, with the threshold moved by Bayes' rule to",
-                  "the natural split's 13.4 % (`gpt.compare.prior_corrected`). Added after the test results were seen, so",
+                  "the natural split's 13.4 % (`gpt.experiments.compare.prior_corrected`). Added after the test results were seen, so",
                   "a hypothesis for new data (the k-fold table below tests it on every message), not a result.", "",
                   "| strategy | natural spam F1 [95 % interval] | prior-corrected | vs bag of words, both prior-corrected |", "|---|---|---|---|"]
         for s in WITH_BASELINE:

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-import gpt.adapters
-from gpt.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
+import gpt.lora.adapters
+from gpt.lora.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError, OutputExistsError
-from gpt.files import OutputError
+from gpt.io.files import OutputError
 from gpt.lora import apply_lora, count_lora_parameters, lora_layers, merge_lora, unmerge_lora
 from gpt.model import GPT
 from gpt.train import load_model, save_model
@@ -173,7 +173,7 @@ def test_a_crash_while_saving_keeps_the_previous_adapter_and_leaves_no_temporary
         Path(filename).write_bytes(b"\x00" * 10)  # half a file, then the crash
         raise crash
 
-    monkeypatch.setattr(gpt.adapters, "save_file", crashing_save_file)
+    monkeypatch.setattr(gpt.lora.adapters, "save_file", crashing_save_file)
     randomize_lora(model, seed=2)
     with pytest.raises(type(crash)):
         save_adapter(model, folder, overwrite=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpt.baseline import BagOfWords, train_baseline, words
+from gpt.experiments.baseline import BagOfWords, train_baseline, words
 from gpt.errors import ConfigError
 from gpt.finetune import FinetuneResult, default_config
 from helpers_classify import toy_splits

@@ -1,4 +1,4 @@
-"""gpt.classroom: the exercises' format, release (student versions) and grading with nbgrader.
+"""gpt.teaching.classroom: the exercises' format, release (student versions) and grading with nbgrader.
 
 The release/grade tests use a tiny two-exercise notebook built here, so they run in seconds; the
 course's own notebooks are graded in tests/test_classroom_course.py. Without nbgrader (the
@@ -17,9 +17,9 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason='the tests build notebooks with nbformat: pip install -e ".[dev]"')
 
 from gpt import classroom  # noqa: E402
-from gpt.classroom import ClassroomError, check_notebook  # noqa: E402
+from gpt.teaching.classroom import ClassroomError, check_notebook  # noqa: E402
 from gpt.errors import OutputExistsError  # noqa: E402
-from gpt.tools import tool_dirs  # noqa: E402
+from gpt.runtime.tools import tool_dirs  # noqa: E402
 
 NO_NBGRADER = 'the [classroom] extra (nbgrader) is not installed: pip install -e ".[classroom]"'
 

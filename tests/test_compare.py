@@ -1,4 +1,4 @@
-"""gpt.compare: intervals and paired verdicts computed from the runs' stored predictions."""
+"""gpt.experiments.compare: intervals and paired verdicts computed from the runs' stored predictions."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpt.compare import comparison_markdown, comparison_table, load_outcomes
+from gpt.experiments.compare import comparison_markdown, comparison_table, load_outcomes
 
 
 def _splits(n_test=200, n_nat=300, seed=0):
@@ -73,7 +73,7 @@ def test_markdown_section(results):
 
 
 def test_against_another_folder_pairs_the_same_strategy(results, tmp_path):
-    from gpt.compare import against_markdown, against_table
+    from gpt.experiments.compare import against_markdown, against_table
 
     out, splits = results
     other = tmp_path / "other"
@@ -87,7 +87,7 @@ def test_against_another_folder_pairs_the_same_strategy(results, tmp_path):
 
 
 def test_display_table_shows_intervals_and_verdicts(results):
-    from gpt.compare import display_table
+    from gpt.experiments.compare import display_table
 
     out, splits = results
     d = display_table(comparison_table(out, splits))
@@ -97,7 +97,7 @@ def test_display_table_shows_intervals_and_verdicts(results):
 
 
 def test_prior_correction_moves_the_threshold_by_the_prior_odds():
-    from gpt.compare import prior_corrected
+    from gpt.experiments.compare import prior_corrected
 
     p = np.array([0.5, 0.8, 0.86, 0.87, 0.99])
     # balanced training, 13.4 % spam at deployment: spam needs odds above (0.866 / 0.134) = 6.46, i.e. p > 0.866
@@ -120,7 +120,7 @@ def test_prior_correction_only_for_models_trained_on_balanced_classes(results):
 
 def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
     import gpt.sms
-    from gpt.compare import kfold_markdown, kfold_outcomes
+    from gpt.experiments.compare import kfold_markdown, kfold_outcomes
 
     folds = {i: _splits(n_test=100 + 2 * i, n_nat=150 + i, seed=i) for i in range(3)}
     monkeypatch.setattr(gpt.sms, "kfold_splits", lambda k, i: folds[i])
@@ -140,7 +140,7 @@ def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
 
 
 def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_factory):
-    from gpt.compare import ablation_markdown, ablation_table, display_ablation
+    from gpt.experiments.compare import ablation_markdown, ablation_table, display_ablation
 
     out, splits = results
     better = tmp_path_factory.mktemp("better")
@@ -160,7 +160,7 @@ def test_ablation_table_pairs_each_change_with_the_reference(results, tmp_path_f
 
 
 def test_run_intervals_of_one_run():
-    from gpt.compare import run_intervals
+    from gpt.experiments.compare import run_intervals
 
     splits = _splits(n_test=100, n_nat=200)
     truth = splits["test"]["label"].tolist()

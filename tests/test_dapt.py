@@ -1,4 +1,4 @@
-"""gpt.dapt: the message stream, the held-out split, a DAPT run that lowers the held-out loss, the command."""
+"""gpt.experiments.dapt: the message stream, the held-out split, a DAPT run that lowers the held-out loss, the command."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gpt.cli import main
-from gpt.dapt import dapt, message_stream, split_messages
+from gpt.experiments.dapt import dapt, message_stream, split_messages
 from gpt.errors import ConfigError
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import course_tokenizer

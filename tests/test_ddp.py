@@ -1,4 +1,4 @@
-"""gpt.distributed: two gloo processes on the CPU train exactly what one process trains on the same global batch."""
+"""gpt.runtime.distributed: two gloo processes on the CPU train exactly what one process trains on the same global batch."""
 
 import os
 import socket
@@ -34,7 +34,7 @@ def fresh_model() -> GPT:
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One of two processes: a run stopped after 3 steps, then resumed to the end, in out/run."""
-    from gpt.distributed import from_environment, shutdown
+    from gpt.runtime.distributed import from_environment, shutdown
 
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -92,7 +92,7 @@ def test_rank0_wrote_a_checkpoint_that_resumes_and_loads(two_processes):
 
 
 def test_global_batch_must_divide_among_processes():
-    from gpt.distributed import Parallel
+    from gpt.runtime.distributed import Parallel
 
     p = Parallel(rank=1, world_size=3, local_rank=1, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match="divisible by the number of processes"):
@@ -102,7 +102,7 @@ def test_global_batch_must_divide_among_processes():
 
 
 def test_single_process_without_torchrun(monkeypatch):
-    from gpt.distributed import from_environment
+    from gpt.runtime.distributed import from_environment
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert from_environment() is None

@@ -14,9 +14,9 @@ import torch
 from gpt import experiment as E
 from gpt.cli import main
 from gpt.model import GPT, GPTConfig
-from gpt.results import RESULT_COLUMNS
+from gpt.experiments.results import RESULT_COLUMNS
 from gpt.train import save_model
-from gpt.viz import plot_accuracy_vs_params
+from gpt.teaching.viz import plot_accuracy_vs_params
 
 TINY = dict(vocab_size=4096, context_length=64, n_layer=1, n_head=2, n_embd=32)
 
@@ -218,7 +218,7 @@ def test_main_job_writes_a_run_folder_of_its_own_and_resumes_it(env, tmp_path, m
 
 
 def test_main_job_compares_with_committed_results(env, tmp_path, capsys):
-    from gpt.compare import DIFFERS, IDENTICAL, reproduction_table
+    from gpt.experiments.compare import DIFFERS, IDENTICAL, reproduction_table
     from gpt.sms import load_splits
 
     committed = tmp_path / "committed"
@@ -245,7 +245,7 @@ def test_main_job_compares_with_committed_results(env, tmp_path, capsys):
 
 
 def test_same_within_noise_is_a_paired_test_on_the_same_messages(tmp_path, mirror_dir, monkeypatch):
-    from gpt.compare import SAME_WITHIN_NOISE, reproduction_table
+    from gpt.experiments.compare import SAME_WITHIN_NOISE, reproduction_table
     from gpt.sms import load_splits
 
     monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))

@@ -1,4 +1,4 @@
-"""gpt.files: output checks before work, atomic writes that leave the old file or the new one."""
+"""gpt.io.files: output checks before work, atomic writes that leave the old file or the new one."""
 
 import os
 import stat
@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from gpt.errors import OutputExistsError
-from gpt.files import OutputError, atomic_dir, atomic_write_text, check_output
+from gpt.io.files import OutputError, atomic_dir, atomic_write_text, check_output
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):

@@ -223,16 +223,16 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     FT.finetune(model, toy_splits(), dataclasses.replace(config, epochs=1), progress=False, checkpoint_dir=tmp_path / "ck")
     before = {f.name: f.read_bytes() for f in (tmp_path / "ck").iterdir()}
 
-    import gpt.checkpoint
+    import gpt.io.checkpoint
 
-    real_write = gpt.checkpoint.write_file
+    real_write = gpt.io.checkpoint.write_file
 
     def crash_after_the_first_file(path, data):  # the tensors are written, then the disk is full
         if path.name == FT.STATE_FILE:
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(gpt.checkpoint, "write_file", crash_after_the_first_file)
+    monkeypatch.setattr(gpt.io.checkpoint, "write_file", crash_after_the_first_file)
     model = tiny_classifier()
     set_trainable(model, "head")
     with pytest.raises(OSError, match="full|No space"):

@@ -1,4 +1,4 @@
-"""gpt.hf: GPT-2 checkpoints from Hugging Face, converted; parity with transformers, offline.
+"""gpt.io.hf: GPT-2 checkpoints from Hugging Face, converted; parity with transformers, offline.
 
 No hub: every test builds a tiny random GPT2LMHeadModel with transformers and save_pretrained's it.
 Skipped when transformers is not installed (scripts/setup.sh installs it; pip: the [hf] extra).
@@ -14,7 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers", reason='the [hf] extra is not installed: pip install -e ".[hf]"')
 
 from gpt.errors import CheckpointError, ConfigError  # noqa: E402
-from gpt.hf import HUB_NAMES, convert_state_dict, gpt_config_from_hf, resolve_pretrained, save_tiny_random_gpt2  # noqa: E402
+from gpt.io.hf import HUB_NAMES, convert_state_dict, gpt_config_from_hf, resolve_pretrained, save_tiny_random_gpt2  # noqa: E402
 from gpt.model import GPT, GPTConfig, count_parameters  # noqa: E402
 from gpt.tokenizer import gpt2_tokenizer, tokenizer_of  # noqa: E402
 
@@ -225,7 +225,7 @@ def test_lora_adapter_saved_and_loaded_on_a_gpt2_base(tiny_base, tmp_path):
     from helpers_classify import toy_splits
 
     from gpt import classifier as C
-    from gpt.adapters import load_adapter, save_adapter
+    from gpt.lora.adapters import load_adapter, save_adapter
     from gpt.errors import AdapterError
     from gpt.finetune import build_model, default_config, finetune
 
@@ -265,7 +265,7 @@ def test_finetune_command_with_base_records_it(tiny_base, tmp_path, mirror_dir, 
 def test_lora_variants_on_a_gpt2_base(tiny_base, tmp_path, variant):
     """LoRA's variants wrap GPT-2's converted layers too; an adapter round-trips onto a fresh GPT-2."""
     from gpt import classifier as C
-    from gpt.adapters import load_adapter, save_adapter
+    from gpt.lora.adapters import load_adapter, save_adapter
     from gpt.lora import apply_lora
 
     model = C.classifier_from_pretrained(tiny_base, seed=0)
@@ -286,8 +286,8 @@ def test_lora_variants_on_a_gpt2_base(tiny_base, tmp_path, variant):
 
 
 def test_base_for_a_profile(tmp_path):
-    from gpt.hf import TINY_RANDOM, base_for
-    from gpt.profile import get_profile
+    from gpt.io.hf import TINY_RANDOM, base_for
+    from gpt.runtime.profile import get_profile
 
     assert get_profile("default").gpt2_base == "gpt2" and get_profile("ci").gpt2_base == TINY_RANDOM
     assert base_for("gpt2", tmp_path / "x") == "gpt2" and not (tmp_path / "x").exists()

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import gpt.adapters
+import gpt.lora.adapters
 import gpt.errors
 import gpt.lora
 from gpt.errors import AdapterError, ConfigError, GPTError
@@ -328,7 +328,7 @@ def test_applying_twice_is_an_error():
 def test_errors_are_gpt_errors_and_value_errors():
     assert issubclass(AdapterError, GPTError) and issubclass(AdapterError, ValueError)
     assert issubclass(ConfigError, GPTError) and issubclass(ConfigError, ValueError)
-    assert gpt.adapters.AdapterError is gpt.errors.AdapterError
+    assert gpt.lora.adapters.AdapterError is gpt.errors.AdapterError
 
 
 # ---------------------------------------------------------------------------------------------

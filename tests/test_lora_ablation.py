@@ -6,7 +6,7 @@ import pytest
 
 from gpt import experiment as E
 from gpt.errors import ConfigError
-from gpt.lora_ablation import REFERENCE, VARIANT_CONFIGS, variant_configs, variant_runs
+from gpt.experiments.ablations import REFERENCE, VARIANT_CONFIGS, variant_configs, variant_runs
 
 
 def _parser():
@@ -45,7 +45,7 @@ def test_versus_table_pairs_every_configuration_with_plain_lora(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from gpt.lora_ablation import versus_markdown, versus_table
+    from gpt.experiments.ablations import versus_markdown, versus_table
 
     rng = np.random.default_rng(0)
     splits = {"test": pd.DataFrame({"label": np.where(np.arange(200) % 2 == 0, "spam", "ham"), "text": "x"}),

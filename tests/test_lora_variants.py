@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gpt import finetune as FT
-from gpt.adapters import load_adapter, read_adapter, save_adapter
+from gpt.lora.adapters import load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError
 from gpt.lora import LoRALinear, apply_lora, count_lora_parameters, disable_lora, lora_layers, merge_lora, unmerge_lora
-from gpt.lora_variants import dora_weight_norm, lora_plus_param_groups, lora_scaling, pissa_factors, pissa_to_lora
+from gpt.lora.variants import dora_weight_norm, lora_plus_param_groups, lora_scaling, pissa_factors, pissa_to_lora
 from gpt.train import lm_loss
 from helpers_classify import tiny_classifier, toy_splits
 from helpers_lora import BLOCK_LINEARS, C, randomize_lora, tiny_gpt, token_ids

@@ -7,7 +7,7 @@ import torch
 
 from gpt.data import REGISTRY, load_pretraining_ids
 from gpt.model import GPTConfig, count_parameters
-from gpt.reference import load_reference, reference_card, reference_path
+from gpt.teaching.reference import load_reference, reference_card, reference_path
 from gpt.tokenizer import COURSE_TOKENIZER_FILE, COURSE_TOKENIZER_FINGERPRINT, course_tokenizer, tokenizer_fingerprint
 from gpt.train import evaluate, read_checkpoint
 

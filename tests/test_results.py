@@ -5,7 +5,7 @@ import pytest
 
 from gpt import results as R
 from gpt.errors import OutputExistsError
-from gpt.files import OutputError
+from gpt.io.files import OutputError
 from gpt.finetune import FinetuneResult, default_config
 
 

@@ -1,4 +1,4 @@
-"""gpt.speed: model FLOPs per token counted from the model itself, a measured peak, MFU arithmetic."""
+"""gpt.runtime.speed: model FLOPs per token counted from the model itself, a measured peak, MFU arithmetic."""
 
 import math
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from gpt.model import GPT, GPTConfig
-from gpt.speed import matmul_peak_flops, mfu, training_flops_per_token
+from gpt.runtime.speed import matmul_peak_flops, mfu, training_flops_per_token
 
 
 def test_flops_per_token_is_six_per_matmul_weight_plus_attention():

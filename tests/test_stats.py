@@ -1,4 +1,4 @@
-"""gpt.stats: bootstrap intervals and paired comparisons behave as the statistics say they should."""
+"""gpt.experiments.stats: bootstrap intervals and paired comparisons behave as the statistics say they should."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpt.metrics import classification_metrics
-from gpt.stats import accuracy_interval, f1_interval, mcnemar_p, paired_comparison, verdict
+from gpt.experiments.stats import accuracy_interval, f1_interval, mcnemar_p, paired_comparison, verdict
 
 
 def test_accuracy_interval_brackets_the_accuracy_and_matches_the_normal_approximation():

@@ -1,4 +1,4 @@
-"""The Twain-vs-Dickens task (gpt.tasks): sizes, balance, determinism, no leaks into val/test."""
+"""The Twain-vs-Dickens task (gpt.experiments.tasks): sizes, balance, determinism, no leaks into val/test."""
 
 import hashlib
 import re
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gpt import tasks as T
-from gpt.tasks import AUTHOR_BOOKS, AUTHOR_LABELS, author_splits, heldout_start, normalize_text
+from gpt.experiments.tasks import AUTHOR_BOOKS, AUTHOR_LABELS, author_splits, heldout_start, normalize_text
 
 # sha256 of each seed-0 split written as CSV (index=False, "\n" line ends): the splits are the same everywhere.
 SEED0_SHA256 = {
@@ -49,7 +49,7 @@ def test_labels_and_books():
 
 
 def test_heldout_fraction_is_the_reference_models():
-    from gpt.reference import reference_card
+    from gpt.teaching.reference import reference_card
 
     try:
         card = reference_card()

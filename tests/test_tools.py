@@ -1,4 +1,4 @@
-"""gpt.tools: the programs the package starts come from this Python's environment, and a failed one's
+"""gpt.runtime.tools: the programs the package starts come from this Python's environment, and a failed one's
 error keeps the end of its output (its traceback)."""
 
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt.tools import ToolError, find_tool, output_tail, run_tool, tool_dirs, tool_env
+from gpt.runtime.tools import ToolError, find_tool, output_tail, run_tool, tool_dirs, tool_env
 
 HERE = str(Path(sys.executable).parent)
 

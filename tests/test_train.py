@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import gpt.checkpoint as checkpoint_module
+import gpt.io.checkpoint as checkpoint_module
 import gpt.train as train_module
 from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, GPTError, OutputExistsError
+from ..errors import ConfigError, GPTError, OutputExistsError
 
 DEFAULT_CHECKPOINT_INTERVAL = 500
 
@@ -91,7 +91,7 @@ def auto_checkpoint_interval(steps: int) -> int:
 
 def _parse_books(text: str) -> list[str]:
     """``--books``: comma-separated registry names of Gutenberg books; unknown or repeated names are refused."""
-    from .data import PRETRAIN_BOOKS, REGISTRY
+    from ..data import PRETRAIN_BOOKS, REGISTRY
 
     if not text:
         return list(PRETRAIN_BOOKS)
@@ -122,8 +122,8 @@ def _resume_command(argv: list[str]) -> str:
 
 def _check_vocabulary(config, meta: dict, tok, path) -> None:
     """A checkpoint must have been made with ``tok``: same vocabulary size and, if recorded, fingerprint."""
-    from .errors import CheckpointError
-    from .tokenizer import tokenizer_fingerprint
+    from ..errors import CheckpointError
+    from ..tokenizer import tokenizer_fingerprint
 
     if config.vocab_size != tok.n_vocab:
         raise CheckpointError(
@@ -143,9 +143,9 @@ def _check_vocabulary(config, meta: dict, tok, path) -> None:
 
 
 def _cmd_train_tokenizer(args) -> int:
-    from .data import load_pretraining_texts
-    from .files import check_output
-    from .tokenizer import course_tokenizer_path, save_tokenizer, train_bpe
+    from ..data import load_pretraining_texts
+    from ..io.files import check_output
+    from ..tokenizer import course_tokenizer_path, save_tokenizer, train_bpe
 
     out = Path(args.out or f"runs/tokenizer/course_bpe_{args.vocab_size}.json")
     assets = course_tokenizer_path().parent.resolve()
@@ -170,12 +170,12 @@ _RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md")
 
 
 def _cmd_pretrain(args) -> int:
-    from .data import load_pretraining_ids
-    from .files import check_output
-    from .model import GPT, GPTConfig, count_parameters
-    from .tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
-    from .device import pick_device
-    from .train import TrainConfig, TrainingInterrupted, check_resume, pretrain, read_training_state, require_compiler
+    from ..data import load_pretraining_ids
+    from ..io.files import check_output
+    from ..model import GPT, GPTConfig, count_parameters
+    from ..tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
+    from ..runtime.device import pick_device
+    from ..train import TrainConfig, TrainingInterrupted, check_resume, pretrain, read_training_state, require_compiler
 
     # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)
@@ -204,7 +204,7 @@ def _cmd_pretrain(args) -> int:
     pick_device(cfg.device)
     if cfg.compile:
         require_compiler()
-    from .distributed import from_environment, shutdown
+    from ..runtime.distributed import from_environment, shutdown
 
     parallel = from_environment(cfg.device)  # under torchrun: this process's rank (None: the only process)
     if parallel:
@@ -269,14 +269,14 @@ def _cmd_pretrain(args) -> int:
 
 def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp) -> int:
     """After training: held-out loss, the model and its card in the run folder, the export, samples."""
-    from .data import REGISTRY, fetch, sha256_file
-    from .files import atomic_dir
-    from .model import count_parameters
-    from .reference import machine_description, write_card
-    from .tokenizer import COURSE_TOKENIZER_FILE
-    from .train import evaluate, save_model
+    from ..data import REGISTRY, fetch, sha256_file
+    from ..io.files import atomic_dir
+    from ..model import count_parameters
+    from ..teaching.reference import machine_description, write_card
+    from ..tokenizer import COURSE_TOKENIZER_FILE
+    from ..train import evaluate, save_model
 
-    from .speed import training_flops_per_token
+    from ..runtime.speed import training_flops_per_token
 
     fingerprint = run_info["tokenizer_fingerprint"]
     device = next(model.parameters()).device
@@ -329,7 +329,7 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
 
 def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8, top_k=50):
     """Print a continuation of each prompt (a string, or its token ids from :func:`gpt.tokenizer.encode_prompt`)."""
-    from .tokenizer import encode_prompt
+    from ..tokenizer import encode_prompt
 
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
@@ -341,14 +341,14 @@ def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8
 
 
 def _cmd_sample(args) -> int:
-    from .reference import reference_path
-    from .tokenizer import course_tokenizer, encode_prompt
-    from .train import load_model, read_checkpoint
+    from ..teaching.reference import reference_path
+    from ..tokenizer import course_tokenizer, encode_prompt
+    from ..train import load_model, read_checkpoint
 
-    from .tokenizer import get_tokenizer
+    from ..tokenizer import get_tokenizer
 
     if args.base:  # GPT-2's weights from Hugging Face, with GPT-2's tokenizer
-        from .model import GPT
+        from ..model import GPT
 
         if args.checkpoint:
             raise ConfigError("give either --checkpoint (a course checkpoint) or --base (GPT-2 weights from Hugging Face), not both")
@@ -369,7 +369,7 @@ def _cmd_sample(args) -> int:
 
 def main(argv=None) -> int:
     """Run one command; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    from .model import PRESETS
+    from ..model import PRESETS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m gpt", description="Build, pretrain and fine-tune a GPT from scratch.")
@@ -384,7 +384,7 @@ def main(argv=None) -> int:
 
     r = sub.add_parser("pretrain", help="pretrain a GPT on the Gutenberg books and print samples",
                        description="Pretrain a GPT on the Gutenberg books. On several GPUs (or CPU processes): "
-                       "torchrun --nproc_per_node N -m gpt pretrain ... (DistributedDataParallel, see gpt.distributed).")
+                       "torchrun --nproc_per_node N -m gpt pretrain ... (DistributedDataParallel, see gpt.runtime.distributed).")
     r.add_argument("--preset", default="course", choices=sorted(PRESETS))
     r.add_argument("--steps", type=_int_at_least(1), default=300)
     r.add_argument("--batch-size", type=_int_at_least(1), default=16,
@@ -421,15 +421,15 @@ def main(argv=None) -> int:
     s.add_argument("--top-k", type=_int_at_least(1), default=50)
     s.set_defaults(func=_cmd_sample)
 
-    from .experiment import register_cli as register_experiment_commands
+    from ..experiments.runner import register_cli as register_experiment_commands
 
     register_experiment_commands(sub)  # finetune, experiment and summarize
 
-    from .dapt import register_cli as register_dapt_command
+    from ..experiments.dapt import register_cli as register_dapt_command
 
     register_dapt_command(sub)
 
-    from .classroom import register_cli as register_classroom_commands
+    from ..teaching.classroom import register_cli as register_classroom_commands
 
     register_classroom_commands(sub)  # classroom release / grade / check
 

@@ -1,8 +1,8 @@
 """The LoRA variants ablation: ``python -m gpt experiment --suite variants``.
 
-What each improvement of LoRA (:mod:`gpt.lora_variants`) buys on the spam task, measured like the
+What each improvement of LoRA (:mod:`gpt.lora.variants`) buys on the spam task, measured like the
 headline experiment (same reference checkpoint, same splits, 3 seeds, every run in its own process,
-each row in ``results.csv``; :func:`gpt.experiment.run_experiment` does the running and resuming):
+each row in ``results.csv``; :func:`gpt.experiments.runner.run_experiment` does the running and resuming):
 
 * at r = 8, lora_alpha = 16 and the LoRA defaults (lr 3e-3, 5 epochs): plain LoRA, rsLoRA, DoRA,
   LoRA+ (B's learning rate 16 × A's) and the PiSSA start;
@@ -10,7 +10,7 @@ each row in ``results.csv``; :func:`gpt.experiment.run_experiment` does the runn
 * which layers to adapt, at r = 8: query + value only (the LoRA paper's choice), attention only,
   the MLP only (plain LoRA r = 8 adapts all of them).
 
-``<out>/summary.md`` holds the usual table (:func:`gpt.results.summary_markdown`: accuracy, F1, time
+``<out>/summary.md`` holds the usual table (:func:`gpt.experiments.results.summary_markdown`: accuracy, F1, time
 per step, stored bytes per task) and intervals, and a section pairing every configuration with plain
 LoRA r = 8 on the same test messages (:func:`versus_markdown`); ``<out>/variants.png`` is the plot.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .finetune import default_config
+from ..errors import ConfigError
+from ..finetune import default_config
 
 __all__ = ["VARIANTS_OUT", "VARIANT_CONFIGS", "REFERENCE", "variant_configs", "variant_runs", "run_variants",
            "versus_table", "versus_markdown", "write_variants_summary", "plot_variants"]
@@ -69,7 +69,7 @@ def _arguments(overrides: dict) -> list[str]:
 
 
 def variant_runs() -> list[tuple[str, list[str]]]:
-    """``(result label, finetune arguments)`` of every configuration, for :func:`gpt.experiment.run_experiment`."""
+    """``(result label, finetune arguments)`` of every configuration, for :func:`gpt.experiments.runner.run_experiment`."""
     labels = [c.label for _, c in variant_configs()]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two variant configurations share a label: {labels}")
@@ -85,7 +85,7 @@ def run_variants(out: str | os.PathLike = VARIANTS_OUT, seeds=(0, 1, 2), checkpo
                  skip_existing: bool = False, command: str = "", device: str = "cpu", overwrite: bool = False) -> Path:
     """Train every configuration for every seed (resumable with ``skip_existing``), then write
     ``summary.md`` (with :func:`versus_markdown`) and ``variants.png``. Returns ``summary.md``'s path."""
-    from .experiment import run_experiment
+    from .runner import run_experiment
 
     runs = variant_runs()  # checks every configuration before any run
     run_experiment(out, seeds, checkpoint=checkpoint, epochs=epochs, skip_existing=skip_existing,
@@ -98,7 +98,7 @@ def run_variants(out: str | os.PathLike = VARIANTS_OUT, seeds=(0, 1, 2), checkpo
 def versus_table(out_dir: str | os.PathLike, splits: dict, reference: str = REFERENCE):
     """One row per configuration in ``out_dir``: balanced-test accuracy and natural spam F1 with 95 %
     intervals, and each paired with ``reference`` on the same test messages (difference in points,
-    its interval, the verdict, in columns ``acc_vs_ref...`` / ``f1_vs_ref...``; :func:`gpt.compare.outcomes_table`)."""
+    its interval, the verdict, in columns ``acc_vs_ref...`` / ``f1_vs_ref...``; :func:`gpt.experiments.compare.outcomes_table`)."""
     from .compare import _truth, load_outcomes, outcomes_table
 
     outcomes = load_outcomes(out_dir, splits)
@@ -134,11 +134,11 @@ def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = R
 
 
 def write_variants_summary(out_dir: str | os.PathLike = VARIANTS_OUT) -> Path:
-    """Rewrite ``<out_dir>/summary.md``: :func:`gpt.results.refresh_summary`'s table and intervals, then
+    """Rewrite ``<out_dir>/summary.md``: :func:`gpt.experiments.results.refresh_summary`'s table and intervals, then
     :func:`versus_markdown` (atomically; nothing else in the folder changes)."""
-    from .files import atomic_write_text
+    from ..io.files import atomic_write_text
     from .results import refresh_summary
-    from .sms import load_splits
+    from ..sms import load_splits
 
     out = Path(out_dir)
     if not (out / "results.csv").is_file():

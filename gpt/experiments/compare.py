@@ -3,7 +3,7 @@
 Every run of ``python -m gpt finetune`` / ``experiment`` stores its prediction for every test message
 (``<out>/runs/<strategy>_seed<seed>.json``, ``metrics[split]["predicted"]``, in the order of the
 pinned split). With the split's true labels that gives, per strategy, a (seeds × messages) table of
-right and wrong answers, from which :mod:`gpt.stats` computes
+right and wrong answers, from which :mod:`gpt.experiments.stats` computes
 
 * the balanced-test accuracy and the natural-split spam F1 with 95 % bootstrap intervals (messages
   resampled, seeds pooled);
@@ -243,7 +243,7 @@ def _comparison_lines(t, n_test: int, n_nat: int, share: float, title: str, prio
     if "natural_f1_prior" in t and t["natural_f1_prior"].notna().any():
         lines += ["", f"### The natural split with its own prior ({100 * share:.1f} % spam)", "",
                   "Every model was trained on balanced data, so it calls a message spam at odds above 1. Bayes' rule moves that",
-                  f"threshold to the natural split's prior (`gpt.compare.prior_corrected`: odds above {(1 - share) / share:.2f}). {prior_note}", "",
+                  f"threshold to the natural split's prior (`gpt.experiments.compare.prior_corrected`: odds above {(1 - share) / share:.2f}). {prior_note}", "",
                   "| strategy | natural spam F1, prior-corrected [95 % interval] | vs bag of words, both prior-corrected |", "|---|---|---|"]
         for _, r in t.iterrows():
             if r.get("natural_f1_prior") == r.get("natural_f1_prior"):
@@ -304,7 +304,7 @@ def _recipes(out_dir: str | os.PathLike) -> dict:
     a field that runs made before it existed lack has its default (what those runs used)."""
     import dataclasses
 
-    from .finetune_config import FinetuneConfig
+    from ..finetune_config import FinetuneConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
     defaults = json.loads(json.dumps(defaults))  # as a run file stores them (tuples as lists)
@@ -415,7 +415,7 @@ def kfold_outcomes(out_dir: str | os.PathLike, folds: int) -> tuple[dict, np.nda
 
     A strategy is pooled only when every fold holds it with the same seeds (else it is left out and
     named in ``sizes["incomplete"]``); ``sizes`` also counts the pooled balanced and natural messages."""
-    from .sms import kfold_splits
+    from ..sms import kfold_splits
 
     per_fold, truths, nats = [], [], []
     for i in range(folds):
@@ -458,7 +458,7 @@ def kfold_markdown(out_dir: str | os.PathLike, folds: int, order=None) -> str:
 
 def write_kfold_summary(out_dir: str | os.PathLike, folds: int, order=None) -> Path:
     """Write :func:`kfold_markdown` to ``<out_dir>/summary.md`` (atomically); returns its path."""
-    from .files import atomic_write_text
+    from ..io.files import atomic_write_text
 
     return atomic_write_text(Path(out_dir) / "summary.md", kfold_markdown(out_dir, folds, order))
 

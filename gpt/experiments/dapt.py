@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["message_stream", "split_messages", "dapt", "DEFAULT_OUT", "register_cli"]
 
@@ -55,8 +55,8 @@ def split_messages(texts, heldout_fraction: float = HELDOUT_FRACTION) -> tuple[l
 def dapt(model, texts, tokenizer, cfg, heldout_fraction: float = HELDOUT_FRACTION, progress: bool = True) -> dict:
     """Continue pretraining ``model`` on ``texts`` (the training messages) with :func:`gpt.train.pretrain`;
     returns its history plus the held-out language-model loss before and after."""
-    from .device import pick_device
-    from .train import evaluate, pretrain
+    from ..runtime.device import pick_device
+    from ..train import evaluate, pretrain
 
     train_texts, held_texts = split_messages(texts, heldout_fraction)
     train_ids, held_ids = message_stream(train_texts, tokenizer), message_stream(held_texts, tokenizer)
@@ -71,12 +71,12 @@ def dapt(model, texts, tokenizer, cfg, heldout_fraction: float = HELDOUT_FRACTIO
 
 
 def _cmd_dapt(args) -> int:
-    from .data import sha256_file
-    from .files import atomic_dir, check_output, display_path
-    from .reference import machine_description, reference_path
-    from .sms import load_splits, splits_dir
-    from .tokenizer import course_tokenizer, tokenizer_fingerprint
-    from .train import TrainConfig, load_model, read_checkpoint, save_model
+    from ..data import sha256_file
+    from ..io.files import atomic_dir, check_output, display_path
+    from ..teaching.reference import machine_description, reference_path
+    from ..sms import load_splits, splits_dir
+    from ..tokenizer import course_tokenizer, tokenizer_fingerprint
+    from ..train import TrainConfig, load_model, read_checkpoint, save_model
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else reference_path()
     config, _, meta = read_checkpoint(checkpoint)
@@ -123,7 +123,7 @@ def register_cli(subparsers) -> None:
         description=__doc__.split("\n\n")[1],
     )
     d.add_argument("--checkpoint", default="", help="the GPT to start from (default: the reference model)")
-    from .cli import _int_at_least, _nonnegative_float, _positive_float
+    from ..cli.pretrain import _int_at_least, _nonnegative_float, _positive_float
 
     d.add_argument("--steps", type=_int_at_least(1), default=200)
     d.add_argument("--batch-size", type=_int_at_least(1), default=16)

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .classifier import STRATEGIES
-from .errors import OutputExistsError
-from .files import OutputError, atomic_write_text, check_output
-from .finetune import FinetuneResult
+from ..classifier import STRATEGIES
+from ..errors import OutputExistsError
+from ..io.files import OutputError, atomic_write_text, check_output
+from ..finetune import FinetuneResult
 
 RESULT_COLUMNS = [
     "strategy", "seed", "test_accuracy", "test_precision", "test_recall", "test_f1",
@@ -35,7 +35,7 @@ RESULT_COLUMNS = [
 
 def result_row(result: FinetuneResult, extra: dict | None = None) -> dict:
     """One flat row (the :data:`RESULT_COLUMNS`) of a :func:`~gpt.finetune.finetune` or
-    :func:`~gpt.baseline.train_baseline` result; ``extra`` adds the columns the result cannot know
+    :func:`~gpt.experiments.baseline.train_baseline` result; ``extra`` adds the columns the result cannot know
     (command, machine, checkpoint and its sha256, stored bytes)."""
     m, c = result.metrics, result.config
     row = {
@@ -100,7 +100,7 @@ def check_results_dir(out_dir: str | os.PathLike, runs=(), overwrite: bool = Fal
     """Check before any training that results can be written to ``out_dir``.
 
     ``runs``: the (strategy label, seed) pairs about to run. Refuses (:class:`~gpt.errors.OutputExistsError`)
-    a pair that already has a row unless ``overwrite``; refuses (:class:`~gpt.files.OutputError`) a
+    a pair that already has a row unless ``overwrite``; refuses (:class:`~gpt.io.files.OutputError`) a
     file where the folder should be, an unwritable folder, or a ``results.csv`` that is not a results
     table. Returns the pairs that already have rows.
     """
@@ -160,7 +160,7 @@ def strategy_order(name: str) -> int:
 def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
     """Bytes that must be stored per task to rebuild ``model`` from the shared base checkpoint.
 
-    For a LoRA model: the adapter folder written by :func:`gpt.adapters.save_adapter` (factors, the
+    For a LoRA model: the adapter folder written by :func:`gpt.lora.adapters.save_adapter` (factors, the
     trainable head and the JSON config). Otherwise: a safetensors file of the trainable parameters
     (for full fine-tuning that is the whole model). Measured by writing the files to a temporary folder.
     """
@@ -168,8 +168,8 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
 
     from safetensors.torch import save_file
 
-    from .adapters import save_adapter
-    from .lora import lora_layers
+    from ..lora.adapters import save_adapter
+    from ..lora.layer import lora_layers
 
     with tempfile.TemporaryDirectory() as tmp:
         if any(True for _ in lora_layers(model)):
@@ -183,7 +183,7 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
 def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, against: str | os.PathLike | None = None) -> Path:
     """Rewrite ``<out_dir>/summary.md`` from ``<out_dir>/results.csv``; with the pinned ``splits``
     (:func:`gpt.sms.load_splits`) also the section of intervals and paired comparisons
-    (:func:`gpt.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``), and with
+    (:func:`gpt.experiments.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``), and with
     ``against`` another results folder, each strategy against the same strategy there."""
     out = Path(out_dir)
     text = summary_markdown(_read_table(out / "results.csv"))

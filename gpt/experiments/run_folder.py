@@ -7,9 +7,9 @@ it, the progress lines, and the comparison with the committed results at its end
   resume), or a new ``runs/experiment/<date>-<time>/``.
 * :class:`Progress` -- runs done of the total, an ETA, one line per finished run.
 * :func:`print_comparison` -- the folder's results beside the committed ones, one verdict per strategy
-  (:func:`gpt.compare.reproduction_table`), printed and written to ``<folder>/comparison.md``.
+  (:func:`gpt.experiments.compare.reproduction_table`), printed and written to ``<folder>/comparison.md``.
 
-:mod:`gpt.experiment` runs the experiment itself.
+:mod:`gpt.experiments.runner` runs the experiment itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from .compare import reproduction_markdown, reproduction_table
-from .files import atomic_write_text, display_path
-from .reference import environment_record
+from ..io.files import atomic_write_text, display_path
+from ..teaching.reference import environment_record
 from .results import strategy_order
 
 __all__ = ["RUNS_ROOT", "PLAN_FILE", "experiment_plan", "default_run_folder", "write_plan", "Progress", "clock",
@@ -125,7 +125,7 @@ def finished_row(out: Path, label: str, seed: int) -> dict | None:
 
 def print_comparison(out: str | Path, reference: str | Path) -> str:
     """Print (and write to ``<out>/comparison.md``) the results of ``out`` beside those of ``reference``,
-    one verdict per strategy (:func:`gpt.compare.reproduction_table`); returns the markdown."""
+    one verdict per strategy (:func:`gpt.experiments.compare.reproduction_table`); returns the markdown."""
     out, reference = Path(out), Path(reference)
     table = reproduction_table(out, reference, splits_of(out), order=strategy_order)
     body = reproduction_markdown(table, display_path(reference))
@@ -134,7 +134,7 @@ def print_comparison(out: str | Path, reference: str | Path) -> str:
             f"{mine.get('precision', '?')}, commit {str(mine.get('commit', '?'))[:12]}. Identical: the same prediction for "
             "every test message; same within noise: paired on the same messages, no detectable difference in balanced "
             "accuracy or natural spam F1 (95 % bootstrap intervals of the difference include 0); differs: one of them "
-            "excludes 0. (`gpt.compare.reproduction_table`)\n\n" + body)
+            "excludes 0. (`gpt.experiments.compare.reproduction_table`)\n\n" + body)
     atomic_write_text(out / "comparison.md", text)
     print("\n" + text, flush=True)
     return text
@@ -142,7 +142,7 @@ def print_comparison(out: str | Path, reference: str | Path) -> str:
 
 def splits_of(out: Path) -> dict:
     """The splits the runs in ``out`` were scored on: the pinned ones, or the fold their config names."""
-    from .sms import run_splits
+    from ..sms import run_splits
 
     runs = sorted((out / "runs").glob("*_seed*.json"))
     config = json.loads(runs[0].read_text()).get("config", {}) if runs else {}

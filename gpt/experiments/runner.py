@@ -13,9 +13,9 @@ depend on the runs before it). Without ``--out`` it writes to a new run folder
 ``runs/experiment/<date>-<time>/`` (never into the committed ``results/``; run again, it resumes its own
 unfinished run), shows runs done of the total with an ETA and one line per finished run, and ends with
 the results beside the committed ones (``results/finetune``), one verdict per strategy: identical, same
-within noise, or differs (:func:`gpt.compare.reproduction_table`). Replacing the committed results is a
+within noise, or differs (:func:`gpt.experiments.compare.reproduction_table`). Replacing the committed results is a
 deliberate step: ``--out results/finetune --overwrite``. Each run adds a row to ``<out>/results.csv`` (see
-:data:`gpt.results.RESULT_COLUMNS`) and writes ``<out>/runs/<strategy>_seed<seed>.json``; at the
+:data:`gpt.experiments.results.RESULT_COLUMNS`) and writes ``<out>/runs/<strategy>_seed<seed>.json``; at the
 end the command writes ``<out>/summary.md`` (mean ± std per strategy) and
 ``<out>/accuracy_vs_params.png`` (test accuracy against trainable parameters, log x).
 
@@ -34,12 +34,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError
-from .finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
+from ..errors import ConfigError
+from ..finetune import ALL_STRATEGIES, FinetuneConfig, default_config, lora_label
 from .results import check_results_dir, strategy_order
 from .run_folder import (RUNS_ROOT, Progress, default_run_folder, experiment_plan, finished_row, print_comparison, splits_of,
                          write_plan)
-from .device import pick_device
+from ..runtime.device import pick_device
 
 __all__ = ["experiment_runs", "run_experiment", "run_finetune", "register_cli", "LORA_RANKS", "LORA_ALPHA_PER_RANK"]
 
@@ -70,12 +70,12 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     propagates after the state was saved. Returns the row.
     """
     from .baseline import train_baseline
-    from .data import sha256_file
-    from .finetune import build_model, finetune
-    from .reference import machine_description, reference_path, source_commit
-    from .files import display_path
+    from ..data import sha256_file
+    from ..finetune import build_model, finetune
+    from ..teaching.reference import machine_description, reference_path, source_commit
+    from ..io.files import display_path
     from .results import check_results_dir, refresh_summary, result_row, task_storage_bytes, write_result
-    from .sms import run_splits
+    from ..sms import run_splits
 
     label = config.label
     check_results_dir(out, [(label, config.seed)], overwrite=overwrite)
@@ -99,7 +99,7 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
         else:
             ckpt = Path(checkpoint) if checkpoint else reference_path()
             model = build_model(config, ckpt)
-        from .model import count_parameters
+        from ..model import count_parameters
 
         print(f"{label}: {count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train (seed {config.seed})")
         result = finetune(model, splits, config, progress=progress, checkpoint_dir=ck_dir, resume=resume and ck_dir.exists())
@@ -144,16 +144,16 @@ def _configs(args) -> list[FinetuneConfig]:
 
 
 def _applies_to(field: str) -> tuple[str, ...]:
-    from .finetune_config import _ONLY_FOR
+    from ..finetune_config import _ONLY_FOR
 
     return _ONLY_FOR.get(field, ALL_STRATEGIES)
 
 
 def _check_checkpoint(path: str) -> None:
     """A pretrained GPT checkpoint that loads and matches the course tokenizer, checked before any run."""
-    from .classifier import check_vocabulary
-    from .tokenizer import course_tokenizer
-    from .train import read_checkpoint
+    from ..classifier import check_vocabulary
+    from ..tokenizer import course_tokenizer
+    from ..train import read_checkpoint
 
     config, _, meta = read_checkpoint(path)
     check_vocabulary(config, course_tokenizer(), meta.get("tokenizer_fingerprint"), source=str(path))
@@ -162,7 +162,7 @@ def _check_checkpoint(path: str) -> None:
 def _check_base(base: str, checkpoint: str = "") -> Path:
     """A Hugging Face GPT-2 base (hub name or folder) whose files are there (fetched now if need be),
     checked before any run; returns its weights file."""
-    from .hf import resolve_pretrained
+    from ..io.hf import resolve_pretrained
 
     if checkpoint:
         raise ConfigError("give either --checkpoint (a course checkpoint) or --base (GPT-2 weights from Hugging Face), not both")
@@ -193,7 +193,7 @@ def _cmd_finetune(args) -> int:
     in_process = args.in_process or (len(configs) == 1 and args.in_process is None)
     for c in configs:
         if in_process:
-            from .finetune import TrainingInterrupted
+            from ..finetune import TrainingInterrupted
 
             try:
                 run_finetune(c, args.out, args.checkpoint or None, command, resume=args.resume, overwrite=args.overwrite,
@@ -319,20 +319,20 @@ def run_experiment(
     ``skip_existing`` (keep rows made from the same checkpoint, resume interrupted runs) or ``overwrite``.
 
     ``runs``: other ``(label, finetune arguments)`` configurations instead of ``strategies`` × ``ranks``
-    (the LoRA variants suite, :func:`gpt.lora_ablation.variant_runs`); the plot is then left to the caller.
+    (the LoRA variants suite, :func:`gpt.experiments.ablations.variant_runs`); the plot is then left to the caller.
     ``epochs`` overrides every GPT strategy's default (quick trials; the recorded experiment uses the defaults).
     ``base`` fine-tunes GPT-2's weights from Hugging Face instead of ``checkpoint`` (``"gpt2"``, ... or a folder).
     ``train_split`` / ``class_weight`` set those :class:`~gpt.finetune.FinetuneConfig` fields of every run.
-    ``against``: the results folder the end compares with (:func:`gpt.compare.reproduction_table`;
+    ``against``: the results folder the end compares with (:func:`gpt.experiments.compare.reproduction_table`;
     default the committed ``results/finetune`` where there is one, ``""`` for none).
 
     With ``kfold=K`` the whole experiment runs on each fold of :func:`gpt.sms.kfold_splits` in turn,
     into ``<out>/fold<i>/`` (each a results folder of its own), and ``<out>/summary.md`` pools the
     folds' predictions: every message of the collection is then tested once
-    (:func:`gpt.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.
+    (:func:`gpt.experiments.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.
     """
-    from .data import sha256_file
-    from .reference import reference_path
+    from ..data import sha256_file
+    from ..teaching.reference import reference_path
 
     custom = runs is not None
     runs = list(runs) if custom else experiment_runs(strategies, ranks)
@@ -375,8 +375,8 @@ def run_experiment(
     _run_all(out, runs, seeds, plan, command, checkpoint, skip_existing, overwrite, reference)
     if (out / "results.csv").exists():
         from .results import refresh_summary
-        from .sms import run_splits
-        from .viz import plot_accuracy_vs_params
+        from ..sms import run_splits
+        from ..teaching.viz import plot_accuracy_vs_params
 
         refresh_summary(out, run_splits(fold=fold, folds=folds))
         if not custom:
@@ -393,7 +393,7 @@ def _reference_for(against: str | Path | None, out: Path) -> Path | None:
     none, or it is ``out`` itself (``--out results/finetune --overwrite`` replaces it)."""
     if against == "":
         return None
-    from .course import results_dir
+    from ..teaching.course import results_dir
 
     ref = Path(against) if against is not None else results_dir(COMMITTED)
     if not (ref / "runs").is_dir():
@@ -438,7 +438,7 @@ def _folds_of(out: Path) -> int | None:
 
 
 def _cmd_summarize(args) -> int:
-    from .files import check_output
+    from ..io.files import check_output
     from .results import refresh_summary
 
     out = Path(args.out)
@@ -462,7 +462,7 @@ def _cmd_summarize(args) -> int:
 
 
 def _cmd_experiment(args) -> int:
-    from .profile import get_profile
+    from ..runtime.profile import get_profile
 
     command = args.command_line or "python -m gpt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     _apply_profile(args, get_profile())
@@ -493,8 +493,8 @@ def _apply_profile(args, profile) -> None:
 
 
 def _cmd_variants(args, command: str) -> int:
-    """``experiment --suite variants``: the LoRA variants ablation (:mod:`gpt.lora_ablation`)."""
-    from .lora_ablation import run_variants, variant_runs
+    """``experiment --suite variants``: the LoRA variants ablation (:mod:`gpt.experiments.ablations`)."""
+    from .ablations import run_variants, variant_runs
 
     defaults = {"strategies": list(ALL_STRATEGIES), "ranks": list(LORA_RANKS), "base": "", "kfold": None, "train_split": None,
                 "class_weight": None, "against": None, "precision": "auto"}
@@ -503,8 +503,8 @@ def _cmd_variants(args, command: str) -> int:
         raise ConfigError(f"--suite variants runs its own configurations; --{changed[0].replace('_', '-')} does not apply to it")
     out = args.out
     if out is None:
-        from .data import sha256_file
-        from .reference import reference_path
+        from ..data import sha256_file
+        from ..teaching.reference import reference_path
 
         ckpt = args.checkpoint or reference_path()
         plan = experiment_plan(variant_runs(), args.seeds, sha256_file(ckpt), args.epochs, args.device)
@@ -579,7 +579,7 @@ def register_cli(subparsers) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     e.add_argument("--suite", choices=["headline", "variants"], default="headline",
-                   help="headline: the strategies x ranks above; variants: the LoRA variants ablation (gpt.lora_ablation, "
+                   help="headline: the strategies x ranks above; variants: the LoRA variants ablation (gpt.experiments.ablations, "
                    "into results/lora_variants unless --out)")
     e.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (GPT_PROFILE=ci: 0)")
     e.add_argument("--strategies", nargs="+", default=list(ALL_STRATEGIES), choices=list(ALL_STRATEGIES))

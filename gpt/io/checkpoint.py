@@ -8,7 +8,7 @@ A checkpoint is a folder written as one unit::
                                    and the sha256 of every tensor file (``"files"``)
 
 :func:`write_checkpoint` builds it in a temporary folder, fsyncs it and renames it over the previous
-checkpoint (:func:`gpt.files.atomic_dir`): a crash leaves the old checkpoint or the new one, never a
+checkpoint (:func:`gpt.io.files.atomic_dir`): a crash leaves the old checkpoint or the new one, never a
 mix. :func:`read_state` and :func:`read_verified` refuse, with a
 :class:`~gpt.errors.CheckpointError` naming the file, a folder whose files do not belong together.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .files import atomic_dir
 
 STATE_FILE = "state.json"
@@ -88,7 +88,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def write_file(path: Path, data: bytes) -> None:
     """One file of a checkpoint, written into the temporary checkpoint folder (fsynced and renamed
-    as a whole by :func:`gpt.files.atomic_dir`)."""
+    as a whole by :func:`gpt.io.files.atomic_dir`)."""
     path.write_bytes(data)
 
 

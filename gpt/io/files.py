@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import GPTError, OutputExistsError
+from ..errors import GPTError, OutputExistsError
 
 __all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "fsync_dir", "OutputError"]
 

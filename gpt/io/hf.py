@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError
 
 __all__ = ["HUB_NAMES", "PretrainedFiles", "resolve_pretrained", "from_pretrained", "convert_state_dict", "gpt_config_from_hf",
            "save_tiny_random_gpt2", "base_for", "TINY_RANDOM", "GPT2_VOCAB_SIZE"]
@@ -159,7 +159,7 @@ def resolve_pretrained(name_or_path: str | os.PathLike) -> PretrainedFiles:
 def gpt_config_from_hf(hf: dict, source: str = "config.json", **overrides):
     """The :class:`~gpt.model.GPTConfig` of a Hugging Face GPT-2 ``config.json`` (as a dict); a setting the
     course model cannot compute is a :class:`~gpt.errors.CheckpointError` naming it."""
-    from .model import GPTConfig
+    from ..model import GPTConfig
 
     if not isinstance(hf, dict):
         raise CheckpointError(f"{source} is not a JSON object")
@@ -267,8 +267,8 @@ def from_pretrained(name_or_path: str | os.PathLike, device="cpu", **config_over
     :class:`PretrainedFiles` it was read from; its logits equal ``GPT2LMHeadModel``'s.
     """
     from .checkpoint import check_finite
-    from .model import GPT
-    from .train import load_state_dict_strict
+    from ..model import GPT
+    from ..train import load_state_dict_strict
 
     bad = set(config_overrides) - {"dropout", "attn_impl"}
     if bad:

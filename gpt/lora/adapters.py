@@ -18,7 +18,7 @@ The course's format:
 
 DoRA's magnitude vectors are part of the adapter (``<layer>.lora_magnitude_vector``). A PiSSA model's
 frozen W is the residual, not the base file's W, so its adapter is written as the equivalent plain
-LoRA update of rank 2r for the untouched base (:func:`gpt.lora_variants.pissa_to_lora`, as PEFT's
+LoRA update of rank 2r for the untouched base (:func:`gpt.lora.variants.pissa_to_lora`, as PEFT's
 conversion): it loads onto the base checkpoint like any adapter.
 
 Loading checks everything before a weight changes: an adapter that is damaged, incomplete, holds
@@ -38,10 +38,10 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .errors import AdapterError, ConfigError, OutputExistsError
-from .files import atomic_dir, check_output
-from .lora import _apply, _init_name, _lora_problem, lora_layers
-from .lora_variants import pissa_to_lora
+from ..errors import AdapterError, ConfigError, OutputExistsError
+from ..io.files import atomic_dir, check_output
+from .layer import _apply, _init_name, _lora_problem, lora_layers
+from .variants import pissa_to_lora
 
 __all__ = ["save_adapter", "load_adapter", "read_adapter", "file_sha256", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
            "ADAPTER_FORMATS", "PEFT_PREFIX"]
@@ -59,7 +59,7 @@ PEFT_METADATA_KEY = "gpt_course"  # our metadata in a PEFT-format file's safeten
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes (the data layer's :func:`gpt.data.sha256_file`)."""
-    from .data import sha256_file
+    from ..data import sha256_file
 
     return sha256_file(Path(path))
 
@@ -88,7 +88,7 @@ def _adapter_contents(model: nn.Module) -> tuple[dict, dict[str, torch.Tensor], 
     """``(settings, tensors, by_hand)`` of an adapter: the LoRA settings as saved (a PiSSA adapter
     converted to plain LoRA of rank 2r), the tensors (LoRA factors, DoRA magnitudes, the trainable
     non-LoRA parameters), and the keys of those the user unfroze by hand (not in ``modules_to_save``)."""
-    from .lora import lora_parameters
+    from .layer import lora_parameters
 
     layers = list(lora_layers(model))
     if not layers:
@@ -147,7 +147,7 @@ def save_adapter(
 
     Nothing is lost: an existing non-empty ``path`` raises OutputExistsError unless ``overwrite=True``
     (a folder holding more than an adapter's two files is refused even then); the output is checked
-    before anything is serialised, and both files appear in one rename (:func:`gpt.files.atomic_dir`),
+    before anything is serialised, and both files appear in one rename (:func:`gpt.io.files.atomic_dir`),
     so a crash leaves the previous adapter intact. Tensors holding NaN or inf (training diverged) are
     refused with AdapterError -- such an adapter is useless -- and nothing is written.
     """
@@ -206,7 +206,7 @@ def save_adapter(
 def _peft_suffix_matches(model: nn.Module, modules_to_save: list[str], have: dict) -> dict[str, torch.Tensor]:
     """The tensors of the further modules PEFT's suffix matching of ``modules_to_save`` wraps (their
     current, untrained values), which ``PeftModel.from_pretrained`` expects to find in the file."""
-    from .lora import LoRALinear
+    from .layer import LoRALinear
 
     lora_names = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
     extra = {}

@@ -20,16 +20,16 @@ Typical use::
     model = load_model("runs/course/model.safetensors")
     apply_lora(model, r=8, lora_alpha=16)           # wraps every nn.Linear in model.blocks, freezes the rest
     ...train...                                      # only lora_A / lora_B (and a head, if asked) change
-    save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.adapters: the factors, in a small file
+    save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.lora.adapters: the factors, in a small file
     merge_lora(model)                                # W <- W + scaling·B·A: inference at the base model's cost
 
-Variants, with PEFT's option names (their maths is :mod:`gpt.lora_variants`): ``use_rslora=True``
+Variants, with PEFT's option names (their maths is :mod:`gpt.lora.variants`): ``use_rslora=True``
 (scaling = lora_alpha / √r), ``use_dora=True`` (a trained magnitude per output row,
 ``lora_magnitude_vector``, times the direction of W + ΔW), ``init_lora_weights="gaussian"`` or
 ``"pissa"`` (A and B start as W's principal singular directions; W keeps the residual). LoRA+ (a
-larger learning rate for B) is an optimizer setting: :func:`gpt.lora_variants.lora_plus_param_groups`.
+larger learning rate for B) is an optimizer setting: :func:`gpt.lora.variants.lora_plus_param_groups`.
 
-Adapter files (saving a trained adapter, loading it onto a base model, PEFT's format) are :mod:`gpt.adapters`.
+Adapter files (saving a trained adapter, loading it onto a base model, PEFT's format) are :mod:`gpt.lora.adapters`.
 
 Bad arguments raise :class:`~gpt.errors.ConfigError`.
 """
@@ -49,8 +49,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigError
-from .lora_variants import INIT_LORA_WEIGHTS, dora_weight_norm, lora_scaling, pissa_factors
+from ..errors import ConfigError
+from .variants import INIT_LORA_WEIGHTS, dora_weight_norm, lora_scaling, pissa_factors
 
 __all__ = [
     "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
@@ -131,14 +131,14 @@ class LoRALinear(nn.Module):
     update's input: ``nn.Dropout`` or, for probability 0, ``nn.Identity``, as in PEFT), ``lora_dropout_p``
     (its probability, a float), ``use_rslora``, ``use_dora``, ``init_lora_weights``.
 
-    Variants (PEFT's names, maths in :mod:`gpt.lora_variants`):
+    Variants (PEFT's names, maths in :mod:`gpt.lora.variants`):
 
     * ``use_dora=True`` adds the trained vector ``lora_magnitude_vector`` (out,), initialised to the
       row norms of W, and computes ``m ⊙ (W + ΔW) / ‖W + ΔW‖`` (the norm a constant for the backward pass).
     * ``init_lora_weights="gaussian"``: A ~ N(0, (1/r)²); ``"pissa"``: A, B from W's top-r singular
       directions and ``weight`` replaced by the residual W − scaling·B·A (the start factors are kept as
       the buffers ``lora_A_init`` / ``lora_B_init``, not in the state dict, so that
-      :func:`gpt.adapters.save_adapter` can write the adapter for the untouched W).
+      :func:`gpt.lora.adapters.save_adapter` can write the adapter for the untouched W).
 
     The wrapped layer's ``weight`` (out, in) and ``bias`` (out,) Parameters are registered on this
     module under the same names (not as ``base.weight``), so a plain model's state dict loads into a
@@ -209,7 +209,7 @@ class LoRALinear(nn.Module):
 
     @torch.no_grad()
     def _pissa_init(self) -> None:
-        """A, B <- W's principal part; W <- the residual (:func:`gpt.lora_variants.pissa_factors`)."""
+        """A, B <- W's principal part; W <- the residual (:func:`gpt.lora.variants.pissa_factors`)."""
         if self.r > min(self.in_features, self.out_features):
             raise ConfigError(f"init_lora_weights='pissa' needs r <= min(in, out) = {min(self.in_features, self.out_features)}, got r={self.r}")
         A, B, residual = pissa_factors(self.weight, self.r, self.scaling)

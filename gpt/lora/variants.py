@@ -27,7 +27,7 @@ import numbers
 import torch
 import torch.nn as nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "INIT_LORA_WEIGHTS", "lora_scaling", "dora_weight_norm", "pissa_factors", "pissa_to_lora",
@@ -92,7 +92,7 @@ def lora_plus_param_groups(model: nn.Module, lr: float, ratio: float = LORAPLUS_
     carries ``lr_scale`` (1 or ``ratio``): a schedule sets ``group["lr"] = lr_now * group["lr_scale"]``.
     Pass the list to ``torch.optim.AdamW``.
     """
-    from .lora import lora_layers
+    from .layer import lora_layers
 
     for name, value, low in (("lr", lr, 0.0), ("ratio", ratio, 0.0), ("weight_decay", weight_decay, None)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (low is not None and value <= low) or value < 0:

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["pick_device", "cpu_has_fast_bf16", "resolve_precision", "autocast"]
 

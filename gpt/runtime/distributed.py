@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Parallel", "from_environment", "shutdown"]
 
@@ -49,7 +49,7 @@ class _LossOf(nn.Module):
         self.gpt = gpt
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from .train import lm_loss
+        from ..train import lm_loss
 
         return lm_loss(self.gpt, x, y)
 
@@ -90,7 +90,7 @@ class Parallel:
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         ddp = DDP(_LossOf(model), device_ids=ids)
         if compile:
-            from .train import require_compiler
+            from ..train import require_compiler
 
             require_compiler()
             ddp = torch.compile(ddp)

@@ -22,7 +22,7 @@ class Profile:
     finetune_epochs: int  # notebook 05: epochs per fine-tuning run (0: the strategy's default, gpt.finetune.DEFAULT_CONFIGS)
     finetune_train_limit: int  # notebook 05: train on the first N messages of the train split (0: all 1,045)
     finetune_eval_limit: int  # notebook 05: evaluate on the first N messages of each other split (0: all)
-    gpt2_base: str = "gpt2"  # notebook 08: GPT-2 from the hub, or "tiny-random-gpt2" (gpt.hf.base_for: no download)
+    gpt2_base: str = "gpt2"  # notebook 08: GPT-2 from the hub, or "tiny-random-gpt2" (gpt.io.hf.base_for: no download)
     # `python -m gpt experiment` (the main job, scripts/main.sh): None keeps the command's own default
     # (3 seeds, LoRA ranks 1-32, each strategy's epochs); the CI profile makes it a smoke run of a minute or two
     experiment_seeds: tuple[int, ...] | None = None

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from .model import GPTConfig
+from ..model import GPTConfig
 
 __all__ = ["training_flops_per_token", "matmul_peak_flops", "mfu"]
 

@@ -24,7 +24,7 @@ import sysconfig
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import GPTError
+from ..errors import GPTError
 
 __all__ = ["ToolError", "tool_dirs", "tool_env", "find_tool", "run_tool", "output_tail"]
 

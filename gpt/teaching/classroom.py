@@ -18,7 +18,7 @@ are still graded. The table (students x exercises) is printed and written as CSV
 
 nbgrader is the optional extra ``[classroom]``: ``pip install -e ".[classroom]"``. It runs in a child
 process of this Python (``sys.executable -m nbgrader``) with this environment's programs first on PATH
-(:mod:`gpt.tools`), so ``/path/to/venv/bin/python -m gpt classroom ...`` works without activating the
+(:mod:`gpt.runtime.tools`), so ``/path/to/venv/bin/python -m gpt classroom ...`` works without activating the
 venv; when nbgrader fails, the error ends with the last lines of its output (its traceback).
 """
 
@@ -39,9 +39,9 @@ from pathlib import Path
 import pandas as pd
 
 from .course import course_root
-from .errors import GPTError
-from .files import atomic_dir, atomic_write_text, check_output
-from .tools import ToolError, find_tool, output_tail, run_tool
+from ..errors import GPTError
+from ..io.files import atomic_dir, atomic_write_text, check_output
+from ..runtime.tools import ToolError, find_tool, output_tail, run_tool
 
 HEADING = re.compile(r"^###\s+Exercise\s+(\d\d)\.(\d+)\s+·\s+(.+?)\s+\((\d+)\s+points?\)\s*$", re.MULTILINE)
 SOLUTION_ID = re.compile(r"^ex(\d\d)_(\d+)$")

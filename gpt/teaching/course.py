@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .reference import reference_path
 
 

@@ -8,7 +8,7 @@ import platform
 from importlib import resources
 from pathlib import Path
 
-from .files import atomic_write_text
+from ..io.files import atomic_write_text
 
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "model.safetensors"
@@ -27,7 +27,7 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    from .device import cpu_has_fast_bf16
+    from ..runtime.device import cpu_has_fast_bf16
 
     bf16 = "native bf16" if cpu_has_fast_bf16() else "no native bf16"  # what precision="auto" picks on a CPU
     return f"{cpu}, {os.cpu_count()} cores, {bf16}, torch {torch.__version__}, {platform.system()}"
@@ -55,7 +55,7 @@ def environment_record(precision: str | None = None) -> dict:
     the precision the training steps ran in (``precision``, resolved from "auto" on this machine if not given)."""
     import torch
 
-    from .device import cpu_has_fast_bf16, pick_device, resolve_precision
+    from ..runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
 
     return {
         "machine": machine_description(),
@@ -79,7 +79,7 @@ def reference_card() -> dict:
 
 def load_reference(device="cpu", **config_overrides):
     """The course's pretrained reference GPT (see ``gpt/assets/reference/MODEL_CARD.md``)."""
-    from .train import load_model
+    from ..train import load_model
 
     path = reference_path()
     if not path.exists():

@@ -337,7 +337,7 @@ def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, ta
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from .results import summarize
+    from ..experiments.results import summarize
 
     table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
     s = summarize(table)

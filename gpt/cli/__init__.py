@@ -1,0 +1,3 @@
+"""Command line: ``python -m gpt <command>`` (see ``python -m gpt --help``)."""
+
+from .pretrain import main  # noqa: F401
