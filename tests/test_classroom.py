@@ -16,7 +16,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason='the tests build notebooks with nbformat: pip install -e ".[dev]"')
 
-from gpt import classroom  # noqa: E402
+from gpt.teaching import classroom  # noqa: E402
 from gpt.teaching.classroom import ClassroomError, check_notebook  # noqa: E402
 from gpt.errors import OutputExistsError  # noqa: E402
 from gpt.runtime.tools import tool_dirs  # noqa: E402

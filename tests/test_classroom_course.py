@@ -18,7 +18,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason='the tests read notebooks with nbformat: pip install -e ".[dev]"')
 
-from gpt import classroom  # noqa: E402
+from gpt.teaching import classroom  # noqa: E402
 
 
 ONE_SOLVED = ("01", "03", "08")

@@ -16,10 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import gpt.cli as cli
+import gpt.cli.pretrain as cli
 import gpt.data
 import gpt.train as train_module
-from gpt.cli import auto_checkpoint_interval, main
+from gpt.cli import main
+from gpt.cli.pretrain import auto_checkpoint_interval
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import course_tokenizer_path, tokenizer_fingerprint
 from gpt.train import read_training_state, save_model

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gpt import experiment as E
+from gpt.experiments import runner as E
 from gpt.cli import main
 from gpt.model import GPT, GPTConfig
 from gpt.experiments.results import RESULT_COLUMNS

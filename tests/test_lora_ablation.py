@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from gpt import experiment as E
+from gpt.experiments import runner as E
 from gpt.errors import ConfigError
 from gpt.experiments.ablations import REFERENCE, VARIANT_CONFIGS, variant_configs, variant_runs
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from gpt import results as R
+from gpt.experiments import results as R
 from gpt.errors import OutputExistsError
 from gpt.io.files import OutputError
 from gpt.finetune import FinetuneResult, default_config

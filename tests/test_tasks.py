@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpt import tasks as T
+from gpt.experiments import tasks as T
 from gpt.experiments.tasks import AUTHOR_BOOKS, AUTHOR_LABELS, author_splits, heldout_start, normalize_text
 
 # sha256 of each seed-0 split written as CSV (index=False, "\n" line ends): the splits are the same everywhere.

@@ -21,7 +21,7 @@ from .reference import reference_path
 
 def course_root() -> Path:
     """The repository folder that holds this package (a checkout or the setup cell's clone)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def results_dir(*parts: str, must_exist: bool = False) -> Path:

@@ -38,7 +38,7 @@ def source_commit() -> str:
     files under ``gpt/`` differ from it; ``"unknown"`` outside a git checkout."""
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
         if head.returncode != 0:
