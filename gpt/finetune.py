@@ -48,7 +48,7 @@ from .sms import SPLIT_NAMES, label_ids
 from .runtime.device import autocast, pick_device, resolve_precision
 from .train import make_optimizer
 from .finetune_config import (  # noqa: F401  (part of this module's API: the config and its defaults)
-    _ONLY_FOR, ALL_STRATEGIES, CLASS_WEIGHTS, DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, TARGET_PRESETS, FinetuneConfig, default_config,
+    ONLY_FOR, ALL_STRATEGIES, CLASS_WEIGHTS, DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, TARGET_PRESETS, FinetuneConfig, default_config,
     lora_label, lora_variant_suffix,
 )
 

@@ -214,7 +214,7 @@ DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
     "baseline": FinetuneConfig("baseline", epochs=30, lr=0.01, l2=1e-3, batch_size=32, classifier_dropout=0.0),
 }
 # Fields that mean something for one kind of run only (see FinetuneConfig).
-_ONLY_FOR = {
+ONLY_FOR = {
     "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
     **{k: ("lora",) for k in LORA_VARIANT_FIELDS},
     **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
@@ -234,6 +234,6 @@ def default_config(strategy: str, **overrides) -> FinetuneConfig:
     for k in overrides:
         if k not in known:
             raise ConfigError(f"unknown FinetuneConfig field {k!r}")
-        if k in _ONLY_FOR and strategy not in _ONLY_FOR[k]:
-            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(_ONLY_FOR[k])})")
+        if k in ONLY_FOR and strategy not in ONLY_FOR[k]:
+            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(ONLY_FOR[k])})")
     return dataclasses.replace(DEFAULT_CONFIGS[strategy], **overrides)

@@ -99,19 +99,19 @@ def versus_table(out_dir: str | os.PathLike, splits: dict, reference: str = REFE
     """One row per configuration in ``out_dir``: balanced-test accuracy and natural spam F1 with 95 %
     intervals, and each paired with ``reference`` on the same test messages (difference in points,
     its interval, the verdict, in columns ``acc_vs_ref...`` / ``f1_vs_ref...``; :func:`gpt.experiments.compare.outcomes_table`)."""
-    from .compare import _truth, load_outcomes, outcomes_table
+    from .compare import truth_labels, load_outcomes, outcomes_table
 
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
     known = [label for label, _ in variant_runs()]
     position = lambda s: (known.index(s), s) if s in known else (len(known), s)  # noqa: E731
-    t = outcomes_table(outcomes, *_truth(splits), order=position, references=(reference,))
+    t = outcomes_table(outcomes, *truth_labels(splits), order=position, references=(reference,))
     return t.rename(columns=lambda c: c.replace(f"_vs_{reference}", "_vs_ref"))
 
 
 def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = REFERENCE) -> str:
     """The "against plain LoRA r = 8" section of the variants' ``summary.md``."""
-    from .compare import _difference, _interval
+    from .compare import difference_text, interval_text
 
     t = versus_table(out_dir, splits, reference)
     if t.empty:
@@ -128,8 +128,8 @@ def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = R
         "|---|---|---|---|---|---|",
     ]
     for _, r in t.iterrows():
-        lines.append(f"| {what.get(r['strategy'], r['strategy'])} | {r['strategy']} | {_interval(r, 'accuracy')} "
-                     f"| {_difference(r, 'acc_vs_ref')} | {_interval(r, 'natural_f1')} | {_difference(r, 'f1_vs_ref')} |")
+        lines.append(f"| {what.get(r['strategy'], r['strategy'])} | {r['strategy']} | {interval_text(r, 'accuracy')} "
+                     f"| {difference_text(r, 'acc_vs_ref')} | {interval_text(r, 'natural_f1')} | {difference_text(r, 'f1_vs_ref')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -76,29 +76,29 @@ def load_outcomes(out_dir: str | os.PathLike, splits: dict) -> dict:
     return out
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _signed(x: float) -> str:
+def signed_pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def _interval(r, key: str) -> str:
+def interval_text(r, key: str) -> str:
     """``r[key]`` in % with its 95 % interval (``key_low``, ``key_high``) in brackets."""
-    return _interval_text(r[key], r[key + "_low"], r[key + "_high"])
+    return interval_of(r[key], r[key + "_low"], r[key + "_high"])
 
 
-def _interval_text(value: float, low: float, high: float) -> str:
-    return f"{_pct(value)} [{_pct(low)}–{_pct(high)}]"
+def interval_of(value: float, low: float, high: float) -> str:
+    return f"{pct(value)} [{pct(low)}–{pct(high)}]"
 
 
-def _difference(r, key: str) -> str:
+def difference_text(r, key: str) -> str:
     """A paired comparison ``key`` as "verdict: +d (low to high)" in points; "–" where there is none."""
     v = r.get(key + "_verdict")
     if not isinstance(v, str):
         return "–"
-    return f"{v}: {_signed(r[key])} ({_signed(r[key + '_low'])} to {_signed(r[key + '_high'])})"
+    return f"{v}: {signed_pct(r[key])} ({signed_pct(r[key + '_low'])} to {signed_pct(r[key + '_high'])})"
 
 
 def run_intervals(metrics: dict, splits: dict) -> dict:
@@ -108,15 +108,15 @@ def run_intervals(metrics: dict, splits: dict) -> dict:
     out = {}
     if "test" in metrics:
         correct = np.asarray(metrics["test"]["predicted"]) == np.asarray(splits["test"]["label"])
-        out["accuracy"] = _interval_text(*accuracy_interval(correct[None, :]))
+        out["accuracy"] = interval_of(*accuracy_interval(correct[None, :]))
     if "test_natural" in metrics:
         y = (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
         pred = (np.asarray(metrics["test_natural"]["predicted"]) == POSITIVE).astype(int)
-        out["natural_f1"] = _interval_text(*f1_interval(y, pred[None, :]))
+        out["natural_f1"] = interval_of(*f1_interval(y, pred[None, :]))
     return out
 
 
-def _truth(splits: dict) -> tuple[np.ndarray, np.ndarray]:
+def truth_labels(splits: dict) -> tuple[np.ndarray, np.ndarray]:
     """The balanced test split's label names, and the natural split's labels as 1 = spam."""
     return np.asarray(splits["test"]["label"]), (np.asarray(splits["test_natural"]["label"]) == POSITIVE).astype(int)
 
@@ -126,7 +126,7 @@ def comparison_table(out_dir: str | os.PathLike, splits: dict, order=None):
     :data:`REFERENCES` (differences in points, their intervals, verdicts)."""
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
-    return outcomes_table(outcomes, *_truth(splits), order=order)
+    return outcomes_table(outcomes, *truth_labels(splits), order=order)
 
 
 def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=None, references=REFERENCES):
@@ -177,10 +177,10 @@ def display_table(table):
     """:func:`comparison_table` as the notebooks show it: one row per strategy, values in %, intervals in
     brackets, each comparison as its verdict and difference in points."""
     return _display(table, {
-        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
+        "balanced test accuracy % [95 % interval]": lambda r: interval_text(r, "accuracy"),
         "vs bag of words": lambda r: _versus(r, "acc_vs_baseline"),
         "vs full fine-tuning": lambda r: _versus(r, "acc_vs_full"),
-        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
+        "natural spam F1 % [95 % interval]": lambda r: interval_text(r, "natural_f1"),
         "F1 vs bag of words": lambda r: _versus(r, "f1_vs_baseline"),
     }, list(table["strategy"]))
 
@@ -188,7 +188,7 @@ def display_table(table):
 def _versus(r, key: str) -> str:
     """A paired comparison ``key`` as "verdict (+d)" in points; "–" where there is none."""
     v = r.get(key + "_verdict")
-    return "–" if not isinstance(v, str) else f"{v} ({_signed(r[key])})"
+    return "–" if not isinstance(v, str) else f"{v} ({signed_pct(r[key])})"
 
 
 def _display(table, columns: dict, index):
@@ -233,8 +233,8 @@ def _comparison_lines(t, n_test: int, n_nat: int, share: float, title: str, prio
     ]
     for _, r in t.iterrows():
         lines.append(
-            f"| {r['strategy']} | {_interval(r, 'accuracy')} | {_difference(r, 'acc_vs_baseline')} | {_difference(r, 'acc_vs_full')} "
-            f"| {_interval(r, 'natural_f1')} | {_difference(r, 'f1_vs_baseline')} | {_difference(r, 'f1_vs_full')} |"
+            f"| {r['strategy']} | {interval_text(r, 'accuracy')} | {difference_text(r, 'acc_vs_baseline')} | {difference_text(r, 'acc_vs_full')} "
+            f"| {interval_text(r, 'natural_f1')} | {difference_text(r, 'f1_vs_baseline')} | {difference_text(r, 'f1_vs_full')} |"
         )
     if "acc_vs_baseline_mcnemar_p" in t:
         ps = [f"{r['strategy']} {r['acc_vs_baseline_mcnemar_p']:.2g}" for _, r in t.iterrows() if r["acc_vs_baseline_mcnemar_p"] == r["acc_vs_baseline_mcnemar_p"]]
@@ -247,7 +247,7 @@ def _comparison_lines(t, n_test: int, n_nat: int, share: float, title: str, prio
                   "| strategy | natural spam F1, prior-corrected [95 % interval] | vs bag of words, both prior-corrected |", "|---|---|---|"]
         for _, r in t.iterrows():
             if r.get("natural_f1_prior") == r.get("natural_f1_prior"):
-                lines.append(f"| {r['strategy']} | {_interval(r, 'natural_f1_prior')} | {_difference(r, 'f1prior_vs_baseline')} |")
+                lines.append(f"| {r['strategy']} | {interval_text(r, 'natural_f1_prior')} | {difference_text(r, 'f1prior_vs_baseline')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +259,7 @@ def against_table(out_dir: str | os.PathLike, other_dir: str | os.PathLike, spli
     mine, theirs = load_outcomes(out_dir, splits), load_outcomes(other_dir, splits)
     mine.pop("skipped", None)
     theirs.pop("skipped", None)
-    truth, y_nat = _truth(splits)
+    truth, y_nat = truth_labels(splits)
     common = [s for s in (sorted(mine, key=order) if order else mine) if s in theirs]
     rows = []
     for s in common:
@@ -284,7 +284,7 @@ def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, s
         "|---|---|---|---|",
     ]
     for _, r in t.iterrows():
-        lines.append(f"| {r['strategy']} | {_difference(r, 'acc')} | {_difference(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
+        lines.append(f"| {r['strategy']} | {difference_text(r, 'acc')} | {difference_text(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -346,7 +346,7 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
     mine.pop("skipped", None)
     theirs.pop("skipped", None)
     recipes, reference_recipes = _recipes(out_dir), _recipes(reference_dir)
-    truth, y_nat = _truth(splits)
+    truth, y_nat = truth_labels(splits)
     rows = []
     for s in sorted(mine, key=order) if order else list(mine):
         m = mine[s]
@@ -393,12 +393,12 @@ def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
     ]
     for _, r in table.iterrows():
         ref = isinstance(r.get("reference_seeds"), str)
-        acc = f"{_pct(r['accuracy'])} / {_pct(r['reference_accuracy'])}" if ref else _pct(r["accuracy"])
-        f1 = f"{_pct(r['natural_f1'])} / {_pct(r['reference_natural_f1'])}" if ref else _pct(r["natural_f1"])
+        acc = f"{pct(r['accuracy'])} / {pct(r['reference_accuracy'])}" if ref else pct(r["accuracy"])
+        f1 = f"{pct(r['natural_f1'])} / {pct(r['reference_natural_f1'])}" if ref else pct(r["natural_f1"])
         v = r["verdict"]
         if v in (SAME_WITHIN_NOISE, DIFFERS):
-            v += (f": accuracy {_signed(r['acc'])} ({_signed(r['acc_low'])} to {_signed(r['acc_high'])}), "
-                  f"F1 {_signed(r['f1'])} ({_signed(r['f1_low'])} to {_signed(r['f1_high'])}) points")
+            v += (f": accuracy {signed_pct(r['acc'])} ({signed_pct(r['acc_low'])} to {signed_pct(r['acc_high'])}), "
+                  f"F1 {signed_pct(r['f1'])} ({signed_pct(r['f1_low'])} to {signed_pct(r['f1_high'])}) points")
         elif v == "other recipe":
             v += f" ({r['note']})"
         lines.append(f"| {r['strategy']} | {r['seeds']} | {acc} | {f1} | {v} |")
@@ -423,7 +423,7 @@ def kfold_outcomes(out_dir: str | os.PathLike, folds: int) -> tuple[dict, np.nda
         o = load_outcomes(Path(out_dir) / f"fold{i}", splits)
         o.pop("skipped", None)
         per_fold.append(o)
-        t, y = _truth(splits)
+        t, y = truth_labels(splits)
         truths.append(t)
         nats.append(y)
     names = set().union(*per_fold)
@@ -497,9 +497,9 @@ def display_ablation(table):
     import pandas as pd
 
     return _display(table, {
-        "balanced test accuracy % [95 % interval]": lambda r: _interval(r, "accuracy"),
+        "balanced test accuracy % [95 % interval]": lambda r: interval_text(r, "accuracy"),
         "vs reference recipe": lambda r: _versus(r, "acc_vs_reference"),
-        "natural spam F1 % [95 % interval]": lambda r: _interval(r, "natural_f1"),
+        "natural spam F1 % [95 % interval]": lambda r: interval_text(r, "natural_f1"),
         "F1 vs reference recipe": lambda r: _versus(r, "f1_vs_reference"),
     }, pd.MultiIndex.from_arrays([table["change"], table["strategy"]], names=["change", "strategy"]))
 
@@ -512,6 +512,6 @@ def ablation_markdown(table, descriptions: dict | None = None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
-        lines.append(f"| {descriptions.get(r['change'], r['change'])} | {r['strategy']} | {r['seeds']} | {_interval(r, 'accuracy')} "
-                     f"| {_difference(r, 'acc_vs_reference')} | {_interval(r, 'natural_f1')} | {_difference(r, 'f1_vs_reference')} |")
+        lines.append(f"| {descriptions.get(r['change'], r['change'])} | {r['strategy']} | {r['seeds']} | {interval_text(r, 'accuracy')} "
+                     f"| {difference_text(r, 'acc_vs_reference')} | {interval_text(r, 'natural_f1')} | {difference_text(r, 'f1_vs_reference')} |")
     return "\n".join(lines) + "\n"

@@ -144,9 +144,9 @@ def _configs(args) -> list[FinetuneConfig]:
 
 
 def _applies_to(field: str) -> tuple[str, ...]:
-    from ..finetune_config import _ONLY_FOR
+    from ..finetune_config import ONLY_FOR
 
-    return _ONLY_FOR.get(field, ALL_STRATEGIES)
+    return ONLY_FOR.get(field, ALL_STRATEGIES)
 
 
 def _check_checkpoint(path: str) -> None:

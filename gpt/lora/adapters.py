@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import AdapterError, ConfigError, OutputExistsError
 from ..io.files import atomic_dir, check_output
-from .layer import _apply, _init_name, _lora_problem, lora_layers
+from .layer import init_weights_name, lora_layers, lora_settings_problem, wrap_layers
 from .variants import pissa_to_lora
 
 __all__ = ["save_adapter", "load_adapter", "read_adapter", "file_sha256", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
@@ -254,9 +254,9 @@ def _check_adapter_config(config, source: Path) -> None:
     for key in ("r", "lora_alpha", "target_modules"):
         if key not in config:
             raise AdapterError(f"{source} lacks the key {key!r}; the file is damaged or incomplete: save the adapter again")
-    problem = _lora_problem(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0), config.get("use_rslora", False),
+    problem = lora_settings_problem(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0), config.get("use_rslora", False),
                             config.get("use_dora", False), config.get("init_lora_weights", "kaiming"))
-    if not problem and _init_name(config.get("init_lora_weights", "kaiming")) == "pissa":
+    if not problem and init_weights_name(config.get("init_lora_weights", "kaiming")) == "pissa":
         problem = "init_lora_weights is 'pissa', but a saved adapter holds the converted plain LoRA update"
     if problem:
         raise AdapterError(f"{source}: {problem}; the file is damaged: save the adapter again")
@@ -399,7 +399,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
 
     r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
     variant = dict(use_rslora=config.get("use_rslora", False), use_dora=config.get("use_dora", False),
-                   init_lora_weights=_init_name(config.get("init_lora_weights", "kaiming")))
+                   init_lora_weights=init_weights_name(config.get("init_lora_weights", "kaiming")))
     targets, to_save = list(config["target_modules"]), list(config.get("modules_to_save") or [])
     existing = dict(lora_layers(model))
     modules = dict(model.named_modules())
@@ -454,7 +454,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
         to_save = [m for m in to_save if not key.startswith(m + ".")]
 
     if not existing:
-        _apply(model, targets, r, lora_alpha, lora_dropout, to_save, **variant)
+        wrap_layers(model, targets, r, lora_alpha, lora_dropout, to_save, **variant)
     params = dict(model.named_parameters(remove_duplicate=False))
     with torch.no_grad():
         for key, t in tensors.items():

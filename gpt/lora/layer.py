@@ -96,7 +96,7 @@ class _LowRankUpdateLinear(torch.autograd.Function):
         return dx, None, None, dA.to(A.dtype), dB.to(B.dtype), None
 
 
-def _lora_problem(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False, init_lora_weights="kaiming") -> str | None:
+def lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False, init_lora_weights="kaiming") -> str | None:
     """What is wrong with these LoRA settings (a sentence), or None."""
     if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:  # numpy ints welcome
         return f"r (the LoRA rank) must be a positive integer, got {r!r}"
@@ -107,12 +107,12 @@ def _lora_problem(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False,
     for name, value in (("use_rslora", use_rslora), ("use_dora", use_dora)):
         if not isinstance(value, bool):
             return f"{name} must be True or False, got {value!r}"
-    if _init_name(init_lora_weights) not in INIT_LORA_WEIGHTS:
+    if init_weights_name(init_lora_weights) not in INIT_LORA_WEIGHTS:
         return f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)} (True means 'kaiming', as in PEFT), got {init_lora_weights!r}"
     return None
 
 
-def _init_name(init_lora_weights) -> str | None:
+def init_weights_name(init_lora_weights) -> str | None:
     """PEFT's ``init_lora_weights=True`` is our "kaiming"; strings are case-insensitive."""
     if init_lora_weights is True:
         return "kaiming"
@@ -156,13 +156,13 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if problem := _lora_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):
+        if problem := lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):
             raise ConfigError(problem)
         self.in_features = base.in_features
         self.out_features = base.out_features
         self.r = int(r)
         self.lora_alpha = float(lora_alpha)
-        self.use_rslora, self.use_dora, self.init_lora_weights = use_rslora, use_dora, _init_name(init_lora_weights)
+        self.use_rslora, self.use_dora, self.init_lora_weights = use_rslora, use_dora, init_weights_name(init_lora_weights)
         self.scaling = lora_scaling(self.lora_alpha, self.r, use_rslora)
 
         # The frozen base: the very same Parameter objects as the wrapped layer, under the same names.
@@ -406,7 +406,7 @@ def apply_lora(
     a wrapped layer whose weight is tied to another parameter (merging would silently change that
     one too); or a module that is both LoRA-wrapped and fully trainable.
     """
-    if problem := _lora_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):  # before anything changes
+    if problem := lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):  # before anything changes
         raise ConfigError(problem)
     if not isinstance(train_head, bool):
         raise ConfigError(f"train_head must be True or False, got {train_head!r}")
@@ -424,8 +424,8 @@ def apply_lora(
                               "(every nn.Linear in the blocks) or name at least one layer, e.g. ['q_proj', 'v_proj']")
         names = _select(model, targets, "target_modules pattern", kinds=(nn.Linear,))
     to_save = _as_target_list(modules_to_save if modules_to_save is not None else (), "modules_to_save")
-    variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=_init_name(init_lora_weights))
-    return _apply(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save), **variant)
+    variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=init_weights_name(init_lora_weights))
+    return wrap_layers(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save), **variant)
 
 
 def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, to_save: list) -> list[str]:
@@ -444,7 +444,7 @@ def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, 
     return wanted
 
 
-def _apply(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trainable: list[str], *,
+def wrap_layers(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout, trainable: list[str], *,
            use_rslora: bool = False, use_dora: bool = False, init_lora_weights: str = "kaiming") -> nn.Module:  # fmt: skip
     """Wrap exactly the Linear layers ``names``, freeze the rest, unfreeze ``trainable`` modules."""
     # A weight shared with another module (GPT's lm_head is tok_emb's matrix) must not be wrapped:
