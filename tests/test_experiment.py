@@ -38,8 +38,8 @@ def finetune(ckpt, out, strategy, *extra):
 def test_experiment_runs_cover_the_issue():
     labels = [label for label, _ in E.experiment_runs()]
     assert labels == ["full", "last-block", "head"] + [f"lora-r{r}" for r in (1, 2, 4, 8, 16, 32)] + ["baseline"]
-    args = dict(E.experiment_runs())["lora-r16"]
-    assert args[args.index("--rank") + 1] == "16" and float(args[args.index("--alpha") + 1]) == 32.0
+    overrides = dict(E.experiment_runs())["lora-r16"]
+    assert overrides == {"strategy": "lora", "r": 16, "lora_alpha": 32.0}
     with pytest.raises(ValueError, match="unknown strategy"):
         E.experiment_runs(strategies=("lora", "prefix-tuning"))
 

@@ -1,9 +1,11 @@
 """The LoRA variants suite: its configurations, their labels, and the command line that runs each one."""
 
 import argparse
+import json
 
 import pytest
 
+from gpt.cli import finetune as CLI
 from gpt.experiments import runner as E
 from gpt.errors import ConfigError
 from gpt.experiments.ablations import REFERENCE, VARIANT_CONFIGS, variant_configs, variant_runs
@@ -11,7 +13,7 @@ from gpt.experiments.ablations import REFERENCE, VARIANT_CONFIGS, variant_config
 
 def _parser():
     p = argparse.ArgumentParser()
-    E.register_cli(p.add_subparsers(dest="command"))
+    CLI.register(p.add_subparsers(dest="command"))
     return p
 
 
@@ -24,19 +26,27 @@ def test_every_configuration_has_its_own_label_and_the_reference_is_plain_lora()
     assert all(c.lora_alpha == 16.0 for _, c in variant_configs())
 
 
-@pytest.mark.parametrize("label, args", variant_runs())
-def test_the_finetune_command_line_of_each_run_builds_its_config(label, args):
-    parsed = _parser().parse_args(["finetune", *args, "--seeds", "0"])
-    [config] = E._configs(parsed)
+@pytest.mark.parametrize("label, overrides", variant_runs())
+def test_each_run_builds_its_config_and_travels_to_a_child_as_json(label, overrides):
+    config = E.ExperimentConfig(runs=((label, overrides),)).run_config(overrides, seed=0)
     assert config.label == label
-    again = _parser().parse_args(E._forwarded_args(parsed) + ["--seeds", "0"])  # what a child process gets
-    assert E._configs(again)[0] == config
+    job = json.loads(json.dumps(E.finetune_job(config, "out")))  # what a child process gets
+    assert E.FinetuneConfig.from_dict(job["config"]) == config
+
+
+def test_the_finetune_flags_build_the_same_config_as_the_suite():
+    parsed = _parser().parse_args(["finetune", "--strategy", "lora", "--rank", "8", "--alpha", "16", "--use-dora",
+                                   "--target-modules", "q_proj", "v_proj", "--seeds", "0"])
+    [config] = CLI.configs_from_flags(parsed)
+    assert (config.r, config.lora_alpha, config.use_dora, config.target_modules) == (8, 16.0, True, ("q_proj", "v_proj"))
+    with pytest.raises(ConfigError, match="--rank does not apply"):
+        CLI.configs_from_flags(_parser().parse_args(["finetune", "--strategy", "full", "--rank", "8"]))
 
 
 def test_suite_variants_refuses_the_headline_options():
     args = _parser().parse_args(["experiment", "--suite", "variants", "--strategies", "full"])
     with pytest.raises(ConfigError, match="--strategies does not apply"):
-        E._cmd_variants(args, "python -m gpt experiment --suite variants --strategies full")
+        CLI._cmd_variants(args, "python -m gpt experiment --suite variants --strategies full")
 
 
 def test_versus_table_pairs_every_configuration_with_plain_lora(tmp_path):

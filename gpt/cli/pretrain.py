@@ -1,18 +1,13 @@
-"""Command line: ``python -m gpt <command>`` (see ``python -m gpt --help``).
+"""The pretraining commands: ``python -m gpt train-tokenizer``, ``pretrain`` and ``sample``.
 
-Every command checks its arguments and all its output paths before any expensive work (loading or
-tokenizing the corpus, training). A problem the user can fix (:class:`gpt.errors.GPTError`) is
-printed as one ``error: ...`` line and the command exits with status 2; Ctrl-C exits with 130
-(``pretrain`` saves a checkpoint first and prints the command that resumes it). Other exceptions
-are bugs and keep their traceback.
+``pretrain`` checks every argument and output before any work, trains (resumably, and under torchrun
+on several processes), then writes the model, its card, an export and samples. Ctrl-C saves a
+checkpoint and prints the command that resumes it.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,104 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, GPTError, OutputExistsError
+from ..errors import ConfigError, OutputExistsError
+from .args import (DEFAULT_CHECKPOINT_INTERVAL, auto_checkpoint_interval, checkpoint_interval, command_line, fraction, int_at_least,
+                   nonnegative_float, parse_books, positive_float, resume_command)
 
-DEFAULT_CHECKPOINT_INTERVAL = 500
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument types: a bad value is an argparse error (status 2) that names the option
 
 
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}, got {v}")
-        return v
-
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    v = _number(text)
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
-
-
-def _nonnegative_float(text: str) -> float:
-    v = _number(text)
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    v = _number(text)
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (both excluded), got {text!r}; 0.05 holds out 5 %")
-    return v
-
-
-def _checkpoint_interval(text: str):
-    if text == "auto":
-        return "auto"
-    try:
-        return _int_at_least(0)(text)
-    except argparse.ArgumentTypeError as e:
-        raise argparse.ArgumentTypeError(f"{e} (or 'auto')") from None
-
-
-def auto_checkpoint_interval(steps: int) -> int:
-    """``--checkpoint-interval auto``: about 10 checkpoints per run, at least every 500 steps."""
-    return max(1, min(DEFAULT_CHECKPOINT_INTERVAL, steps // 10))
-
-
 # ---------------------------------------------------------------------------------------------
 # Checks shared by the commands
-
-
-def _parse_books(text: str) -> list[str]:
-    """``--books``: comma-separated registry names of Gutenberg books; unknown or repeated names are refused."""
-    from ..data import PRETRAIN_BOOKS, REGISTRY
-
-    if not text:
-        return list(PRETRAIN_BOOKS)
-    names = [b.strip() for b in text.split(",")]
-    if any(not b for b in names):
-        raise ConfigError(f"--books {text!r} has an empty name; give comma-separated names such as pg35,pg1342")
-    for b in names:
-        if b not in PRETRAIN_BOOKS:
-            kind = "is a dataset, not one of the pretraining books" if b in REGISTRY else "is not a known book"
-            raise ConfigError(f"--books: {b!r} {kind}; choose from {', '.join(PRETRAIN_BOOKS)}")
-    twice = sorted({b for b in names if names.count(b) > 1})
-    if twice:
-        raise ConfigError(f"--books names {', '.join(twice)} more than once; name each book once")
-    return names
-
-
-def _command_line(argv: list[str], drop=()) -> str:
-    return "python -m gpt " + shlex.join([a for a in argv if a not in drop])
-
-
-def _resume_command(argv: list[str]) -> str:
-    command = _command_line(list(argv) + ([] if "--resume" in argv else ["--resume"]))
-    world = os.environ.get("WORLD_SIZE", "")  # started by torchrun: resume the same way
-    if world.isdigit() and int(world) > 1:
-        command = command.replace("python -m gpt ", f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m gpt ", 1)
-    return command
 
 
 def _check_vocabulary(config, meta: dict, tok, path) -> None:
@@ -185,7 +94,7 @@ def _cmd_pretrain(args) -> int:
             f"preset {args.preset!r} has a vocabulary of {config.vocab_size} tokens, the course tokenizer {tok.n_vocab}; "
             "choose a preset made for the course tokenizer (course, course-tiny)"
         )
-    books = _parse_books(args.books)
+    books = parse_books(args.books)
     prompts = [encode_prompt(p, tok) for p in args.samples]
     interval = auto_checkpoint_interval(args.steps) if args.checkpoint_interval == "auto" else args.checkpoint_interval
     cfg = TrainConfig(
@@ -253,7 +162,7 @@ def _cmd_pretrain(args) -> int:
             return 130
         if e.checkpoint:
             print(f"\ninterrupted after step {e.step} of {cfg.max_steps}; checkpoint saved in {e.checkpoint}.\n"
-                  f"resume with:\n  {_resume_command(args._argv)}", file=sys.stderr, flush=True)
+                  f"resume with:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
         else:
             print("\ninterrupted before the first step; nothing was saved", file=sys.stderr, flush=True)
         return 130
@@ -263,7 +172,7 @@ def _cmd_pretrain(args) -> int:
         return _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp)
     except KeyboardInterrupt:
         print(f"\ninterrupted after training finished; the checkpoint in {out}/checkpoint is complete.\n"
-              f"to write the model and its card, run:\n  {_resume_command(args._argv)}", file=sys.stderr, flush=True)
+              f"to write the model and its card, run:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
         return 130
 
 
@@ -292,7 +201,7 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
         "preset": args.preset,
         "config": config.to_dict(),
         "parameters": count_parameters(model),
-        "command": _command_line(args._argv, drop=("--resume", "--overwrite")),
+        "command": command_line(args._argv, drop=("--resume", "--overwrite")),
         "tokenizer": COURSE_TOKENIZER_FILE,
         "tokenizer_fingerprint": fingerprint,
         "corpus": {REGISTRY[b].relpath: sha256_file(fetch(b, progress=False)) for b in books},
@@ -367,16 +276,12 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Run one command; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+def register(sub) -> None:
+    """Add ``train-tokenizer``, ``pretrain`` and ``sample`` to ``python -m gpt``."""
     from ..model import PRESETS
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m gpt", description="Build, pretrain and fine-tune a GPT from scratch.")
-    sub = p.add_subparsers(dest="command", required=True)
-
     t = sub.add_parser("train-tokenizer", help="train a BPE vocabulary on the Gutenberg corpus (into runs/, never over the shipped one)")
-    t.add_argument("--vocab-size", type=_int_at_least(257), default=4096, help="tokens, special token included (>= 257)")
+    t.add_argument("--vocab-size", type=int_at_least(257), default=4096, help="tokens, special token included (>= 257)")
     t.add_argument("--out", default="", help="the JSON file to write (default: runs/tokenizer/course_bpe_<vocab-size>.json); "
                    "the package's own assets folder is refused")
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -386,21 +291,21 @@ def main(argv=None) -> int:
                        description="Pretrain a GPT on the Gutenberg books. On several GPUs (or CPU processes): "
                        "torchrun --nproc_per_node N -m gpt pretrain ... (DistributedDataParallel, see gpt.runtime.distributed).")
     r.add_argument("--preset", default="course", choices=sorted(PRESETS))
-    r.add_argument("--steps", type=_int_at_least(1), default=300)
-    r.add_argument("--batch-size", type=_int_at_least(1), default=16,
+    r.add_argument("--steps", type=int_at_least(1), default=300)
+    r.add_argument("--batch-size", type=int_at_least(1), default=16,
                    help="windows per step, over all processes (under torchrun: divisible by --nproc_per_node)")
-    r.add_argument("--lr", type=_positive_float, default=3e-3)
-    r.add_argument("--warmup", type=_int_at_least(0), default=100)
-    r.add_argument("--eval-interval", type=_int_at_least(1), default=100)
-    r.add_argument("--heldout-batches", type=_int_at_least(1), default=50)
-    r.add_argument("--val-fraction", type=_fraction, default=0.05)
+    r.add_argument("--lr", type=positive_float, default=3e-3)
+    r.add_argument("--warmup", type=int_at_least(0), default=100)
+    r.add_argument("--eval-interval", type=int_at_least(1), default=100)
+    r.add_argument("--heldout-batches", type=int_at_least(1), default=50)
+    r.add_argument("--val-fraction", type=fraction, default=0.05)
     r.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     r.add_argument("--device", default="auto")
     r.add_argument("--compile", action="store_true",
                    help="torch.compile the forward pass and loss: faster steps after a compile of ~5-60 s (see bench/results/vs_reference.md)")
     r.add_argument("--seed", type=int, default=1234)
     r.add_argument("--books", default="", help="comma-separated registry names (default: all 22 books)")
-    r.add_argument("--checkpoint-interval", type=_checkpoint_interval, default="auto",
+    r.add_argument("--checkpoint-interval", type=checkpoint_interval, default="auto",
                    help="save a resumable checkpoint every N steps (0: only at the end; default 'auto': "
                    f"steps/10, at most {DEFAULT_CHECKPOINT_INTERVAL}); Ctrl-C always saves one")
     r.add_argument("--out", default="runs/pretrain", help="the run folder (refused if it exists, unless --resume or --overwrite)")
@@ -416,33 +321,7 @@ def main(argv=None) -> int:
     s.add_argument("--base", default="", help="instead: GPT-2's weights from Hugging Face (gpt2, ... or a local folder)")
     s.add_argument("--prompt", nargs="+", default=["The old man"])
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max-new-tokens", type=_int_at_least(1), default=40)
-    s.add_argument("--temperature", type=_nonnegative_float, default=0.8, help="0: greedy")
-    s.add_argument("--top-k", type=_int_at_least(1), default=50)
+    s.add_argument("--max-new-tokens", type=int_at_least(1), default=40)
+    s.add_argument("--temperature", type=nonnegative_float, default=0.8, help="0: greedy")
+    s.add_argument("--top-k", type=int_at_least(1), default=50)
     s.set_defaults(func=_cmd_sample)
-
-    from ..experiments.runner import register_cli as register_experiment_commands
-
-    register_experiment_commands(sub)  # finetune, experiment and summarize
-
-    from ..experiments.dapt import register_cli as register_dapt_command
-
-    register_dapt_command(sub)
-
-    from ..teaching.classroom import register_cli as register_classroom_commands
-
-    register_classroom_commands(sub)  # classroom release / grade / check
-
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a bad option (2, message already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    args._argv = argv
-    try:
-        return args.func(args)
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130

@@ -21,9 +21,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import ConfigError
 from ..finetune import default_config
+from ..io.files import atomic_write_text
+from ..sms import load_splits
+from .compare import difference_text, interval_text, load_outcomes, outcomes_table, truth_labels
+from .results import refresh_summary, summarize
+from .runner import run_experiment
 
 __all__ = ["VARIANTS_OUT", "VARIANT_CONFIGS", "REFERENCE", "variant_configs", "variant_runs", "run_variants",
            "versus_table", "versus_markdown", "write_variants_summary", "plot_variants"]
@@ -45,35 +51,17 @@ VARIANT_CONFIGS: list[tuple[str, dict]] = [
 ]
 REFERENCE = "lora-r8"  # every configuration is paired with plain LoRA r = 8 on all layers
 
-# FinetuneConfig field -> the finetune command's flag
-_FLAG_OF = {"r": "--rank", "lora_alpha": "--alpha", "use_rslora": "--use-rslora", "use_dora": "--use-dora",
-            "init_lora_weights": "--init-lora-weights", "loraplus_lr_ratio": "--loraplus-lr-ratio", "target_modules": "--target-modules"}
-
-
 def variant_configs(seed: int = 0) -> list[tuple[str, object]]:
     """``(description, FinetuneConfig)`` of every configuration (checked: a bad one is a ConfigError here)."""
     return [(text, default_config("lora", lora_alpha=LORA_ALPHA, seed=seed, **o)) for text, o in VARIANT_CONFIGS]
 
 
-def _arguments(overrides: dict) -> list[str]:
-    args = ["--strategy", "lora", "--alpha", f"{LORA_ALPHA:g}"]
-    for field, value in overrides.items():
-        flag = _FLAG_OF[field]
-        if value is True:
-            args.append(flag)
-        elif isinstance(value, (tuple, list)):
-            args += [flag, *value]
-        else:
-            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return args
-
-
-def variant_runs() -> list[tuple[str, list[str]]]:
-    """``(result label, finetune arguments)`` of every configuration, for :func:`gpt.experiments.runner.run_experiment`."""
+def variant_runs() -> list[tuple[str, dict]]:
+    """``(result label, FinetuneConfig overrides)`` of every configuration, for :func:`gpt.experiments.runner.run_experiment`."""
     labels = [c.label for _, c in variant_configs()]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two variant configurations share a label: {labels}")
-    return [(label, _arguments(o)) for label, (_, o) in zip(labels, VARIANT_CONFIGS)]
+    return [(label, {"strategy": "lora", "lora_alpha": LORA_ALPHA, **o}) for label, (_, o) in zip(labels, VARIANT_CONFIGS)]
 
 
 def descriptions() -> dict[str, str]:
@@ -85,11 +73,9 @@ def run_variants(out: str | os.PathLike = VARIANTS_OUT, seeds=(0, 1, 2), checkpo
                  skip_existing: bool = False, command: str = "", device: str = "cpu", overwrite: bool = False) -> Path:
     """Train every configuration for every seed (resumable with ``skip_existing``), then write
     ``summary.md`` (with :func:`versus_markdown`) and ``variants.png``. Returns ``summary.md``'s path."""
-    from .runner import run_experiment
-
     runs = variant_runs()  # checks every configuration before any run
-    run_experiment(out, seeds, checkpoint=checkpoint, epochs=epochs, skip_existing=skip_existing,
-                   command=command or "python -m gpt experiment --suite variants", device=device, overwrite=overwrite, runs=runs)
+    run_experiment(out, seeds=tuple(seeds), checkpoint=checkpoint, epochs=epochs, skip_existing=skip_existing,
+                   command=command or "python -m gpt experiment --suite variants", device=device, overwrite=overwrite, runs=tuple(runs))
     path = write_variants_summary(out)
     plot_variants(Path(out) / "results.csv", Path(out) / "variants.png")
     return path
@@ -99,8 +85,6 @@ def versus_table(out_dir: str | os.PathLike, splits: dict, reference: str = REFE
     """One row per configuration in ``out_dir``: balanced-test accuracy and natural spam F1 with 95 %
     intervals, and each paired with ``reference`` on the same test messages (difference in points,
     its interval, the verdict, in columns ``acc_vs_ref...`` / ``f1_vs_ref...``; :func:`gpt.experiments.compare.outcomes_table`)."""
-    from .compare import truth_labels, load_outcomes, outcomes_table
-
     outcomes = load_outcomes(out_dir, splits)
     outcomes.pop("skipped", None)
     known = [label for label, _ in variant_runs()]
@@ -111,8 +95,6 @@ def versus_table(out_dir: str | os.PathLike, splits: dict, reference: str = REFE
 
 def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = REFERENCE) -> str:
     """The "against plain LoRA r = 8" section of the variants' ``summary.md``."""
-    from .compare import difference_text, interval_text
-
     t = versus_table(out_dir, splits, reference)
     if t.empty:
         return ""
@@ -136,9 +118,6 @@ def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = R
 def write_variants_summary(out_dir: str | os.PathLike = VARIANTS_OUT) -> Path:
     """Rewrite ``<out_dir>/summary.md``: :func:`gpt.experiments.results.refresh_summary`'s table and intervals, then
     :func:`versus_markdown` (atomically; nothing else in the folder changes)."""
-    from ..io.files import atomic_write_text
-    from .results import refresh_summary
-    from ..sms import load_splits
 
     out = Path(out_dir)
     if not (out / "results.csv").is_file():
@@ -152,10 +131,7 @@ def write_variants_summary(out_dir: str | os.PathLike = VARIANTS_OUT) -> Path:
 def plot_variants(results, path: str | os.PathLike | None = None):
     """Balanced test accuracy (mean ± std over seeds) of every configuration, next to its time per step
     and its adapter's size; plain LoRA r = 8's mean as a dashed line. Returns the figure."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from .results import summarize
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import and only the plot needs it
 
     table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
     s = summarize(table).set_index("strategy")

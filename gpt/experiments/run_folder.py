@@ -30,13 +30,19 @@ RUNS_ROOT = Path("runs")  # the main job's run folders (ignored by git): runs/ex
 PLAN_FILE = "experiment.json"  # in a run folder: the plan it runs, the machine, and whether it finished
 
 
-def experiment_plan(runs, seeds, checkpoint_sha256: str, epochs=None, device="cpu", train_split=None, class_weight=None,
-                    fold=None, folds=5, kfold=None, base="", precision="auto") -> dict:
+PLAN_SETTINGS = {"epochs": None, "device": "cpu", "train_split": None, "class_weight": None, "fold": None, "folds": 5, "kfold": None,
+                 "base": "", "precision": "auto"}  # an experiment's shared settings, and their defaults
+
+
+def experiment_plan(runs, seeds, checkpoint_sha256: str, **settings) -> dict:
     """What an experiment runs, as plain data: a run folder records it (``experiment.json``), and a
-    later ``experiment`` without ``--out`` resumes the unfinished folder whose plan is the same."""
-    return {"runs": [[label, list(args)] for label, args in runs], "seeds": list(seeds), "checkpoint_sha256": checkpoint_sha256,
-            "epochs": epochs, "device": device, "train_split": train_split, "class_weight": class_weight,
-            "fold": fold, "folds": folds, "kfold": kfold, "base": base, "precision": precision}
+    later ``experiment`` without ``--out`` resumes the unfinished folder whose plan is the same.
+    ``runs``: ``(label, FinetuneConfig overrides)``; ``settings``: those of :data:`PLAN_SETTINGS` that differ."""
+    unknown = set(settings) - set(PLAN_SETTINGS)
+    if unknown:
+        raise TypeError(f"experiment_plan: unknown settings {sorted(unknown)}")
+    return {"runs": [[label, {k: list(v) if isinstance(v, tuple) else v for k, v in dict(o).items()}] for label, o in runs],
+            "seeds": list(seeds), "checkpoint_sha256": checkpoint_sha256, **PLAN_SETTINGS, **settings}
 
 
 def default_run_folder(plan: dict, root: str | Path = RUNS_ROOT / "experiment") -> tuple[Path, bool]:
