@@ -40,7 +40,8 @@ from gpt.runtime.meters import optimizer_state_bytes  # noqa: E402
 from gpt.sms import label_ids, load_splits  # noqa: E402
 from gpt.model import count_parameters  # noqa: E402
 from gpt.tokenizer import course_tokenizer  # noqa: E402
-from gpt.train import autocast, make_optimizer, resolve_precision  # noqa: E402
+from gpt.runtime.device import autocast, resolve_precision
+from gpt.train import make_optimizer  # noqa: E402
 
 
 def training_batches(n: int, batch_size: int, seed: int = 0):

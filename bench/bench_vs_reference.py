@@ -120,7 +120,9 @@ def profile_course(args) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from gpt.model import GPT
-    from gpt.train import TrainConfig, get_batch, make_optimizer, pick_device, resolve_precision, train_step
+    from gpt.runtime.device import pick_device, resolve_precision
+    from gpt.train import get_batch, make_optimizer, train_step
+    from gpt.train_config import TrainConfig
 
     config = _course_config(args)
     cfg = TrainConfig(batch_size=args.batch_size)

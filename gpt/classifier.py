@@ -33,7 +33,7 @@ from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .sms import LABELS, label_ids
 from .runtime.device import autocast
-from .train import load_model, read_checkpoint
+from .io.weights import load_model, read_checkpoint
 
 STRATEGIES = ("full", "last-block", "head")
 
@@ -234,14 +234,12 @@ def classifier_from_pretrained(
     seed: int = 0,
     device="cpu",
 ) -> GPTClassifier:
-    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:func:`gpt.io.hf.from_pretrained`: ``"gpt2"``,
+    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>`: ``"gpt2"``,
     ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
     padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
-    from .io.hf import from_pretrained
-
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-    body = from_pretrained(base, dropout=dropout)
+    body = GPT.from_pretrained(base, dropout=dropout)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .io.files import fsync_dir
+from .io.files import fsync_dir, sha256_file  # (sha256_file is also part of this module's API)
 
 @dataclass(frozen=True)
 class Resource:
@@ -212,14 +212,6 @@ def data_dir() -> Path:
     if checkout.is_dir():
         return checkout
     return Path.cwd() / "data"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_error(e: OSError, path: Path) -> DataError:

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .io.hf import GPT2_VOCAB_SIZE, read_pretrained
 
 
 @dataclass
@@ -204,11 +205,24 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path, device="cpu", **config_overrides) -> "GPT":
         """GPT-2's weights from Hugging Face (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``,
-        or a local folder with ``config.json`` + ``model.safetensors``), converted to this model; paired
-        with GPT-2's tokenizer. See :func:`gpt.io.hf.from_pretrained`."""
-        from .io.hf import from_pretrained
-
-        return from_pretrained(name_or_path, device=device, **config_overrides)
+        or a local folder with ``config.json`` + ``model.safetensors``), converted to this model
+        (:func:`gpt.io.hf.read_pretrained`); paired with GPT-2's tokenizer. ``config_overrides``: ``dropout``
+        (default 0.0), ``attn_impl``. The model comes in eval mode, in fp32, with ``model.pretrained`` =
+        the files it was read from; its logits equal ``GPT2LMHeadModel``'s."""
+        fields, state, files = read_pretrained(name_or_path, **config_overrides)
+        config = GPTConfig(**fields)
+        with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
+            model = cls(config)
+        model.to_empty(device="cpu")
+        for block in model.blocks:  # (the causal-mask buffer is not in the state dict: rebuild it)
+            n = config.context_length
+            block.attn.causal_mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+        load_state_dict_strict(model, state, source=str(files.weights[0]))
+        if config.tie_weights:
+            model.lm_head.weight = model.tok_emb.weight
+        model.tokenizer_name = "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None
+        model.pretrained = files
+        return model.to(device).eval()
 
     @staticmethod
     def _init_weights(module):
@@ -355,3 +369,15 @@ def training_memory_estimate(model: nn.Module, dtype: torch.dtype = torch.float3
         "adamw_state": 2 * n_train * 4,  # AdamW keeps exp_avg and exp_avg_sq in fp32
         "total": n_all * b + n_train * b + 2 * n_train * 4,
     }
+
+
+def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state dict") -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state)

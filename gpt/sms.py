@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import data_dir, sha256_file
+from .data import data_dir
 from .errors import ConfigError, DataError
-from .io.files import atomic_write_bytes
+from .io.files import atomic_write_bytes, sha256_file
 
 LABELS = ("ham", "spam")
 LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}

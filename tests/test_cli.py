@@ -23,7 +23,8 @@ from gpt.cli import main
 from gpt.cli.pretrain import auto_checkpoint_interval
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import course_tokenizer_path, tokenizer_fingerprint
-from gpt.train import read_training_state, save_model
+from gpt.io.resume import read_training_state
+from gpt.io.weights import save_model
 
 BOOK = "pg35"  # The Time Machine: the smallest registered book (about 54,000 tokens)
 TINY = ["--preset", "course-tiny", "--books", BOOK, "--batch-size", "2", "--heldout-batches", "1",

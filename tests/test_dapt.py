@@ -11,7 +11,8 @@ from gpt.experiments.dapt import dapt, message_stream, split_messages
 from gpt.errors import ConfigError
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import course_tokenizer
-from gpt.train import TrainConfig, load_model, save_model
+from gpt.io.weights import load_model, save_model
+from gpt.train_config import TrainConfig
 
 TEXTS = [f"WIN a £{100 * (i % 7)} prize! txt WIN to 8{i % 10}00 now" if i % 2 else f"ok c u at {i % 12} tmrw, ur mum says hi"
          for i in range(300)]

@@ -10,7 +10,9 @@ import torch.multiprocessing as mp
 
 from gpt.errors import ConfigError
 from gpt.model import GPT, GPTConfig
-from gpt.train import TrainConfig, load_model, pretrain
+from gpt.io.weights import load_model
+from gpt.train import pretrain
+from gpt.train_config import TrainConfig
 
 TINY = dict(vocab_size=256, context_length=16, n_layer=2, n_head=2, n_embd=32)
 STEPS, BATCH = 6, 8
@@ -79,7 +81,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(two_pro
 
 
 def test_rank0_wrote_a_checkpoint_that_resumes_and_loads(two_processes):
-    from gpt.train import read_training_state
+    from gpt.io.resume import read_training_state
 
     run = two_processes / "run"
     state = read_training_state(run)

@@ -114,7 +114,7 @@ def test_hub_layout_without_prefix_and_with_mask_buffers(hf_folder, tmp_path):
 def test_gpt2_small_shape_has_the_published_parameter_count():
     hub_config = {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
                   "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "n_inner": None}
-    config = gpt_config_from_hf(hub_config)
+    config = GPTConfig(**gpt_config_from_hf(hub_config))
     assert config == GPTConfig.from_preset("gpt2-small")
     with torch.device("meta"):
         assert count_parameters(GPT(config)) == 124_439_808
@@ -154,7 +154,7 @@ def test_bad_inputs_are_clear_errors(hf_folder, tmp_path):
         gpt_config_from_hf({**cfg, "scale_attn_by_inverse_layer_idx": True})
     with pytest.raises(CheckpointError, match="model_type"):
         gpt_config_from_hf({**cfg, "model_type": "llama"})
-    config = gpt_config_from_hf(cfg)
+    config = GPTConfig(**gpt_config_from_hf(cfg))
     from safetensors.torch import load_file
 
     state = load_file(str(folder / "model.safetensors"))
@@ -299,7 +299,7 @@ def test_base_for_a_profile(tmp_path):
 def test_a_saved_gpt2_keeps_its_tokenizer(tiny_base, tmp_path):
     """save_model / load_model (and a classifier from that checkpoint) keep GPT-2's tokenizer."""
     from gpt import classifier as C
-    from gpt.train import load_model, save_model
+    from gpt.io.weights import load_model, save_model
 
     gpt = GPT.from_pretrained(tiny_base)
     save_model(gpt, tmp_path / "gpt2.safetensors")

@@ -9,7 +9,8 @@ from gpt.data import REGISTRY, load_pretraining_ids
 from gpt.model import GPTConfig, count_parameters
 from gpt.teaching.reference import load_reference, reference_card, reference_path
 from gpt.tokenizer import COURSE_TOKENIZER_FILE, COURSE_TOKENIZER_FINGERPRINT, course_tokenizer, tokenizer_fingerprint
-from gpt.train import evaluate, read_checkpoint
+from gpt.io.weights import read_checkpoint
+from gpt.train import evaluate
 
 pytestmark = pytest.mark.skipif(
     not reference_path().exists(),

@@ -16,25 +16,12 @@ import gpt.io.checkpoint as checkpoint_module
 import gpt.train as train_module
 from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters
-from gpt.train import (
-    TrainConfig,
-    TrainingInterrupted,
-    check_resume,
-    cpu_has_fast_bf16,
-    evaluate,
-    get_batch,
-    load_model,
-    load_training_state,
-    lr_at,
-    make_optimizer,
-    pick_device,
-    pretrain,
-    read_checkpoint,
-    read_training_state,
-    resolve_precision,
-    save_model,
-    train_step,
-)
+from gpt.io.checkpoint import TrainingInterrupted
+from gpt.io.resume import check_resume, load_training_state, read_training_state
+from gpt.io.weights import load_model, read_checkpoint, save_model
+from gpt.runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
+from gpt.train import evaluate, get_batch, lr_at, make_optimizer, pretrain, train_step
+from gpt.train_config import TrainConfig
 
 VOCAB = 512
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import sha256_file
+from ..io.files import sha256_file
 from ..errors import ConfigError
 from ..experiments.dapt import DEFAULT_OUT, HELDOUT_FRACTION, dapt
 from ..experiments import dapt as library
@@ -17,7 +17,8 @@ from ..io.files import atomic_dir, check_output, display_path
 from ..sms import load_splits, splits_dir
 from ..teaching.reference import machine_description, reference_path
 from ..tokenizer import course_tokenizer, tokenizer_fingerprint
-from ..train import TrainConfig, load_model, read_checkpoint, save_model
+from ..io.weights import load_model, read_checkpoint, save_model
+from ..train_config import TrainConfig
 from .args import int_at_least, nonnegative_float, positive_float
 
 

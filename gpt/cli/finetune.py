@@ -24,7 +24,7 @@ from ..experiments.results import check_results_dir, refresh_summary, strategy_o
 from ..experiments.run_folder import RUNS_ROOT, default_run_folder, experiment_plan, splits_of
 from ..experiments.runner import (COMMITTED, FINETUNE_OUT, INTERRUPTED, LORA_RANKS, ExperimentConfig, check_base, check_checkpoint,
                                   checkpoint_folder, run_experiment, run_in_child, run_job)
-from ..data import sha256_file
+from ..io.files import sha256_file
 from ..finetune import ALL_STRATEGIES, FinetuneConfig, default_config
 from ..finetune_config import ONLY_FOR
 from ..io.files import check_output

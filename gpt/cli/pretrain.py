@@ -84,7 +84,10 @@ def _cmd_pretrain(args) -> int:
     from ..model import GPT, GPTConfig, count_parameters
     from ..tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
     from ..runtime.device import pick_device
-    from ..train import TrainConfig, TrainingInterrupted, check_resume, pretrain, read_training_state, require_compiler
+    from ..io.checkpoint import TrainingInterrupted
+    from ..io.resume import check_resume, read_training_state
+    from ..train import pretrain, require_compiler
+    from ..train_config import TrainConfig
 
     # 1. Every argument, before any work.
     config = GPTConfig.from_preset(args.preset)
@@ -183,7 +186,8 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
     from ..model import count_parameters
     from ..teaching.reference import machine_description, write_card
     from ..tokenizer import COURSE_TOKENIZER_FILE
-    from ..train import evaluate, save_model
+    from ..io.weights import save_model
+    from ..train import evaluate
 
     from ..runtime.speed import training_flops_per_token
 
@@ -252,7 +256,7 @@ def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8
 def _cmd_sample(args) -> int:
     from ..teaching.reference import reference_path
     from ..tokenizer import course_tokenizer, encode_prompt
-    from ..train import load_model, read_checkpoint
+    from ..io.weights import load_model, read_checkpoint
 
     from ..tokenizer import get_tokenizer
 

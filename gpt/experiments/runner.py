@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..classifier import check_vocabulary
-from ..data import sha256_file
+from ..io.files import sha256_file
 from ..errors import ConfigError
 from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune, lora_label
 from ..io.files import display_path
@@ -52,7 +52,7 @@ from ..teaching.course import results_dir
 from ..teaching.reference import machine_description, reference_path, source_commit
 from ..teaching.viz import plot_accuracy_vs_params
 from ..tokenizer import course_tokenizer
-from ..train import read_checkpoint
+from ..io.weights import read_checkpoint
 from .baseline import train_baseline
 from .compare import write_kfold_summary
 from .results import check_results_dir, refresh_summary, result_row, strategy_order, task_storage_bytes, write_result

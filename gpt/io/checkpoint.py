@@ -18,7 +18,6 @@ Ctrl-C: inside ``with InterruptFlag() as interrupt:`` the first Ctrl-C only sets
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -30,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError
-from .files import atomic_dir
+from .files import atomic_dir, sha256_bytes
 
 STATE_FILE = "state.json"
 
@@ -80,10 +79,6 @@ class InterruptFlag:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
         return False
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_file(path: Path, data: bytes) -> None:

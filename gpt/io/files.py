@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -27,6 +28,20 @@ __all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_di
 
 class OutputError(GPTError, OSError):
     """An output cannot be written (read-only folder, full disk, a file where a folder should be)."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``: the package's one sha256 helper, with :func:`sha256_file`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -1,6 +1,6 @@
 """Real GPT-2 weights: Hugging Face GPT-2 checkpoints converted into the course's :class:`~gpt.model.GPT`.
 
-:func:`from_pretrained` (also ``GPT.from_pretrained``) reads a GPT-2 checkpoint in Hugging Face's
+:meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>` (with :func:`read_pretrained`) reads a GPT-2 checkpoint in Hugging Face's
 layout, a folder with ``config.json`` and ``model.safetensors`` (or a sharded
 ``model.safetensors.index.json`` with its shards):
 
@@ -42,12 +42,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from .checkpoint import check_finite
 
-__all__ = ["HUB_NAMES", "PretrainedFiles", "resolve_pretrained", "from_pretrained", "convert_state_dict", "gpt_config_from_hf",
+__all__ = ["HUB_NAMES", "PretrainedFiles", "resolve_pretrained", "read_pretrained", "convert_state_dict", "gpt_config_from_hf",
            "save_tiny_random_gpt2", "base_for", "TINY_RANDOM", "GPT2_VOCAB_SIZE"]
 
 # Hub names -> the repository that holds them (the short names are aliases of openai-community's repos).
@@ -156,11 +158,9 @@ def resolve_pretrained(name_or_path: str | os.PathLike) -> PretrainedFiles:
 # The conversion
 
 
-def gpt_config_from_hf(hf: dict, source: str = "config.json", **overrides):
-    """The :class:`~gpt.model.GPTConfig` of a Hugging Face GPT-2 ``config.json`` (as a dict); a setting the
-    course model cannot compute is a :class:`~gpt.errors.CheckpointError` naming it."""
-    from ..model import GPTConfig
-
+def gpt_config_from_hf(hf: dict, source: str = "config.json", **overrides) -> dict:
+    """The :class:`~gpt.model.GPTConfig` fields of a Hugging Face GPT-2 ``config.json`` (as a dict); a setting
+    the course model cannot compute is a :class:`~gpt.errors.CheckpointError` naming it."""
     if not isinstance(hf, dict):
         raise CheckpointError(f"{source} is not a JSON object")
     if hf.get("model_type") != "gpt2":
@@ -185,14 +185,16 @@ def gpt_config_from_hf(hf: dict, source: str = "config.json", **overrides):
     except KeyError as e:
         raise CheckpointError(f"{source} lacks the field {e.args[0]!r} of a GPT-2 config") from e
     fields.update(qkv_bias=True, tie_weights=bool(hf.get("tie_word_embeddings", True)), dropout=0.0)
-    return GPTConfig(**{**fields, **overrides})
+    return {**fields, **overrides}
 
 
 def convert_state_dict(hf_state: dict[str, torch.Tensor], config, source: str = "the checkpoint") -> dict[str, torch.Tensor]:
     """A Hugging Face GPT-2 state dict (keys with or without the ``transformer.`` prefix) as the
     course GPT's state dict. Conv1D weights are transposed, ``c_attn`` is split into q/k/v; the
     attention-mask buffers old checkpoints carry (``attn.bias``, ``attn.masked_bias``) are skipped.
-    A missing, unknown or mis-shaped tensor is a :class:`~gpt.errors.CheckpointError` naming it."""
+    A missing, unknown or mis-shaped tensor is a :class:`~gpt.errors.CheckpointError` naming it.
+    ``config``: a :class:`~gpt.model.GPTConfig`, or its fields (:func:`gpt_config_from_hf`)."""
+    config = SimpleNamespace(**config) if isinstance(config, dict) else config
     C = config.n_embd
     src = {}
     for k, v in hf_state.items():
@@ -257,19 +259,13 @@ def _read_weights(files: PretrainedFiles) -> dict[str, torch.Tensor]:
     return state
 
 
-def from_pretrained(name_or_path: str | os.PathLike, device="cpu", **config_overrides):
-    """A course :class:`~gpt.model.GPT` holding the weights of a Hugging Face GPT-2 checkpoint.
+def read_pretrained(name_or_path: str | os.PathLike, **config_overrides) -> tuple[dict, dict[str, torch.Tensor], PretrainedFiles]:
+    """(config fields, course state dict, files) of a Hugging Face GPT-2 checkpoint: what
+    :meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>` builds the model from.
 
     ``name_or_path``: a folder (``config.json`` + ``model.safetensors``) or a hub name of
     :data:`HUB_NAMES`. ``config_overrides`` change fields that do not change what the weights mean
-    (``dropout``, default 0.0; ``attn_impl``). The model comes in eval mode, in fp32, with
-    ``model.tokenizer_name = "gpt2"`` (50,257 tokens) and ``model.pretrained`` = the
-    :class:`PretrainedFiles` it was read from; its logits equal ``GPT2LMHeadModel``'s.
-    """
-    from .checkpoint import check_finite
-    from ..model import GPT
-    from ..train import load_state_dict_strict
-
+    (``dropout``, default 0.0; ``attn_impl``)."""
     bad = set(config_overrides) - {"dropout", "attn_impl"}
     if bad:
         raise ConfigError(f"from_pretrained can override dropout and attn_impl only (the weights fix the rest), got {sorted(bad)}")
@@ -278,21 +274,10 @@ def from_pretrained(name_or_path: str | os.PathLike, device="cpu", **config_over
         hf = json.loads(files.config.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"{files.config} is not a readable JSON file ({e})") from e
-    config = gpt_config_from_hf(hf, str(files.config), **config_overrides)
-    state = convert_state_dict(_read_weights(files), config, source=str(files.weights[0].parent))
+    fields = gpt_config_from_hf(hf, str(files.config), **config_overrides)
+    state = convert_state_dict(_read_weights(files), fields, source=str(files.weights[0].parent))
     check_finite(state, files.weights[0])
-    with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
-        model = GPT(config)
-    model.to_empty(device="cpu")
-    for block in model.blocks:  # (the causal-mask buffer is not in the state dict: rebuild it)
-        n = config.context_length
-        block.attn.causal_mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-    load_state_dict_strict(model, state, source=str(files.weights[0]))
-    if config.tie_weights:
-        model.lm_head.weight = model.tok_emb.weight
-    model.tokenizer_name = "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None
-    model.pretrained = files
-    return model.to(device).eval()
+    return fields, state, files
 
 
 # ---------------------------------------------------------------------------------------------

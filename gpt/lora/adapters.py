@@ -39,11 +39,11 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..errors import AdapterError, ConfigError, OutputExistsError
-from ..io.files import atomic_dir, check_output
+from ..io.files import atomic_dir, check_output, sha256_file
 from .layer import init_weights_name, lora_layers, lora_settings_problem, wrap_layers
 from .variants import pissa_to_lora
 
-__all__ = ["save_adapter", "load_adapter", "read_adapter", "file_sha256", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
+__all__ = ["save_adapter", "load_adapter", "read_adapter", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
            "ADAPTER_FORMATS", "PEFT_PREFIX"]
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -57,19 +57,12 @@ PEFT_PREFIX = "base_model.model."  # PEFT's tensor keys: the model's own keys un
 PEFT_METADATA_KEY = "gpt_course"  # our metadata in a PEFT-format file's safetensors header (PEFT ignores it)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (the data layer's :func:`gpt.data.sha256_file`)."""
-    from ..data import sha256_file
-
-    return sha256_file(Path(path))
-
-
 def _base_sha256(base_checkpoint) -> str | None:
     """sha256 of a base checkpoint given as a file path, or a 64-hex-digit digest passed through."""
     if base_checkpoint is None:
         return None
     if Path(base_checkpoint).is_file():
-        return file_sha256(base_checkpoint)
+        return sha256_file(base_checkpoint)
     if isinstance(base_checkpoint, str) and re.fullmatch(r"[0-9a-fA-F]{64}", base_checkpoint):
         return base_checkpoint.lower()
     raise AdapterError(f"base checkpoint {str(base_checkpoint)!r} is neither a file nor a sha256 digest; give the base model's .safetensors file")

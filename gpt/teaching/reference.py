@@ -79,7 +79,7 @@ def reference_card() -> dict:
 
 def load_reference(device="cpu", **config_overrides):
     """The course's pretrained reference GPT (see ``gpt/assets/reference/MODEL_CARD.md``)."""
-    from ..train import load_model
+    from ..io.weights import load_model
 
     path = reference_path()
     if not path.exists():
