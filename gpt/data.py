@@ -24,6 +24,7 @@ import errno
 import glob
 import hashlib
 import http.client
+import io
 import numbers
 import os
 import shutil
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .io.files import fsync_dir, sha256_file  # (sha256_file is also part of this module's API)
+from .io.files import OutputError, atomic_write_bytes, fsync_dir, sha256_file  # (sha256_file is also part of this module's API)
 
 @dataclass(frozen=True)
 class Resource:
@@ -469,27 +470,15 @@ def load_sms_spam():
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """Save ``arr`` to ``path`` in one step (temporary file, fsync, rename); :class:`DataError` if it
+    """Save ``arr`` to ``path`` in one step (:func:`gpt.io.files.atomic_write_bytes`); :class:`DataError` if it
     cannot be written. The temporary file is removed on any failure, Ctrl-C included."""
-    path = Path(path)
-    tmp = None
+    buf = io.BytesIO()
+    np.save(buf, arr)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_parts(path)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise _write_error(e, path) from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    except OutputError as e:
+        cause = e.__cause__ if isinstance(e.__cause__, OSError) else OSError(str(e))
+        raise _write_error(cause, Path(path)) from e
 
 
 def _save_cache(path: Path, arr: np.ndarray) -> None:
