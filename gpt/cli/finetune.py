@@ -184,7 +184,19 @@ def _data_arguments(parser, flags: dict) -> None:
 
 
 def register(subparsers) -> None:
-    """Add the ``finetune`` and ``experiment`` commands to the ``python -m gpt`` argument parser's subparsers."""
+    """Add ``finetune``, ``experiment`` and ``summarize`` (and the internal ``finetune-job``) to ``python -m gpt``."""
+    _register_finetune(subparsers)
+    _register_experiment(subparsers)
+    s = subparsers.add_parser(
+        "summarize",
+        help="rewrite <out>/summary.md from results.csv and the runs' predictions: means, 95 %% intervals, paired verdicts",
+    )
+    s.add_argument("--out", default=f"results/{COMMITTED}")
+    s.add_argument("--against", default="", help="another results folder: add each strategy's paired comparison with the same strategy there")
+    s.set_defaults(func=_cmd_summarize)
+
+
+def _register_finetune(subparsers) -> None:
     f = subparsers.add_parser(
         "finetune",
         help="fine-tune the reference GPT for SMS spam (or fit the bag-of-words baseline) and write result rows",
@@ -229,6 +241,8 @@ def register(subparsers) -> None:
     j = subparsers.add_parser("finetune-job", help="(internal) one fine-tuning run, its job as JSON on stdin")
     j.set_defaults(func=_cmd_finetune_job)
 
+
+def _register_experiment(subparsers) -> None:
     e = subparsers.add_parser(
         "experiment",
         help="the headline experiment: full / last-block / head / LoRA r=1..32 / baseline, 3 seeds each",
@@ -258,11 +272,3 @@ def register(subparsers) -> None:
     e.add_argument("--overwrite", action="store_true", help="rerun and replace rows already in results.csv")
     e.add_argument("--command-line", default="", help=argparse.SUPPRESS)
     e.set_defaults(func=_cmd_experiment)
-
-    s = subparsers.add_parser(
-        "summarize",
-        help="rewrite <out>/summary.md from results.csv and the runs' predictions: means, 95 %% intervals, paired verdicts",
-    )
-    s.add_argument("--out", default=f"results/{COMMITTED}")
-    s.add_argument("--against", default="", help="another results folder: add each strategy's paired comparison with the same strategy there")
-    s.set_defaults(func=_cmd_summarize)

@@ -10,12 +10,27 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, OutputExistsError
+from ..data import REGISTRY, fetch, load_pretraining_ids, load_pretraining_texts
+from ..errors import CheckpointError, ConfigError, OutputExistsError
+from ..io.checkpoint import TrainingInterrupted
+from ..io.files import atomic_dir, check_output, sha256_file
+from ..io.resume import check_resume, read_training_state
+from ..io.weights import load_model, read_checkpoint, save_model
+from ..model import GPT, PRESETS, GPTConfig, count_parameters
+from ..runtime.device import pick_device
+from ..runtime.distributed import from_environment, shutdown
+from ..runtime.speed import training_flops_per_token
+from ..teaching.reference import machine_description, reference_path, write_card
+from ..tokenizer import (COURSE_TOKENIZER_FILE, course_tokenizer, course_tokenizer_path, encode_prompt, get_tokenizer, save_tokenizer,
+                         tokenizer_fingerprint, train_bpe)
+from ..train import evaluate, pretrain, require_compiler
+from ..train_config import TrainConfig
 from .args import (DEFAULT_CHECKPOINT_INTERVAL, auto_checkpoint_interval, checkpoint_interval, command_line, fraction, int_at_least,
                    nonnegative_float, parse_books, positive_float, resume_command)
 
@@ -31,9 +46,6 @@ from .args import (DEFAULT_CHECKPOINT_INTERVAL, auto_checkpoint_interval, checkp
 
 def _check_vocabulary(config, meta: dict, tok, path) -> None:
     """A checkpoint must have been made with ``tok``: same vocabulary size and, if recorded, fingerprint."""
-    from ..errors import CheckpointError
-    from ..tokenizer import tokenizer_fingerprint
-
     if config.vocab_size != tok.n_vocab:
         raise CheckpointError(
             f"{path} has a vocabulary of {config.vocab_size} tokens, but the course tokenizer has {tok.n_vocab}; "
@@ -52,9 +64,6 @@ def _check_vocabulary(config, meta: dict, tok, path) -> None:
 
 
 def _cmd_train_tokenizer(args) -> int:
-    from ..data import load_pretraining_texts
-    from ..io.files import check_output
-    from ..tokenizer import course_tokenizer_path, save_tokenizer, train_bpe
 
     out = Path(args.out or f"runs/tokenizer/course_bpe_{args.vocab_size}.json")
     assets = course_tokenizer_path().parent.resolve()
@@ -78,18 +87,23 @@ def _cmd_train_tokenizer(args) -> int:
 _RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md")
 
 
-def _cmd_pretrain(args) -> int:
-    from ..data import load_pretraining_ids
-    from ..io.files import check_output
-    from ..model import GPT, GPTConfig, count_parameters
-    from ..tokenizer import course_tokenizer, encode_prompt, tokenizer_fingerprint
-    from ..runtime.device import pick_device
-    from ..io.checkpoint import TrainingInterrupted
-    from ..io.resume import check_resume, read_training_state
-    from ..train import pretrain, require_compiler
-    from ..train_config import TrainConfig
+@dataclass
+class _PretrainPlan:
+    """What ``pretrain`` was asked for, checked: the model and training configs, the tokenizer, books,
+    sample prompts, what the run records, and where it writes."""
 
-    # 1. Every argument, before any work.
+    config: GPTConfig
+    cfg: TrainConfig
+    tok: object
+    books: list[str]
+    prompts: list
+    run_info: dict
+    out: Path
+    exp: Path | None
+
+
+def _plan(args) -> _PretrainPlan:
+    """1. Every argument, before any work."""
     config = GPTConfig.from_preset(args.preset)
     tok = course_tokenizer()
     if config.vocab_size != tok.n_vocab:
@@ -100,36 +114,21 @@ def _cmd_pretrain(args) -> int:
     books = parse_books(args.books)
     prompts = [encode_prompt(p, tok) for p in args.samples]
     interval = auto_checkpoint_interval(args.steps) if args.checkpoint_interval == "auto" else args.checkpoint_interval
-    cfg = TrainConfig(
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        min_lr=args.lr / 10,
-        warmup_steps=min(args.warmup, args.steps),
-        eval_interval=args.eval_interval,
-        precision=args.precision,
-        device=args.device,
-        seed=args.seed,
-        checkpoint_interval=interval,
-        compile=args.compile,
-    )
+    cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
+                      warmup_steps=min(args.warmup, args.steps), eval_interval=args.eval_interval, precision=args.precision,
+                      device=args.device, seed=args.seed, checkpoint_interval=interval, compile=args.compile)
     pick_device(cfg.device)
     if cfg.compile:
         require_compiler()
-    from ..runtime.distributed import from_environment, shutdown
+    run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": tokenizer_fingerprint(tok)}
+    return _PretrainPlan(config, cfg, tok, books, prompts, run_info, Path(args.out), Path(args.export) if args.export else None)
 
-    parallel = from_environment(cfg.device)  # under torchrun: this process's rank (None: the only process)
-    if parallel:
-        parallel.check_batch_size(cfg.batch_size)
-        if not parallel.is_main:  # rank 0 alone prints and writes
-            sys.stdout = open(os.devnull, "w")
-    fingerprint = tokenizer_fingerprint(tok)
-    run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": fingerprint}
 
-    # 2. Every output, before any work.
-    out = Path(args.out)
+def _check_outputs(args, plan: _PretrainPlan) -> None:
+    """2. Every output, before any work."""
+    out, exp = plan.out, plan.exp
     if args.resume:
-        check_resume(read_training_state(out), cfg=cfg, model_config=config, run_info=run_info, source=str(out))
+        check_resume(read_training_state(out), cfg=plan.cfg, model_config=plan.config, run_info=plan.run_info, source=str(out))
     else:
         if out.is_dir() and any(out.iterdir()) and not args.overwrite:
             raise OutputExistsError(
@@ -137,26 +136,37 @@ def _cmd_pretrain(args) -> int:
                 "or choose another --out"
             )
         check_output(out, kind="dir", overwrite=True)
-    exp = Path(args.export) if args.export else None
     if exp is not None:
         check_output(exp, kind="dir", overwrite=args.overwrite)
         a, b = out.resolve(), exp.resolve()
         if a == b or a in b.parents or b in a.parents:
             raise ConfigError(f"--export {exp} and --out {out} must be separate folders (neither inside the other)")
 
+
+def _cmd_pretrain(args) -> int:
+    plan = _plan(args)
+    cfg, out = plan.cfg, plan.out
+    parallel = from_environment(cfg.device)  # under torchrun: this process's rank (None: the only process)
+    if parallel:
+        parallel.check_batch_size(cfg.batch_size)
+        if not parallel.is_main:  # rank 0 alone prints and writes
+            sys.stdout = open(os.devnull, "w")
+    _check_outputs(args, plan)
+
     # 3. The work.
     if parallel:
         parallel.barrier()  # every rank has checked the outputs before rank 0 writes any
-    train_ids, val_ids = load_pretraining_ids(tok, books, val_fraction=args.val_fraction, progress=parallel is None or parallel.is_main)
-    print(f"corpus: {len(books)} books, {len(train_ids):,} training and {len(val_ids):,} held-out tokens")
+    train_ids, val_ids = load_pretraining_ids(plan.tok, plan.books, val_fraction=args.val_fraction, progress=parallel is None or parallel.is_main)
+    print(f"corpus: {len(plan.books)} books, {len(train_ids):,} training and {len(val_ids):,} held-out tokens")
     torch.manual_seed(args.seed)
-    model = GPT(config)
-    print(f"model: {args.preset}, {count_parameters(model):,} parameters; checkpoint every {interval or cfg.max_steps} steps in {out}/checkpoint")
+    model = GPT(plan.config)
+    print(f"model: {args.preset}, {count_parameters(model):,} parameters; checkpoint every {cfg.checkpoint_interval or cfg.max_steps} steps "
+          f"in {out}/checkpoint")
     if args.overwrite and not args.resume and (parallel is None or parallel.is_main):
         for name in _RUN_OUTPUTS:  # the previous run's results; its checkpoint is replaced by pretrain()
             (out / name).unlink(missing_ok=True)
     try:
-        hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume, run_info=run_info,
+        hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume, run_info=plan.run_info,
                         overwrite=args.overwrite and not args.resume, parallel=parallel)
         if parallel and not parallel.is_main:
             return 0  # rank 0 writes the model and its card
@@ -172,26 +182,17 @@ def _cmd_pretrain(args) -> int:
     finally:
         shutdown()  # (with torchrun) leave the process group; rank 0 goes on alone
     try:
-        return _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp)
+        return _finish_pretrain(args, plan, hist, model, train_ids, val_ids)
     except KeyboardInterrupt:
         print(f"\ninterrupted after training finished; the checkpoint in {out}/checkpoint is complete.\n"
               f"to write the model and its card, run:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
         return 130
 
 
-def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_info, train_ids, val_ids, out, exp) -> int:
+def _finish_pretrain(args, plan: _PretrainPlan, hist: dict, model, train_ids, val_ids) -> int:
     """After training: held-out loss, the model and its card in the run folder, the export, samples."""
-    from ..data import REGISTRY, fetch, sha256_file
-    from ..io.files import atomic_dir
-    from ..model import count_parameters
-    from ..teaching.reference import machine_description, write_card
-    from ..tokenizer import COURSE_TOKENIZER_FILE
-    from ..io.weights import save_model
-    from ..train import evaluate
-
-    from ..runtime.speed import training_flops_per_token
-
-    fingerprint = run_info["tokenizer_fingerprint"]
+    config, cfg, books, out, exp = plan.config, plan.cfg, plan.books, plan.out, plan.exp
+    fingerprint = plan.run_info["tokenizer_fingerprint"]
     device = next(model.parameters()).device
     wall = hist["seconds"][-1]
     tokens_per_second = hist["tokens"][-1] / wall
@@ -236,14 +237,12 @@ def _finish_pretrain(args, hist, model, tok, prompts, config, cfg, books, run_in
             save_model(model, tmp / "model.safetensors", metadata=meta)
             write_card(tmp, card)
         print(f"exported to {exp}")
-    _print_samples(model, tok, prompts, args.seed)
+    _print_samples(model, plan.tok, plan.prompts, args.seed)
     return 0
 
 
 def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8, top_k=50):
     """Print a continuation of each prompt (a string, or its token ids from :func:`gpt.tokenizer.encode_prompt`)."""
-    from ..tokenizer import encode_prompt
-
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     for prompt in prompts:
@@ -254,14 +253,9 @@ def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8
 
 
 def _cmd_sample(args) -> int:
-    from ..teaching.reference import reference_path
-    from ..tokenizer import course_tokenizer, encode_prompt
-    from ..io.weights import load_model, read_checkpoint
 
-    from ..tokenizer import get_tokenizer
 
     if args.base:  # GPT-2's weights from Hugging Face, with GPT-2's tokenizer
-        from ..model import GPT
 
         if args.checkpoint:
             raise ConfigError("give either --checkpoint (a course checkpoint) or --base (GPT-2 weights from Hugging Face), not both")
@@ -282,8 +276,6 @@ def _cmd_sample(args) -> int:
 
 def register(sub) -> None:
     """Add ``train-tokenizer``, ``pretrain`` and ``sample`` to ``python -m gpt``."""
-    from ..model import PRESETS
-
     t = sub.add_parser("train-tokenizer", help="train a BPE vocabulary on the Gutenberg corpus (into runs/, never over the shipped one)")
     t.add_argument("--vocab-size", type=int_at_least(257), default=4096, help="tokens, special token included (>= 257)")
     t.add_argument("--out", default="", help="the JSON file to write (default: runs/tokenizer/course_bpe_<vocab-size>.json); "

@@ -362,19 +362,9 @@ def _from_peft(peft: dict, tensors: dict, cfg_file: Path, weights_file: Path) ->
     return config, tensors
 
 
-def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None) -> nn.Module:
-    """Load an adapter saved by :func:`save_adapter` (either format) or by PEFT into ``model`` (in place) and return it.
-
-    A model without LoRA layers gets them first (the saved ``r``, ``lora_alpha``, ``lora_dropout``,
-    ``use_rslora``, ``use_dora``, ``init_lora_weights``, ``target_modules``, ``modules_to_save``). A tensor
-    of a tied parameter (PEFT's copy of a GPT's ``lm_head`` when ``modules_to_save`` held ``"head"``) is
-    skipped when it equals the model's, and refused when it differs. Everything is checked before any weight changes; an
-    AdapterError names the problem: anything :func:`read_adapter` refuses, a ``base_checkpoint`` with
-    another sha256 than at save time, a GPTConfig that differs from the saved ``gpt_config``
-    (``RUNTIME_FIELDS`` excepted), a layer the model lacks, a missing, unexpected or mis-shaped tensor,
-    LoRA layers with another ``r`` / ``lora_alpha``, or a merged model (unmerge first).
-    """
-    config, tensors = read_adapter(path)
+def _check_same_base(model: nn.Module, config: dict, path, base_checkpoint) -> None:
+    """The adapter in ``path`` (its ``config``) was trained on this base: the same checkpoint sha256 (when
+    both are known) and the same GPTConfig (``RUNTIME_FIELDS`` excepted); else an AdapterError."""
     saved_sha, sha = config.get("base_model_sha256"), _base_sha256(base_checkpoint)
     if sha is not None and saved_sha is not None and sha != saved_sha.lower():
         raise AdapterError(
@@ -390,6 +380,21 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
             shown = ", ".join(f"{k}={saved_cfg[k]!r} (the model has {model_cfg[k]!r})" for k in diff)
             raise AdapterError(f"adapter {path} was trained on a model with {shown}: another architecture; load it into the model it was trained on")
 
+
+def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None) -> nn.Module:
+    """Load an adapter saved by :func:`save_adapter` (either format) or by PEFT into ``model`` (in place) and return it.
+
+    A model without LoRA layers gets them first (the saved ``r``, ``lora_alpha``, ``lora_dropout``,
+    ``use_rslora``, ``use_dora``, ``init_lora_weights``, ``target_modules``, ``modules_to_save``). A tensor
+    of a tied parameter (PEFT's copy of a GPT's ``lm_head`` when ``modules_to_save`` held ``"head"``) is
+    skipped when it equals the model's, and refused when it differs. Everything is checked before any weight changes; an
+    AdapterError names the problem: anything :func:`read_adapter` refuses, a ``base_checkpoint`` with
+    another sha256 than at save time, a GPTConfig that differs from the saved ``gpt_config``
+    (``RUNTIME_FIELDS`` excepted), a layer the model lacks, a missing, unexpected or mis-shaped tensor,
+    LoRA layers with another ``r`` / ``lora_alpha``, or a merged model (unmerge first).
+    """
+    config, tensors = read_adapter(path)
+    _check_same_base(model, config, path, base_checkpoint)
     r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
     variant = dict(use_rslora=config.get("use_rslora", False), use_dora=config.get("use_dora", False),
                    init_lora_weights=init_weights_name(config.get("init_lora_weights", "kaiming")))
