@@ -29,11 +29,14 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError, ConfigError
+from .io.weights import load_model, read_checkpoint
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
-from .sms import LABELS, label_ids
 from .runtime.device import autocast
-from .io.weights import load_model, read_checkpoint
+from .sms import LABELS, label_ids
+from .teaching.reference import reference_path
+from .tokenizer import course_tokenizer, get_tokenizer, tokenizer_fingerprint, tokenizer_of
+
 
 STRATEGIES = ("full", "last-block", "head")
 
@@ -181,7 +184,6 @@ def check_vocabulary(config: GPTConfig, tokenizer, fingerprint: str | None = Non
     Checks the size (``config.vocab_size`` vs ``tokenizer.n_vocab``) and, when the checkpoint
     records one, the ``tokenizer_fingerprint`` (same size, different tokens is caught too).
     """
-    from .tokenizer import tokenizer_fingerprint
 
     if config.vocab_size != tokenizer.n_vocab:
         raise VocabularyMismatchError(
@@ -210,8 +212,6 @@ def classifier_from_checkpoint(
     for a saved GPT-2, else the course tokenizer; see :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
     initialised from ``seed``. A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
-    from .teaching.reference import reference_path
-    from .tokenizer import course_tokenizer, get_tokenizer
 
     path = Path(path) if path else reference_path()
     config, _, meta = read_checkpoint(path)
@@ -276,7 +276,6 @@ def set_trainable(model: GPTClassifier, strategy: str) -> dict:
 def tokenizer_for(model: GPTClassifier, tokenizer=None):
     """``tokenizer`` (default: the model's own, :func:`gpt.tokenizer.tokenizer_of`: GPT-2's for GPT-2
     weights, else the course tokenizer), after checking it is the model's vocabulary."""
-    from .tokenizer import tokenizer_of
 
     tokenizer = tokenizer or tokenizer_of(model)
     check_vocabulary(model.config, tokenizer, source="the model")

@@ -37,10 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import ConfigError, DataError
 from .io.files import OutputError, atomic_write_bytes, fsync_dir, sha256_file  # (sha256_file is also part of this module's API)
+from .runtime.progress import progress_bar
+from .tokenizer import tokenizer_fingerprint
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -281,7 +285,6 @@ def _download(url: str, dest, progress: bool) -> None:
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-            from .runtime.progress import progress_bar
 
             bar = progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
@@ -447,7 +450,6 @@ def load_sms_spam():
     Each line is ``label<TAB>text``; it is split on the first TAB with no quote handling (a CSV
     reader with default quoting merges lines after messages starting with '"' and loses rows).
     """
-    import pandas as pd
 
     path = fetch("sms_spam")
     rows = []
@@ -525,7 +527,6 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
-        from .runtime.progress import progress_bar
 
         texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
@@ -537,7 +538,6 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
 
 def corpus_token_cache(names: list[str], tokenizer, tag: str = "") -> Path:
     """Cache path for the tokenized corpus of registry files ``names`` under ``tokenizer``."""
-    from .tokenizer import tokenizer_fingerprint
 
     key = hashlib.sha256(
         ("|".join(_resource(n).sha256 for n in names) + tokenizer_fingerprint(tokenizer) + tag).encode()
@@ -644,6 +644,4 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
 
 
 def _tqdm(it):
-    from .runtime.progress import progress_bar
-
     return progress_bar(list(it), desc="tokenizing")

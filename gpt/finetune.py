@@ -34,23 +34,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load, save
 
-from .io.checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
-    STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
-    write_checkpoint,
-)
-from .classifier import GPTClassifier, classifier_from_checkpoint, encode_messages, predict_ids, set_trainable, tokenizer_for
+from .classifier import (GPTClassifier, classifier_from_checkpoint, classifier_from_pretrained, encode_messages, pad_batch, predict_ids,
+                         set_trainable, tokenizer_for)
 from .errors import CheckpointError, ConfigError
-from .runtime.meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .finetune_config import (ALL_STRATEGIES, CLASS_WEIGHTS,  # noqa: F401  (part of this module's API: the config and its defaults)
+                              DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, ONLY_FOR, TARGET_PRESETS, FinetuneConfig, default_config, lora_label,
+                              lora_variant_suffix)
+from .io.checkpoint import (STATE_FILE, InterruptFlag,  # noqa: F401  (TrainingInterrupted is part of this module's API)
+                            TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
+                            write_checkpoint)
+from .lora.layer import apply_lora
+from .lora.variants import lora_plus_param_groups
 from .metrics import metrics_from_probs
 from .model import count_parameters
-from .sms import SPLIT_NAMES, label_ids
 from .runtime.device import autocast, pick_device, resolve_precision
+from .runtime.meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .runtime.progress import progress_bar
+from .sms import SPLIT_NAMES, label_ids
 from .train import make_optimizer
-from .finetune_config import (  # noqa: F401  (part of this module's API: the config and its defaults)
-    ONLY_FOR, ALL_STRATEGIES, CLASS_WEIGHTS, DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, TARGET_PRESETS, FinetuneConfig, default_config,
-    lora_label, lora_variant_suffix,
-)
+
 
 # ---------------------------------------------------------------------------------------------
 # The result
@@ -121,7 +125,6 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
     if base is not None and checkpoint is not None:
         raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
     if base is not None:
-        from .classifier import classifier_from_pretrained
 
         model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed)
     else:
@@ -129,7 +132,6 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
             checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
         )
     if config.strategy == "lora":
-        from .lora.layer import apply_lora
 
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
@@ -212,7 +214,6 @@ def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
     reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)
     With ``loraplus_lr_ratio``: LoRA+'s groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
     if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
-        from .lora.variants import lora_plus_param_groups
 
         groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
         return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=False)  # make_optimizer's betas
@@ -289,7 +290,6 @@ def epoch_batches(run: Run) -> list[list[int]]:
 
 def train_step(run: Run, batch: list[int]) -> None:
     """Forward, loss, backward, clipping and update on one batch of message indices."""
-    from .classifier import pad_batch
 
     t0 = time.perf_counter()
     for g in run.optimizer.param_groups:
@@ -373,7 +373,6 @@ def _fingerprint(run: Run) -> dict:
 
 def save_checkpoint(run: Run, folder: str | os.PathLike) -> Path:
     """Write the run's state into ``folder`` in one step (:func:`gpt.io.checkpoint.write_checkpoint`)."""
-    from safetensors.torch import save
 
     tensors = {f"param::{n}": p.detach().cpu().contiguous() for n, p in run.model.named_parameters() if p.requires_grad}
     tensors.update({f"optim::{k}": v for k, v in optimizer_tensors(run.model, run.optimizer).items()})
@@ -398,7 +397,6 @@ def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
     is damaged or belongs to another run: another config, other data, other frozen weights (another
     base checkpoint), other trainable tensors.
     """
-    from safetensors.torch import load
 
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
@@ -501,7 +499,6 @@ def finetune(
         load_checkpoint(run, checkpoint_dir)
     bar = None
     if progress:
-        from .runtime.progress import progress_bar
 
         bar = progress_bar(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds

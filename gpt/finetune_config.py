@@ -22,7 +22,9 @@ import numpy as np
 
 from .classifier import STRATEGIES
 from .errors import ConfigError
+from .lora.variants import INIT_LORA_WEIGHTS
 from .sms import LABELS, TRAIN_SPLITS
+
 
 ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
 CLASS_WEIGHTS = (None, "balanced")
@@ -169,8 +171,6 @@ TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)
 
 
 def _check_lora_variant(c: "FinetuneConfig") -> None:
-    from .lora.variants import INIT_LORA_WEIGHTS
-
     for name in ("use_rslora", "use_dora"):
         if not isinstance(getattr(c, name), bool):
             raise ConfigError(f"{name} must be True or False, got {getattr(c, name)!r}")

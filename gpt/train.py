@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from .errors import CheckpointError, ConfigError
 from .io.checkpoint import InterruptFlag, TrainingInterrupted
-from .io.resume import (CHECKPOINT_DIR, checkpoint_dir, check_resume, data_info, has_checkpoint, load_training_state, prepare_run_dir,
+from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
                         read_training_state, run_record, save_training_state)
 from .io.weights import load_model, read_checkpoint, save_model
 from .loss import cross_entropy, linear_cross_entropy
@@ -32,6 +32,7 @@ from .model import GPT, load_state_dict_strict
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.progress import progress_bar
 from .train_config import TrainConfig, is_whole_number
+
 
 # Also importable from here, as before the package had folders (the next release drops them):
 # TrainConfig, TrainingInterrupted, CheckpointError, pick_device, resolve_precision, autocast,
@@ -181,11 +182,9 @@ def token_streams(model: GPT, train_ids, val_ids) -> tuple[torch.Tensor, torch.T
     return streams[0], streams[1]
 
 
-def _check_options(cfg, stop_after, run_info, run_dir, resume) -> None:
+def _check_options(cfg, run_info, run_dir, resume) -> None:
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    if stop_after is not None and (not is_whole_number(stop_after) or stop_after < 1):
-        raise ConfigError(f"stop_after must be None or a whole number >= 1, got {stop_after!r}")
     if run_info is not None:
         try:
             json.dumps(run_info, allow_nan=False)
@@ -271,7 +270,6 @@ def pretrain(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
-    stop_after: int | None = None,
     run_info: dict | None = None,
     overwrite: bool = False,
     parallel=None,
@@ -283,11 +281,11 @@ def pretrain(
     weights and losses as an uninterrupted run, if it comes from the same run (TrainConfig, model
     config, token streams, and ``run_info``: a JSON-able dict such as ``{"books": [...]}`` stored with
     it). Without ``resume`` an existing checkpoint is refused unless ``overwrite``. Ctrl-C finishes the
-    step, saves a checkpoint and raises :class:`TrainingInterrupted`; ``stop_after`` ends the loop
+    step, saves a checkpoint and raises :class:`TrainingInterrupted`; ``cfg.stop_after`` ends the loop
     early after that many steps (to test resuming). ``parallel``: a :class:`gpt.runtime.distributed.Parallel`
     (under ``torchrun``): each rank trains on its shard of the global batch; rank 0 alone writes and shows progress.
     """
-    _check_options(cfg, stop_after, run_info, run_dir, resume)
+    _check_options(cfg, run_info, run_dir, resume)
     device, precision, train_t, val_t, run_dir, data = _setup(model, train_ids, val_ids, cfg, run_dir, resume, overwrite, run_info, parallel)
     main = parallel is None or parallel.is_main  # the one process that writes files and prints
     ctx = model.config.context_length
@@ -314,7 +312,7 @@ def pretrain(
     bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step") if progress and main else None
     t0 = time.perf_counter() - elapsed
     step = saved_step = start_step
-    end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
+    end = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, start_step + cfg.stop_after)
     try:
         with InterruptFlag() as interrupt:
             while step < end and not stop_requested():

@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 1234
     checkpoint_interval: int = 0  # 0: only at the end (when a run folder is given)
     compile: bool = False  # torch.compile the forward pass and loss (opt-in: compiling takes ~5-60 s)
+    stop_after: int | None = None  # end this call after that many steps (to test resuming); not part of what the run learns
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "eval_interval", "eval_batches"):
@@ -72,6 +73,8 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in betas)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.stop_after is not None and (not is_whole_number(self.stop_after) or self.stop_after < 1):
+            raise ConfigError(f"TrainConfig.stop_after must be None or a whole number >= 1, got {self.stop_after!r}")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device:

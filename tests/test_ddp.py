@@ -1,5 +1,6 @@
 """gpt.runtime.distributed: two gloo processes on the CPU train exactly what one process trains on the same global batch."""
 
+import dataclasses
 import os
 import socket
 
@@ -43,7 +44,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     parallel = from_environment("cpu")
     train, val = streams()
     try:
-        first = pretrain(fresh_model(), train, val, config(), run_dir=f"{out}/run", progress=False, stop_after=3, parallel=parallel)
+        first = pretrain(fresh_model(), train, val, dataclasses.replace(config(), stop_after=3), run_dir=f"{out}/run", progress=False,
+                         parallel=parallel)
         model = fresh_model()
         hist = pretrain(model, train, val, config(), run_dir=f"{out}/run", resume=True, progress=False, parallel=parallel)
         torch.save({"first": first, "hist": hist, "state": model.state_dict()}, f"{out}/rank{rank}.pt")

@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from ..classifier import as_text
 from ..errors import ConfigError
 from ..finetune import DEFAULT_CONFIGS, FinetuneConfig, FinetuneResult, check_splits, class_weights
-from ..runtime.meters import PeakMemory, optimizer_state_bytes
 from ..metrics import metrics_from_probs
 from ..model import count_parameters
+from ..runtime.meters import PeakMemory, optimizer_state_bytes
+from ..runtime.progress import progress_bar
 from ..sms import label_ids
+
 
 WORD_PATTERN = r"[\p{L}\p{N}]+|[^\s\p{L}\p{N}]"  # runs of letters/digits, and single symbols (£, !, ...)
 
@@ -105,7 +107,6 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
     best = None
     epochs = range(1, config.epochs + 1)
     if progress:
-        from ..runtime.progress import progress_bar
 
         epochs = progress_bar(epochs, desc="bag-of-words", unit="epoch")
     n = len(Y[train])

@@ -17,13 +17,19 @@ right and wrong answers, from which :mod:`gpt.experiments.stats` computes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from ..finetune_config import FinetuneConfig
+from ..io.files import atomic_write_text
+from ..sms import kfold_splits
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
+
 
 __all__ = ["load_outcomes", "run_intervals", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
            "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
@@ -134,7 +140,6 @@ def outcomes_table(outcomes: dict, truth: np.ndarray, y_nat: np.ndarray, order=N
     k-fold run pooled by :func:`kfold_outcomes`), with the balanced test's label names ``truth`` and
     the natural test's labels ``y_nat`` (1 = spam); each strategy paired with each of ``references``
     (columns ``acc_vs_<ref>...``, ``f1_vs_<ref>...``)."""
-    import pandas as pd
 
     strategies = sorted(outcomes, key=order) if order else list(outcomes)
     correct = {s: outcomes[s]["test"] == truth[None, :] for s in strategies}
@@ -193,7 +198,6 @@ def _versus(r, key: str) -> str:
 
 def _display(table, columns: dict, index):
     """A DataFrame with one column per ``columns`` entry (name -> function of a row of ``table``)."""
-    import pandas as pd
 
     return pd.DataFrame({name: [f(r) for _, r in table.iterrows()] for name, f in columns.items()}, index=index)
 
@@ -254,7 +258,6 @@ def _comparison_lines(t, n_test: int, n_nat: int, share: float, title: str, prio
 def against_table(out_dir: str | os.PathLike, other_dir: str | os.PathLike, splits: dict, order=None):
     """Each strategy of ``out_dir`` against the same strategy in ``other_dir`` (e.g. fine-tuned from another
     checkpoint), paired on the same messages: accuracy and spam-F1 differences, intervals, verdicts."""
-    import pandas as pd
 
     mine, theirs = load_outcomes(out_dir, splits), load_outcomes(other_dir, splits)
     mine.pop("skipped", None)
@@ -302,9 +305,7 @@ _NOT_RECIPE = ("seed", "device", "precision")
 def _recipes(out_dir: str | os.PathLike) -> dict:
     """``{strategy: (the config of its runs without seed / device / precision, the precisions it trained in)}``;
     a field that runs made before it existed lack has its default (what those runs used)."""
-    import dataclasses
 
-    from ..finetune_config import FinetuneConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
     defaults = json.loads(json.dumps(defaults))  # as a run file stores them (tuples as lists)
@@ -340,7 +341,6 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
     * :data:`DIFFERS` -- one of them does (the interval is in the row);
     * ``"other recipe"`` / ``"not in the committed results"`` -- nothing to pair with.
     """
-    import pandas as pd
 
     mine, theirs = load_outcomes(out_dir, splits), load_outcomes(reference_dir, splits)
     mine.pop("skipped", None)
@@ -415,7 +415,6 @@ def kfold_outcomes(out_dir: str | os.PathLike, folds: int) -> tuple[dict, np.nda
 
     A strategy is pooled only when every fold holds it with the same seeds (else it is left out and
     named in ``sizes["incomplete"]``); ``sizes`` also counts the pooled balanced and natural messages."""
-    from ..sms import kfold_splits
 
     per_fold, truths, nats = [], [], []
     for i in range(folds):
@@ -458,7 +457,6 @@ def kfold_markdown(out_dir: str | os.PathLike, folds: int, order=None) -> str:
 
 def write_kfold_summary(out_dir: str | os.PathLike, folds: int, order=None) -> Path:
     """Write :func:`kfold_markdown` to ``<out_dir>/summary.md`` (atomically); returns its path."""
-    from ..io.files import atomic_write_text
 
     return atomic_write_text(Path(out_dir) / "summary.md", kfold_markdown(out_dir, folds, order))
 
@@ -472,7 +470,6 @@ def ablation_table(reference_dir: str | os.PathLike, changes: dict, splits: dict
     scored on the same pinned ``splits``) with their 95 % intervals, and each paired with the same
     strategy in ``reference_dir`` (the difference in points, its interval, the verdict). The reference
     recipe itself is the first row group (``"reference"``). Strategies a folder lacks are left out."""
-    import pandas as pd
 
     rows = []
     for name, folder in {"reference": reference_dir, **changes}.items():
@@ -494,7 +491,6 @@ def ablation_table(reference_dir: str | os.PathLike, changes: dict, splits: dict
 def display_ablation(table):
     """:func:`ablation_table` (or its saved ``ablation.csv``) as the notebooks show it: values in %,
     intervals in brackets, each pairing with the reference recipe as its verdict and difference in points."""
-    import pandas as pd
 
     return _display(table, {
         "balanced test accuracy % [95 % interval]": lambda r: interval_text(r, "accuracy"),

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 
 from ..classifier import STRATEGIES
 from ..errors import OutputExistsError
-from ..io.files import OutputError, atomic_write_text, check_output
 from ..finetune import FinetuneResult
+from ..io.files import OutputError, atomic_write_text, check_output
+from ..lora.adapters import save_adapter
+from ..lora.layer import lora_layers
+from .compare import against_markdown, comparison_markdown
+
 
 RESULT_COLUMNS = [
     "strategy", "seed", "test_accuracy", "test_precision", "test_recall", "test_f1",
@@ -82,8 +89,6 @@ def result_row(result: FinetuneResult, extra: dict | None = None) -> dict:
 
 
 def _read_table(csv_path: Path):
-    import pandas as pd
-
     try:
         table = pd.read_csv(csv_path)
     except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
@@ -128,7 +133,6 @@ def write_result(out_dir: str | os.PathLike, row: dict, result: FinetuneResult |
 
     A row of the same strategy and seed is replaced only with ``overwrite``. Every file is written
     atomically. Returns the path of ``results.csv``."""
-    import pandas as pd
 
     out = Path(out_dir)
     check_results_dir(out, [(row["strategy"], row["seed"])], overwrite)
@@ -164,12 +168,8 @@ def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
     trainable head and the JSON config). Otherwise: a safetensors file of the trainable parameters
     (for full fine-tuning that is the whole model). Measured by writing the files to a temporary folder.
     """
-    import tempfile
 
-    from safetensors.torch import save_file
 
-    from ..lora.adapters import save_adapter
-    from ..lora.layer import lora_layers
 
     with tempfile.TemporaryDirectory() as tmp:
         if any(True for _ in lora_layers(model)):
@@ -188,13 +188,11 @@ def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, agai
     out = Path(out_dir)
     text = summary_markdown(_read_table(out / "results.csv"))
     if splits is not None:
-        from .compare import comparison_markdown
 
         section = comparison_markdown(out, splits, order=strategy_order)
         if section:
             text += "\n" + section
         if against is not None:
-            from .compare import against_markdown
 
             section = against_markdown(out, against, splits, order=strategy_order)
             if section:
@@ -204,7 +202,6 @@ def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, agai
 
 def summarize(table):
     """Mean and standard deviation (over seeds, ddof=1) per strategy of the main numbers of a results table."""
-    import pandas as pd
 
     rows = []
     for strategy, g in table.groupby("strategy", sort=False):

@@ -18,10 +18,14 @@ import json
 import time
 from pathlib import Path
 
-from .compare import reproduction_markdown, reproduction_table
+import pandas as pd
+
 from ..io.files import atomic_write_text, display_path
+from ..sms import run_splits
 from ..teaching.reference import environment_record
+from .compare import reproduction_markdown, reproduction_table
 from .results import strategy_order
+
 
 __all__ = ["RUNS_ROOT", "PLAN_FILE", "experiment_plan", "default_run_folder", "write_plan", "Progress", "clock",
            "finished_row", "print_comparison", "splits_of"]
@@ -89,7 +93,6 @@ class Progress:
         self.finished_here = 0
         self.expected = {}
         if reference is not None and (reference / "results.csv").is_file():
-            import pandas as pd
 
             t = pd.read_csv(reference / "results.csv")
             self.expected = {s: float(g["wall_seconds"].mean()) + 5.0 for s, g in t.groupby("strategy")}  # + starting Python
@@ -148,7 +151,6 @@ def print_comparison(out: str | Path, reference: str | Path) -> str:
 
 def splits_of(out: Path) -> dict:
     """The splits the runs in ``out`` were scored on: the pinned ones, or the fold their config names."""
-    from ..sms import run_splits
 
     runs = sorted((out / "runs").glob("*_seed*.json"))
     config = json.loads(runs[0].read_text()).get("config", {}) if runs else {}

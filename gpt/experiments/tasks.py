@@ -57,8 +57,11 @@ import functools
 import re
 
 import numpy as np
+import pandas as pd
 
 from ..data import PRETRAIN_BOOKS, REGISTRY, load_book, tokenize_to_array
+from ..tokenizer import course_tokenizer, tokenizer_fingerprint
+
 
 __all__ = [
     "AUTHOR_LABELS",
@@ -199,7 +202,6 @@ def heldout_start(book: str, tokenizer=None, val_fraction: float = HELDOUT_FRACT
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction!r}")
     if tokenizer is None:
-        from ..tokenizer import course_tokenizer
 
         tokenizer = course_tokenizer()
     return _heldout_start(book, tokenizer, float(val_fraction))
@@ -224,7 +226,6 @@ def _heldout_start(book: str, tokenizer, val_fraction: float) -> int:
 @functools.lru_cache(maxsize=4)
 def _candidates(min_words: int, max_words: int, fingerprint: str, val_fraction: float) -> dict:
     """Every usable passage per (split, label), in book order, before balancing: ``{(split, label): [rows]}``."""
-    from ..tokenizer import course_tokenizer, tokenizer_fingerprint
 
     tokenizer = course_tokenizer()
     assert tokenizer_fingerprint(tokenizer) == fingerprint
@@ -315,9 +316,7 @@ def author_splits(
     _check_count(max_words, "max_words")
     if min_words > max_words:
         raise ValueError(f"min_words ({min_words}) must not exceed max_words ({max_words})")
-    import pandas as pd
 
-    from ..tokenizer import course_tokenizer, tokenizer_fingerprint
 
     cands = _candidates(int(min_words), int(max_words), tokenizer_fingerprint(course_tokenizer()), HELDOUT_FRACTION)
     rng = np.random.Generator(np.random.PCG64(int(seed)))

@@ -45,9 +45,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import check_finite
+
 
 __all__ = ["HUB_NAMES", "PretrainedFiles", "resolve_pretrained", "read_pretrained", "convert_state_dict", "gpt_config_from_hf",
            "save_tiny_random_gpt2", "base_for", "TINY_RANDOM", "GPT2_VOCAB_SIZE"]
@@ -122,7 +124,7 @@ def _folder_files(folder: Path, name: str) -> PretrainedFiles:
 def _download(name: str) -> PretrainedFiles:
     repo = HUB_NAMES[name]
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # here, not at the top: an optional extra ([hf])
     except ImportError as e:
         raise CheckpointError(
             f"{name!r} is fetched from the Hugging Face hub with huggingface_hub, which is not installed "
@@ -248,8 +250,6 @@ def convert_state_dict(hf_state: dict[str, torch.Tensor], config, source: str = 
 
 
 def _read_weights(files: PretrainedFiles) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     state = {}
     for f in files.weights:
         try:
@@ -302,7 +302,7 @@ def save_tiny_random_gpt2(folder: str | os.PathLike, n_layer: int = 2, n_head: i
     """Write a randomly initialised ``transformers.GPT2LMHeadModel`` of GPT-2's architecture and vocabulary
     (but tiny widths) to ``folder`` with ``save_pretrained``; needs ``transformers`` (the ``[hf]`` extra)."""
     try:
-        from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers import GPT2Config, GPT2LMHeadModel  # here, not at the top: an optional extra ([hf])
     except ImportError as e:
         raise ConfigError("save_tiny_random_gpt2 needs transformers: pip install -e \".[hf]\"") from e
     with torch.random.fork_rng(devices=[]):

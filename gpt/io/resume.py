@@ -33,10 +33,11 @@ from .checkpoint import STATE_FILE, load_optimizer_tensors, optimizer_tensors, r
 from .files import sha256_bytes
 from .weights import model_bytes, read_checkpoint
 
+
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FORMAT = "gpt-course-checkpoint/2"
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
-_IGNORED_ON_RESUME = {"checkpoint_interval", "compile"}  # TrainConfig fields that do not change what is learned
+_IGNORED_ON_RESUME = {"checkpoint_interval", "compile", "stop_after"}  # TrainConfig fields that do not change what is learned
 _RUNTIME_MODEL_FIELDS = {"attn_impl"}  # model config fields that only choose how the same numbers are computed
 
 

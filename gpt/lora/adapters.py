@@ -36,12 +36,14 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import AdapterError, ConfigError, OutputExistsError
 from ..io.files import atomic_dir, check_output, sha256_file
-from .layer import init_weights_name, lora_layers, lora_settings_problem, wrap_layers
+from .layer import LoRALinear, init_weights_name, lora_layers, lora_parameters, lora_settings_problem, wrap_layers
 from .variants import pissa_to_lora
+
 
 __all__ = ["save_adapter", "load_adapter", "read_adapter", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
            "ADAPTER_FORMATS", "PEFT_PREFIX"]
@@ -81,7 +83,6 @@ def _adapter_contents(model: nn.Module) -> tuple[dict, dict[str, torch.Tensor], 
     """``(settings, tensors, by_hand)`` of an adapter: the LoRA settings as saved (a PiSSA adapter
     converted to plain LoRA of rank 2r), the tensors (LoRA factors, DoRA magnitudes, the trainable
     non-LoRA parameters), and the keys of those the user unfroze by hand (not in ``modules_to_save``)."""
-    from .layer import lora_parameters
 
     layers = list(lora_layers(model))
     if not layers:
@@ -199,7 +200,6 @@ def save_adapter(
 def _peft_suffix_matches(model: nn.Module, modules_to_save: list[str], have: dict) -> dict[str, torch.Tensor]:
     """The tensors of the further modules PEFT's suffix matching of ``modules_to_save`` wraps (their
     current, untrained values), which ``PeftModel.from_pretrained`` expects to find in the file."""
-    from .layer import LoRALinear
 
     lora_names = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
     extra = {}
@@ -336,7 +336,6 @@ def _from_peft(peft: dict, tensors: dict, cfg_file: Path, weights_file: Path) ->
             raise AdapterError(f"{cfg_file} lacks the key {key!r}; the file is damaged or incomplete")
     meta = {}
     try:
-        from safetensors import safe_open
 
         with safe_open(str(weights_file), framework="pt") as f:
             header = (f.metadata() or {}).get(PEFT_METADATA_KEY)

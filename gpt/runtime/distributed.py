@@ -33,8 +33,11 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import ConfigError
+from ..train import lm_loss, require_compiler
+
 
 __all__ = ["Parallel", "from_environment", "shutdown"]
 
@@ -49,8 +52,6 @@ class _LossOf(nn.Module):
         self.gpt = gpt
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from ..train import lm_loss
-
         return lm_loss(self.gpt, x, y)
 
 
@@ -85,12 +86,10 @@ class Parallel:
         """A loss function ``(model, x, y) -> loss`` for :func:`gpt.train.train_step` that runs through
         DistributedDataParallel (gradients averaged across ranks in ``backward``). Call it after the
         weights are final on every rank (after a resume): DDP starts by copying rank 0's weights."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         ddp = DDP(_LossOf(model), device_ids=ids)
         if compile:
-            from ..train import require_compiler
 
             require_compiler()
             ddp = torch.compile(ddp)

@@ -14,9 +14,9 @@ import sys
 def progress_bar(iterable=None, **kwargs):
     """A ``tqdm`` bar over ``iterable`` (or a manual one with ``total=``); the keyword arguments are tqdm's."""
     if os.environ.get("GPT_PROGRESS") == "text":
-        from tqdm.std import tqdm
+        from tqdm.std import tqdm  # here, not at the top: tqdm picks its widget or text form when a bar is made
 
         kwargs.setdefault("file", sys.stdout)
     else:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # here, not at the top: tqdm picks its widget or text form when a bar is made
     return tqdm(iterable, **kwargs)

@@ -36,12 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 
-from .course import course_root
 from ..errors import GPTError
 from ..io.files import atomic_dir, atomic_write_text, check_output
 from ..runtime.tools import ToolError, find_tool, output_tail, run_tool
+from .course import course_root
+
 
 HEADING = re.compile(r"^###\s+Exercise\s+(\d\d)\.(\d+)\s+·\s+(.+?)\s+\((\d+)\s+points?\)\s*$", re.MULTILINE)
 SOLUTION_ID = re.compile(r"^ex(\d\d)_(\d+)$")
@@ -330,7 +332,6 @@ def _find_submission(student: Path, name: str) -> tuple[Path | None, str]:
 
 def _not_a_notebook(path: Path) -> str:
     """Why ``path`` is not a notebook nbgrader can run ('' when it is one)."""
-    import nbformat
 
     try:
         nb = nbformat.read(path, as_version=4)
@@ -369,7 +370,7 @@ def _cell_reasons(autograded: Path) -> dict[str, str]:
 
 
 def _scores(course: Path, notebook: str, student_id: str) -> dict[str, float]:
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook, MissingEntry  # here, not at the top: an optional extra ([classroom])
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         try:

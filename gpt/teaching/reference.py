@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from ..io.files import atomic_write_text
+from ..io.weights import load_model
+from ..runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
+
 
 REFERENCE_DIR = "reference"
 REFERENCE_FILE = "model.safetensors"
@@ -16,8 +22,6 @@ CARD_JSON = "model_card.json"
 
 
 def machine_description() -> str:
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -27,7 +31,6 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    from ..runtime.device import cpu_has_fast_bf16
 
     bf16 = "native bf16" if cpu_has_fast_bf16() else "no native bf16"  # what precision="auto" picks on a CPU
     return f"{cpu}, {os.cpu_count()} cores, {bf16}, torch {torch.__version__}, {platform.system()}"
@@ -36,7 +39,6 @@ def machine_description() -> str:
 def source_commit() -> str:
     """The commit of the checkout the package runs from (``git rev-parse HEAD``), with ``+changes`` when
     files under ``gpt/`` differ from it; ``"unknown"`` outside a git checkout."""
-    import subprocess
 
     root = Path(__file__).resolve().parents[2]
     try:
@@ -53,9 +55,7 @@ def environment_record(precision: str | None = None) -> dict:
     """What a results folder records about the machine and code that made it: the CPU model and cores,
     whether the CPU has native bf16 (which decides ``precision="auto"``), torch, Python, the commit, and
     the precision the training steps ran in (``precision``, resolved from "auto" on this machine if not given)."""
-    import torch
 
-    from ..runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
 
     return {
         "machine": machine_description(),
@@ -79,7 +79,6 @@ def reference_card() -> dict:
 
 def load_reference(device="cpu", **config_overrides):
     """The course's pretrained reference GPT (see ``gpt/assets/reference/MODEL_CARD.md``)."""
-    from ..io.weights import load_model
 
     path = reference_path()
     if not path.exists():

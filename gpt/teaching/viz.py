@@ -12,7 +12,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+
+from ..experiments.results import summarize
+
 
 _COLORS = ["#fde2a7", "#c8e6c9", "#bbdefb", "#f8bbd0", "#d1c4e9", "#ffccbc", "#b2ebf2"]
 
@@ -62,7 +66,6 @@ def show_tokens(text: str, enc, show_ids: bool = False, allowed_special="all") -
 
 def token_table(text: str, enc, allowed_special="all"):
     """A DataFrame with one row per token: its id, its text and its raw bytes."""
-    import pandas as pd
 
     ids = enc.encode(text, allowed_special=allowed_special)
     return pd.DataFrame(
@@ -79,7 +82,6 @@ def compression_table(texts: dict[str, str], encoders: dict[str, object]):
 
     Special-token strings in the texts are encoded as ordinary text.
     """
-    import pandas as pd
 
     rows = {}
     for tname, text in texts.items():
@@ -97,7 +99,7 @@ def compression_table(texts: dict[str, str], encoders: dict[str, object]):
 
 
 def _new_axes(ax, figsize):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     if ax is not None:
         return ax.figure, ax, False
@@ -106,7 +108,7 @@ def _new_axes(ax, figsize):
 
 
 def _finish(fig, ax, own):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     if not own:
         return ax
@@ -166,7 +168,7 @@ def attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
 
 def plot_attention_heads(maps: list[torch.Tensor], labels, batch_index: int = 0):
     """A grid of heatmaps: one row per layer, one column per head (``maps`` from :func:`attention_maps`)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     L, H = len(maps), maps[0].shape[1]
     T = maps[0].shape[-1]
@@ -207,7 +209,7 @@ def plot_loss_curves(history: dict, smooth: int = 25, baselines: dict[str, float
 
     ``history`` is what :func:`gpt.train.pretrain` returns; ``baselines`` adds labelled horizontal lines.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     steps = history["step"]
@@ -236,7 +238,7 @@ def plot_next_token_probs(logits: torch.Tensor, enc, temperatures=(0.5, 1.0, 2.0
 
     With ``top_k``, tokens outside the ``top_k`` most likely get probability 0 (as in sampling with top-k).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     logits = torch.as_tensor(logits).detach().float().flatten()
     order = torch.argsort(logits, descending=True)[:k]
@@ -269,7 +271,6 @@ def samples_table(models: dict, enc, prompts, max_new_tokens: int, seed: int = 0
     ``generate_kwargs`` go to :meth:`gpt.model.GPT.generate` (``temperature``, ``top_k``, ``top_p``).
     Every model and prompt starts from the same random seed, so a difference comes from the model.
     """
-    import pandas as pd
 
     table = {}
     for name, model in models.items():
@@ -292,7 +293,7 @@ def samples_table(models: dict, enc, prompts, max_new_tokens: int, seed: int = 0
 
 def plot_confusion_matrix(confusion, ax=None, title: str = "", labels=("ham", "spam")):
     """Draw a 2×2 confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     cm = np.asarray(confusion)
     if ax is None:
@@ -310,8 +311,8 @@ def plot_confusion_matrix(confusion, ax=None, title: str = "", labels=("ham", "s
 
 def plot_history(history: dict, axes=None, label: str = ""):
     """Loss and accuracy per epoch, train and validation (two side-by-side axes)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
+    from matplotlib.ticker import MaxNLocator  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -334,10 +335,8 @@ def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, ta
     GPT) is drawn as a horizontal line; ``target`` as a dotted one. Saves to ``path`` if given.
     Returns the matplotlib axes.
     """
-    import matplotlib.pyplot as plt
-    import pandas as pd
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
 
-    from ..experiments.results import summarize
 
     table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
     s = summarize(table)
