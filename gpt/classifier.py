@@ -9,7 +9,7 @@
   from GPT-2's weights (:mod:`gpt.io.hf`), with GPT-2's tokenizer.
 * :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
   :func:`gpt.lora.apply_lora`).
-* Inference: :func:`predict_proba` (many messages), :func:`evaluate` (a labelled split, with
+* Inference: :func:`predict_proba` (many messages), :func:`evaluate_classifier` (a labelled split, with
   :mod:`gpt.metrics`) and :func:`classify` (one message).
 
 Messages are tokenized with the model's tokenizer (the course's; GPT-2's for GPT-2 weights), padded on
@@ -312,7 +312,7 @@ def predict_proba(model: GPTClassifier, texts, tokenizer=None, batch_size: int =
     return predict_ids(model, ids, tokenizer.eot_token, batch_size, device, precision)
 
 
-def evaluate(
+def evaluate_classifier(
     model: GPTClassifier, df, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32", labels=LABELS
 ) -> dict:
     """Loss and :func:`gpt.metrics.classification_metrics` of ``model`` on a split (DataFrame with ``label``, ``text``).
@@ -323,9 +323,9 @@ def evaluate(
     """
     missing = {"label", "text"} - set(getattr(df, "columns", ()))
     if missing:
-        raise ConfigError(f"evaluate() needs a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
+        raise ConfigError(f"evaluate_classifier() needs a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
     if len(df) == 0:
-        raise ConfigError("evaluate() got an empty split: there is nothing to measure")
+        raise ConfigError("evaluate_classifier() got an empty split: there is nothing to measure")
     y = label_ids(df["label"], labels)
     probs = predict_proba(model, df["text"].tolist(), tokenizer, batch_size, device, precision)
     return metrics_from_probs(y, probs, labels)

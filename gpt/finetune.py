@@ -4,7 +4,7 @@ The loop, top to bottom (:func:`finetune`):
 
 1. :func:`setup` -- check the config and the splits, encode the messages, build AdamW over the
    trainable parameters only, and the learning-rate schedule (linear warmup, linear decay to 0).
-2. :func:`train_step` -- one batch: forward (bf16 autocast where fast), cross-entropy, backward,
+2. :func:`finetune_step` -- one batch: forward (bf16 autocast where fast), cross-entropy, backward,
    gradient clipping, optimizer step.
 3. :func:`end_epoch` -- validation accuracy and loss; the best epoch's weights are kept.
 4. :func:`save_checkpoint` / :func:`load_checkpoint` -- a checkpoint folder written in one step
@@ -258,7 +258,7 @@ def class_weights(y: np.ndarray, scheme: str | None, device=None) -> torch.Tenso
     return torch.tensor(len(y) / (2 * counts), dtype=torch.float32, device=device)
 
 
-def lr_at(run: Run, step: int) -> float:
+def finetune_lr(run: Run, step: int) -> float:
     """Linear warmup over ``warmup_steps``, then linear decay to 0 at the last step."""
     lr, warmup, total = run.config.lr, run.warmup_steps, run.total_steps
     if step < warmup:
@@ -288,12 +288,12 @@ def epoch_batches(run: Run) -> list[list[int]]:
 # 2. One step, 3. the end of an epoch
 
 
-def train_step(run: Run, batch: list[int]) -> None:
+def finetune_step(run: Run, batch: list[int]) -> None:
     """Forward, loss, backward, clipping and update on one batch of message indices."""
 
     t0 = time.perf_counter()
     for g in run.optimizer.param_groups:
-        g["lr"] = lr_at(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
+        g["lr"] = finetune_lr(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
     ids, y_all = run.data["train"]
     x, lengths = pad_batch([ids[i] for i in batch], run.pad_id)
     y = torch.from_numpy(y_all[batch]).to(run.device)
@@ -337,7 +337,7 @@ def end_epoch(run: Run, seconds: float) -> dict:
     h["train_accuracy"].append(run.correct / run.seen)
     h["val_loss"].append(val["loss"])
     h["val_accuracy"].append(val["accuracy"])
-    h["lr"].append(lr_at(run, run.step - 1))
+    h["lr"].append(finetune_lr(run, run.step - 1))
     h["seconds"].append(seconds)
     key = (val["accuracy"], -val["loss"])
     if run.best is None or key > run.best[0]:
@@ -509,7 +509,7 @@ def finetune(
                 if run.epoch_batches is None:
                     run.epoch_batches = epoch_batches(run)
                 for batch in run.epoch_batches[run.batch_in_epoch :]:
-                    train_step(run, batch)
+                    finetune_step(run, batch)
                     run.train_seconds = time.perf_counter() - t0
                     if bar:
                         bar.update(1)

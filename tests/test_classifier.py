@@ -161,11 +161,11 @@ def test_evaluate_refuses_empty_or_columnless_splits():
 
     model = tiny_classifier()
     with pytest.raises(ConfigError, match="empty split"):
-        C.evaluate(model, pd.DataFrame({"label": [], "text": []}))
+        C.evaluate_classifier(model, pd.DataFrame({"label": [], "text": []}))
     with pytest.raises(ConfigError, match="missing"):
-        C.evaluate(model, pd.DataFrame({"text": ["hi"]}))
+        C.evaluate_classifier(model, pd.DataFrame({"text": ["hi"]}))
     with pytest.raises(ConfigError, match="labels must be one of"):
-        C.evaluate(model, pd.DataFrame({"label": ["eggs"], "text": ["hi"]}))
+        C.evaluate_classifier(model, pd.DataFrame({"label": ["eggs"], "text": ["hi"]}))
 
 
 def test_checkpoints_that_do_not_fit(tmp_path):

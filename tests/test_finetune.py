@@ -104,7 +104,7 @@ def test_frozen_parameters_reach_neither_the_optimizer_nor_the_clipper(monkeypat
     clipped = []
     real = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, c: clipped.append({id(p) for p in params}) or real(params, c))
-    FT.train_step(run, [0, 1, 2, 3])
+    FT.finetune_step(run, [0, 1, 2, 3])
     assert clipped == [trainable]
 
 
@@ -184,7 +184,7 @@ def _lora_run(tmp_path, interrupt_after=None, monkeypatch=None, resume=False):
         torch.manual_seed(0)
         apply_lora(model, r=2, lora_alpha=4.0, train_head=True)
     if interrupt_after is not None:
-        real, calls = FT.train_step, []
+        real, calls = FT.finetune_step, []
 
         def step_then_ctrl_c(run, batch):
             real(run, batch)
@@ -192,7 +192,7 @@ def _lora_run(tmp_path, interrupt_after=None, monkeypatch=None, resume=False):
             if len(calls) == interrupt_after:
                 os.kill(os.getpid(), signal.SIGINT)  # the real signal: handled at the end of the step
 
-        monkeypatch.setattr(FT, "train_step", step_then_ctrl_c)
+        monkeypatch.setattr(FT, "finetune_step", step_then_ctrl_c)
     result = FT.finetune(model, toy_splits(), config, progress=False, checkpoint_dir=tmp_path / "ck", resume=resume)
     return model, result
 
