@@ -169,7 +169,7 @@ def test_summarize_rewrites_the_summary_with_intervals_and_verdicts(tmp_path, ca
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).resolve().parents[1] / "results" / "finetune"
+    committed = Path(__file__).resolve().parents[2] / "results" / "finetune"
     out = tmp_path / "finetune"
     shutil.copytree(committed, out)
     (out / "summary.md").unlink()

@@ -1,7 +1,7 @@
 """gpt.teaching.classroom: the exercises' format, release (student versions) and grading with nbgrader.
 
 The release/grade tests use a tiny two-exercise notebook built here, so they run in seconds; the
-course's own notebooks are graded in tests/test_classroom_course.py. Without nbgrader (the
+course's own notebooks are graded in tests/teaching/test_classroom_course.py. Without nbgrader (the
 [classroom] extra) those tests skip; the format tests need only nbformat.
 """
 
