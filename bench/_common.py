@@ -37,26 +37,38 @@ def run_info() -> dict:
     }
 
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds spent by all processes on this machine since boot (from /proc/stat)."""
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds spent by all processes on this machine since boot, and the part spent by processes
+    running under ``nice`` (from /proc/stat)."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, fields[1] / tick
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds spent by all processes on this machine since boot (from /proc/stat)."""
+    return _cpu_seconds()[0]
 
 
 class OtherLoad:
     """Measures how much CPU *other* processes used while the benchmark ran, in cores (0 = the
-    benchmark had the machine to itself). Use as a context manager; read ``.cores`` afterwards."""
+    benchmark had the machine to itself). Use as a context manager; read ``.cores`` afterwards, and
+    ``.niced_cores``: the part of it used by processes under ``nice``, which yield the CPU to the benchmark
+    (they use what it leaves idle)."""
 
     def __enter__(self):
-        self.t0, self.busy0, self.own0 = _time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds()
+        self.t0, self.own0 = _time.perf_counter(), _own_cpu_seconds()
+        self.busy0, self.nice0 = _cpu_seconds()
         return self
 
     def __exit__(self, *exc):
         wall = _time.perf_counter() - self.t0
-        other = (_busy_cpu_seconds() - self.busy0) - (_own_cpu_seconds() - self.own0)
+        busy, nice = _cpu_seconds()
+        other = (busy - self.busy0) - (_own_cpu_seconds() - self.own0)
         self.cores = max(0.0, other / wall) if wall > 0 else 0.0
+        self.niced_cores = min(self.cores, max(0.0, (nice - self.nice0) / wall)) if wall > 0 else 0.0
 
 
 def _own_cpu_seconds() -> float:

@@ -90,17 +90,30 @@ def encode_messages(texts, tokenizer, max_length: int) -> tuple[list[list[int]],
     return out, n_truncated
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(seqs: list[list[int]], pad_id: int, pad_to: int | None = None,
+              pad_to_multiple_of: int | None = None, max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token lists with ``pad_id`` into ``(ids (B, T), lengths (B,))``.
 
-    ``T`` is the longest sequence, or ``pad_to`` if given (for the padding lesson and tests).
+    ``T`` is the longest sequence, or ``pad_to`` if given (for the padding lesson and tests). With
+    ``pad_to_multiple_of`` (Hugging Face's name), ``T`` is rounded up to a multiple of it: batches then
+    come in a few repeated shapes, so a CPU reuses the matmul kernels it built for the first batch of a
+    shape instead of building new ones for every new length. The padding is never read: the model is
+    causal and the classifier pools the last *real* token, so the logits are the same up to rounding.
+    The rounded length never exceeds ``max_length`` (the model's context), nor drops below the longest sequence.
     """
     if not seqs or any(len(s) == 0 for s in seqs):
         raise ConfigError("pad_batch needs at least one sequence, and no empty sequence")
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    T = int(lengths.max()) if pad_to is None else pad_to
-    if T < int(lengths.max()):
-        raise ConfigError(f"pad_to={pad_to} is shorter than the longest sequence ({int(lengths.max())})")
+    longest = int(lengths.max())
+    T = longest if pad_to is None else pad_to
+    if T < longest:
+        raise ConfigError(f"pad_to={pad_to} is shorter than the longest sequence ({longest})")
+    if pad_to_multiple_of is not None:
+        if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+            raise ConfigError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
+        if max_length is not None:
+            T = max(longest, min(T, max_length))
     ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
@@ -205,12 +218,14 @@ def classifier_from_checkpoint(
     tokenizer=None,
     seed: int = 0,
     device="cpu",
+    attn_impl: str | None = None,
 ) -> GPTClassifier:
     """A :class:`GPTClassifier` from a pretrained GPT checkpoint (default: the reference model).
 
     The vocabulary is checked against ``tokenizer`` (default: the one the checkpoint names, GPT-2's
     for a saved GPT-2, else the course tokenizer; see :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
-    initialised from ``seed``. A missing, extra or mis-shaped tensor is a CheckpointError naming it.
+    initialised from ``seed``. ``attn_impl`` overrides the attention the checkpoint was saved with
+    (it changes how, not what, the model computes). A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
 
     path = Path(path) if path else reference_path()
@@ -219,7 +234,8 @@ def classifier_from_checkpoint(
     check_vocabulary(config, tokenizer, meta.get("tokenizer_fingerprint"), source=str(path))
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-    body = load_model(path) if dropout is None else load_model(path, dropout=dropout)
+    overrides = {k: v for k, v in (("dropout", dropout), ("attn_impl", attn_impl)) if v is not None}
+    body = load_model(path, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)
@@ -233,13 +249,14 @@ def classifier_from_pretrained(
     dropout: float = 0.0,
     seed: int = 0,
     device="cpu",
+    attn_impl: str | None = None,
 ) -> GPTClassifier:
     """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>`: ``"gpt2"``,
     ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
     padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-    body = GPT.from_pretrained(base, dropout=dropout)
+    body = GPT.from_pretrained(base, dropout=dropout, **({} if attn_impl is None else {"attn_impl": attn_impl}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)
@@ -288,8 +305,10 @@ def _length_sorted_batches(lengths, batch_size: int):
 
 
 @torch.no_grad()
-def predict_ids(model: GPTClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64, device=None, precision: str = "fp32") -> np.ndarray:
-    """Class probabilities (N, num_classes) of already-encoded messages, in eval mode (the mode is restored)."""
+def predict_ids(model: GPTClassifier, ids: list[list[int]], pad_id: int, batch_size: int = 64, device=None, precision: str = "fp32",
+                pad_to_multiple_of: int | None = None) -> np.ndarray:
+    """Class probabilities (N, num_classes) of already-encoded messages, in eval mode (the mode is restored).
+    ``pad_to_multiple_of``: see :func:`pad_batch`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = device or next(model.parameters()).device
@@ -297,7 +316,8 @@ def predict_ids(model: GPTClassifier, ids: list[list[int]], pad_id: int, batch_s
     model.eval()
     out = np.zeros((len(ids), model.num_classes), dtype=np.float64)
     for b in _length_sorted_batches([len(s) for s in ids], batch_size):  # less padding; order restored below
-        x, lengths = pad_batch([ids[i] for i in b], pad_id)
+        x, lengths = pad_batch([ids[i] for i in b], pad_id, pad_to_multiple_of=pad_to_multiple_of,
+                               max_length=model.config.context_length)
         with autocast(torch.device(device), precision):
             logits = model(x.to(device), lengths.to(device))
         out[b] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

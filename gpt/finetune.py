@@ -126,10 +126,12 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
         raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
     if base is not None:
 
-        model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed)
+        model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed,
+                                           attn_impl=config.attn_impl)
     else:
         model = classifier_from_checkpoint(
-            checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer
+            checkpoint, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed, tokenizer=tokenizer,
+            attn_impl=config.attn_impl,
         )
     if config.strategy == "lora":
 
@@ -209,15 +211,15 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
 
 
 def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
-    """AdamW as pretraining builds it, but PyTorch's for-loop implementation: the committed results in
-    results/finetune were made with it, and the fused one (pretraining's default) rounds differently, so
-    reruns would not reproduce them bit for bit. (A fine-tuning step's time is in the model, not here.)
-    With ``loraplus_lr_ratio``: LoRA+'s groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
+    """AdamW as pretraining builds it: PyTorch's fused implementation, one kernel for all parameters
+    (the for-loop one runs a dozen small operations per tensor). With ``loraplus_lr_ratio``: LoRA+'s
+    groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
     if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
 
         groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
-        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=False)  # make_optimizer's betas
-    return make_optimizer(model, config.lr, config.weight_decay, fused=False)
+        fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])  # as make_optimizer decides
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=fused)  # make_optimizer's betas
+    return make_optimizer(model, config.lr, config.weight_decay)
 
 
 def setup(model: nn.Module, splits: dict, config: FinetuneConfig, tokenizer=None) -> Run:
@@ -295,7 +297,8 @@ def finetune_step(run: Run, batch: list[int]) -> None:
     for g in run.optimizer.param_groups:
         g["lr"] = finetune_lr(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
     ids, y_all = run.data["train"]
-    x, lengths = pad_batch([ids[i] for i in batch], run.pad_id)
+    x, lengths = pad_batch([ids[i] for i in batch], run.pad_id, pad_to_multiple_of=run.config.pad_to_multiple_of,
+                           max_length=run.model.config.context_length)
     y = torch.from_numpy(y_all[batch]).to(run.device)
     # Saved activations grow with the batch's length and size: measuring only the batches that set a
     # new record gives the same peak without paying the meter's cost on every step.
@@ -324,7 +327,8 @@ def _trainable_state(model: nn.Module) -> dict:
 
 def evaluate_split(run: Run, name: str) -> dict:
     ids, y = run.data[name]
-    return metrics_from_probs(y, predict_ids(run.model, ids, run.pad_id, device=run.device), run.config.labels)
+    probs = predict_ids(run.model, ids, run.pad_id, device=run.device, pad_to_multiple_of=run.config.pad_to_multiple_of)
+    return metrics_from_probs(y, probs, run.config.labels)
 
 
 def end_epoch(run: Run, seconds: float) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 from .classifier import STRATEGIES
 from .errors import ConfigError
 from .lora.variants import INIT_LORA_WEIGHTS
+from .model import ATTN_IMPLS
 from .sms import LABELS, TRAIN_SPLITS
 
 
@@ -41,7 +42,7 @@ class FinetuneConfig:
     LoRA rank and the scale numerator, scale = lora_alpha / r), ``l2`` and ``min_count``
     (``baseline``: the L2 penalty and the vocabulary's minimum count); ``weight_decay``,
     ``warmup_fraction``, ``grad_clip``, ``dropout``, ``classifier_dropout``, ``bucket``,
-    ``device`` and ``precision`` apply to the GPT strategies. :func:`default_config` gives each
+    ``pad_to_multiple_of``, ``attn_impl``, ``device`` and ``precision`` apply to the GPT strategies. :func:`default_config` gives each
     strategy's tuned defaults and refuses a field that does not apply to it.
     """
 
@@ -67,6 +68,12 @@ class FinetuneConfig:
     l2: float = 0.0
     min_count: int = 1
     bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
+    # How the same numbers are computed (each changes only rounding, so gpt.compare pairs runs that
+    # differ in them): padded lengths rounded up to a multiple (repeated batch shapes reuse the CPU's
+    # matmul kernels; None: the longest message), and the attention (gpt.model.CausalSelfAttention;
+    # "auto" picks by device and precision, whatever the checkpoint was pretrained with; None: the checkpoint's).
+    pad_to_multiple_of: int | None = 16
+    attn_impl: str | None = "auto"
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"  # of the training steps; every evaluation runs in fp32
@@ -95,6 +102,10 @@ class FinetuneConfig:
             _check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
         if self.grad_clip is not None:
             _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+        if self.pad_to_multiple_of is not None:
+            _check_int("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
+        if self.attn_impl is not None and self.attn_impl not in ATTN_IMPLS:
+            raise ConfigError(f"attn_impl must be one of {list(ATTN_IMPLS)} or None (the checkpoint's), got {self.attn_impl!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.strategy == "lora":
@@ -218,7 +229,8 @@ ONLY_FOR = {
     "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
     **{k: ("lora",) for k in LORA_VARIANT_FIELDS},
     **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
-                                           "classifier_dropout", "bucket", "device", "precision")},
+                                           "classifier_dropout", "bucket", "device", "precision",
+                                           "pad_to_multiple_of", "attn_impl")},
 }
 
 

@@ -180,3 +180,25 @@ def test_checkpoints_that_do_not_fit(tmp_path):
     save_model(tiny_gpt(), tmp_path / "ok.safetensors")
     with pytest.raises(ConfigError, match="dropout"):
         C.classifier_from_checkpoint(tmp_path / "ok.safetensors", dropout=1.5)
+
+
+def test_pad_to_multiple_of_rounds_the_length_up_within_the_context():
+    seqs = [[1, 2, 3], [4] * 17]
+    ids, lengths = C.pad_batch(seqs, 0, pad_to_multiple_of=16)
+    assert ids.shape == (2, 32) and lengths.tolist() == [3, 17] and (ids[1, 17:] == 0).all()
+    assert C.pad_batch(seqs, 0, pad_to_multiple_of=16, max_length=20)[0].shape == (2, 20)  # never past the context
+    assert C.pad_batch(seqs, 0, pad_to_multiple_of=16, max_length=10)[0].shape == (2, 17)  # nor below the longest
+    for bad in (0, -16, 2.5, True):
+        with pytest.raises(ConfigError, match="pad_to_multiple_of"):
+            C.pad_batch(seqs, 0, pad_to_multiple_of=bad)
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "explicit"])
+def test_padding_to_a_multiple_does_not_change_the_predictions(attn_impl):
+    """The model is causal and pools the last real token: extra padding is never read."""
+    model = tiny_classifier(attn_impl=attn_impl)
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 4096, (n,), generator=g).tolist() for n in (3, 9, 14, 30, 5)]
+    plain = C.predict_ids(model, ids, pad_id=0, batch_size=2)
+    rounded = C.predict_ids(model, ids, pad_id=0, batch_size=2, pad_to_multiple_of=16)
+    np.testing.assert_allclose(rounded, plain, atol=1e-6)

@@ -59,6 +59,8 @@ def test_default_configs_and_labels():
         (dict(fold=5), "fold must be below folds"),
         (dict(fold=-1), "fold must be an integer >= 0"),
         (dict(folds=1), "folds must be an integer >= 2"),
+        (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be an integer >= 1"),
+        (dict(attn_impl="flash"), "attn_impl must be one of"),
     ],
 )
 def test_bad_configs_are_refused(kwargs, phrase):
@@ -66,7 +68,8 @@ def test_bad_configs_are_refused(kwargs, phrase):
         FT.FinetuneConfig(**kwargs)
 
 
-@pytest.mark.parametrize("strategy, field", [("full", "r"), ("lora", "l2"), ("baseline", "dropout"), ("head", "min_count")])
+@pytest.mark.parametrize("strategy, field", [("full", "r"), ("lora", "l2"), ("baseline", "dropout"), ("head", "min_count"),
+                                             ("baseline", "pad_to_multiple_of")])
 def test_default_config_refuses_settings_that_do_not_apply(strategy, field):
     with pytest.raises(ConfigError, match="does not apply"):
         FT.default_config(strategy, **{field: 1})
@@ -101,6 +104,7 @@ def test_frozen_parameters_reach_neither_the_optimizer_nor_the_clipper(monkeypat
     run = FT.setup(model, toy_splits(), cfg("lora", r=2, lora_alpha=4.0))
     in_optimizer = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
     assert in_optimizer == trainable
+    assert run.optimizer.defaults["fused"], "one fused AdamW kernel, not a loop over the parameters"
     clipped = []
     real = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, c: clipped.append({id(p) for p in params}) or real(params, c))

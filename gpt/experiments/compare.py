@@ -298,8 +298,9 @@ IDENTICAL = "identical"
 SAME_WITHIN_NOISE = "same within noise"
 DIFFERS = "differs"
 # What may differ between a rerun and the committed run of the same recipe: the seed is paired
-# explicitly, and device / precision ("auto") are the machine's, not the recipe's.
-_NOT_RECIPE = ("seed", "device", "precision")
+# explicitly, device / precision ("auto") are the machine's, not the recipe's, and padding and the
+# attention implementation change how the same numbers are computed (rounding), not what is learned.
+_NOT_RECIPE = ("seed", "device", "precision", "pad_to_multiple_of", "attn_impl")
 
 
 def _recipes(out_dir: str | os.PathLike) -> dict:

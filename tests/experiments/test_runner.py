@@ -263,3 +263,25 @@ def test_same_within_noise_is_a_paired_test_on_the_same_messages(tmp_path, mirro
     write(tmp_path / "b", 21)  # one message in 21 wrong instead of one in 20: a few messages apart
     r = reproduction_table(tmp_path / "a", tmp_path / "b", splits).iloc[0]
     assert r["verdict"] == SAME_WITHIN_NOISE and r["acc_low"] < 0 < r["acc_high"], r.to_dict()
+
+
+def test_runs_that_differ_only_in_how_they_compute_are_paired(tmp_path, mirror_dir, monkeypatch):
+    """Padding and the attention implementation change rounding, not the recipe: such runs are compared,
+    while a field of the recipe (the learning rate) makes them another recipe."""
+    from gpt.experiments.compare import IDENTICAL, reproduction_table
+    from gpt.sms import load_splits
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    splits = load_splits()
+    truth = {k: {"predicted": list(splits[k]["label"])} for k in ("test", "test_natural")}
+
+    def write(folder, **config):
+        (folder / "runs").mkdir(parents=True)
+        doc = {"config": {"strategy": "full", "seed": 0, **config}, "metrics": truth, "row": {"strategy": "full", "seed": 0}}
+        (folder / "runs" / "full_seed0.json").write_text(json.dumps(doc))
+
+    write(tmp_path / "old")  # made before the fields existed
+    write(tmp_path / "new", pad_to_multiple_of=16, attn_impl="auto")
+    write(tmp_path / "other", pad_to_multiple_of=16, lr=1e-3)
+    assert reproduction_table(tmp_path / "new", tmp_path / "old", splits).iloc[0]["verdict"] == IDENTICAL
+    assert reproduction_table(tmp_path / "other", tmp_path / "old", splits).iloc[0]["verdict"] == "other recipe"

@@ -395,3 +395,44 @@ def test_the_fused_training_path_under_bf16_autocast():
     assert dA.dtype == dB.dtype == torch.float32
     torch.testing.assert_close(dA, rA, atol=0.1, rtol=0.05)
     torch.testing.assert_close(dB, rB, atol=0.1, rtol=0.05)
+
+
+def test_a_small_update_is_not_lost_to_bf16_rounding_of_the_weight():
+    """Under bf16 autocast, rounding W + s·B·A to bf16 as a whole drops an update smaller than half of
+    W's rounding step when W lies on bf16's grid (weights stored in bf16, as many checkpoints are), and
+    blurs it with noise as large as itself otherwise. Here every output misses it, in the same direction.
+    The package keeps the low-rank term apart, so its outputs scatter around the exact ones."""
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(1024, 64, bias=False), r=4, lora_alpha=4.0)  # scaling 1
+    with torch.no_grad():
+        sign = torch.randint(0, 2, layer.weight.shape) * 2 - 1
+        layer.weight.copy_((sign * torch.empty(layer.weight.shape).uniform_(0.5, 1)).bfloat16())  # bf16 step 2^-8 ≈ 0.004
+        layer.lora_A.weight.fill_(1.0)
+        layer.lora_B.weight.fill_(2.5e-4)  # ΔW = 4 · 2.5e-4 = 1e-3 everywhere: below half a step of W
+    x = torch.rand(128, 1024)  # positive inputs: the missing update adds up (about 0.5 per output)
+    exact = x.double() @ (layer.weight.double() + layer.delta_weight().double()).T
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x).double()
+        rounded_as_a_whole = F.linear(x, layer.weight + layer.delta_weight()).double()
+    assert (rounded_as_a_whole - exact).mean().abs() > 0.2, "the test's update must be lost when W + ΔW is rounded"
+    assert (got - exact).mean().abs() < 0.02, "the update must survive: errors are rounding, not a missing term"
+
+
+def test_the_training_path_keeps_no_weight_sized_copy_for_backward():
+    """Autocast keeps a bf16 copy of a plain layer's weight for the backward pass; LoRA's path makes it
+    again there instead (frozen weights), so what it saves is x, the (N, r) bottleneck and the Parameters."""
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(64, 96), r=4, lora_alpha=8.0)
+    x = torch.randn(3, 10, 64, requires_grad=True)
+    for precision in ("fp32", "bf16"):
+        saved = []
+
+        def pack(t):
+            saved.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            layer(x).float().sum().backward()
+        parameters = {p.data_ptr() for p in layer.parameters()}
+        copies = [tuple(t.shape) for t in saved if t.data_ptr() not in parameters and t.numel() >= 64 * 96]
+        assert copies == [], f"{precision}: weight-sized tensors saved for backward: {copies}"
