@@ -285,7 +285,6 @@ def _download(url: str, dest, progress: bool) -> None:
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-
             bar = progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
             dest.write(chunk)
@@ -527,7 +526,6 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
-
         texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
     ids = np.concatenate(parts)

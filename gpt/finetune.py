@@ -125,7 +125,6 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
     if base is not None and checkpoint is not None:
         raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
     if base is not None:
-
         model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed,
                                            attn_impl=config.attn_impl)
     else:
@@ -134,7 +133,6 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
             attn_impl=config.attn_impl,
         )
     if config.strategy == "lora":
-
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
             apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True,
@@ -215,7 +213,6 @@ def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
     (the for-loop one runs a dozen small operations per tensor). With ``loraplus_lr_ratio``: LoRA+'s
     groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
     if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
-
         groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
         fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])  # as make_optimizer decides
         return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=fused)  # make_optimizer's betas
@@ -503,7 +500,6 @@ def finetune(
         load_checkpoint(run, checkpoint_dir)
     bar = None
     if progress:
-
         bar = progress_bar(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds
     with PeakMemory(run.device) as peak, InterruptFlag() as interrupt:

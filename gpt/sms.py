@@ -98,7 +98,6 @@ def make_splits(df=None, seed: int = SPLIT_SEED) -> dict:
     """
 
     if df is None:
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     _check_labels(df, "SMS collection")
@@ -167,7 +166,6 @@ def natural_train(splits: dict | None = None, df=None):
     if splits is None:
         splits = load_splits()
     if df is None:
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     held_out = set().union(*(set(splits[n]["text"]) for n in ("val", "test", "test_natural")))
@@ -197,7 +195,6 @@ def kfold_splits(folds: int = 5, fold: int = 0, df=None, seed: int = SPLIT_SEED)
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
         raise ConfigError(f"fold must be an integer from 0 to {folds - 1} (folds={folds}), got {fold!r}")
     if df is None:
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     _check_labels(df, "SMS collection")

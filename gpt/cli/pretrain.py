@@ -64,7 +64,6 @@ def _check_vocabulary(config, meta: dict, tok, path) -> None:
 
 
 def _cmd_train_tokenizer(args) -> int:
-
     out = Path(args.out or f"runs/tokenizer/course_bpe_{args.vocab_size}.json")
     assets = course_tokenizer_path().parent.resolve()
     target = out.resolve()
@@ -253,8 +252,6 @@ def _print_samples(model, tok, prompts, seed, max_new_tokens=40, temperature=0.8
 
 
 def _cmd_sample(args) -> int:
-
-
     if args.base:  # GPT-2's weights from Hugging Face, with GPT-2's tokenizer
 
         if args.checkpoint:

@@ -107,7 +107,6 @@ def train_baseline(splits: dict, config: FinetuneConfig | None = None, *, progre
     best = None
     epochs = range(1, config.epochs + 1)
     if progress:
-
         epochs = progress_bar(epochs, desc="bag-of-words", unit="epoch")
     n = len(Y[train])
     weight = class_weights(Y[train].numpy(), config.class_weight)

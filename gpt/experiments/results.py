@@ -188,12 +188,10 @@ def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, agai
     out = Path(out_dir)
     text = summary_markdown(_read_table(out / "results.csv"))
     if splits is not None:
-
         section = comparison_markdown(out, splits, order=strategy_order)
         if section:
             text += "\n" + section
         if against is not None:
-
             section = against_markdown(out, against, splits, order=strategy_order)
             if section:
                 text += "\n" + section

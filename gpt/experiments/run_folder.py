@@ -93,7 +93,6 @@ class Progress:
         self.finished_here = 0
         self.expected = {}
         if reference is not None and (reference / "results.csv").is_file():
-
             t = pd.read_csv(reference / "results.csv")
             self.expected = {s: float(g["wall_seconds"].mean()) + 5.0 for s, g in t.groupby("strategy")}  # + starting Python
 

@@ -202,7 +202,6 @@ def heldout_start(book: str, tokenizer=None, val_fraction: float = HELDOUT_FRACT
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction!r}")
     if tokenizer is None:
-
         tokenizer = course_tokenizer()
     return _heldout_start(book, tokenizer, float(val_fraction))
 

@@ -336,7 +336,6 @@ def _from_peft(peft: dict, tensors: dict, cfg_file: Path, weights_file: Path) ->
             raise AdapterError(f"{cfg_file} lacks the key {key!r}; the file is damaged or incomplete")
     meta = {}
     try:
-
         with safe_open(str(weights_file), framework="pt") as f:
             header = (f.metadata() or {}).get(PEFT_METADATA_KEY)
         meta = json.loads(header) if header else {}

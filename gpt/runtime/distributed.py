@@ -90,7 +90,6 @@ class Parallel:
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
         ddp = DDP(_LossOf(model), device_ids=ids)
         if compile:
-
             require_compiler()
             ddp = torch.compile(ddp)
         return lambda _model, x, y: ddp(x, y)
