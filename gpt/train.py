@@ -230,6 +230,8 @@ def _setup(model, train_ids, val_ids, cfg, run_dir, resume, overwrite, run_info,
     precision = resolve_precision(cfg.precision, device)
     if parallel:
         parallel.check_batch_size(cfg.batch_size)
+    if cfg.compile:
+        require_compiler()
     train_t, val_t = token_streams(model, train_ids, val_ids)
     run_dir = Path(run_dir) if run_dir else None
     data = data_info(train_t, val_t) if run_dir else None
@@ -294,7 +296,7 @@ def pretrain(
                    compile_loss() if cfg.compile and not parallel else None)
     start_step, history, elapsed = _resumed(run_dir, model, steps.optimizer) if resume else (0, _new_history(), 0.0)
     if parallel:  # after the weights are final: DDP starts by copying rank 0's
-        steps.loss_fn = parallel.loss_fn(model, compile=cfg.compile)
+        steps.loss_fn = parallel.loss_fn(model, lm_loss, compile=cfg.compile)
     record = run_record(cfg, model.config, run_info, data, precision=precision, device=str(device),
                         processes=parallel.world_size if parallel else 1)
     ckpt_meta = {"tokenizer_fingerprint": run_info["tokenizer_fingerprint"]} if run_info and "tokenizer_fingerprint" in run_info else None

@@ -262,3 +262,46 @@ def summary_markdown(table) -> str:
 
 
 _HPARAM_FLAGS = ("epochs", "lr", "batch_size", "weight_decay", "l2", "dropout", "classifier_dropout", "rank", "alpha")
+
+
+def plot_accuracy_vs_params(results, path: str | Path | None = None, ax=None, target: float | None = 0.98):
+    """Balanced-split test accuracy (mean ± std over seeds) against trainable parameters, log x.
+
+    ``results``: a results table (DataFrame) or the path of a ``results.csv``. The baseline (not a
+    GPT) is drawn as a horizontal line; ``target`` as a dotted one. Saves to ``path`` if given.
+    Returns the matplotlib axes.
+    """
+    import matplotlib.pyplot as plt  # here, not at the top: matplotlib is slow to import, and only the plots need it
+
+    table = pd.read_csv(results) if isinstance(results, (str, Path)) else results
+    s = summarize(table)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
+    gpt_rows = s[s["strategy"] != "baseline"]
+    lora = gpt_rows[gpt_rows["strategy"].str.startswith("lora-")]
+    other = gpt_rows[~gpt_rows["strategy"].str.startswith("lora-")]
+    for rows, style, name in ((lora, "o-", "LoRA (rank r)"), (other, "s", "full / last block / head")):
+        if len(rows):
+            ax.errorbar(rows["trainable_params"], 100 * rows["test_accuracy_mean"], yerr=100 * rows["test_accuracy_std"],
+                        fmt=style, capsize=3, label=name)
+            for _, r in rows.iterrows():
+                text = r["strategy"].replace("lora-", "")
+                ax.annotate(text, (r["trainable_params"], 100 * r["test_accuracy_mean"]), textcoords="offset points",
+                            xytext=(4, -12 if r["strategy"].startswith("lora-") else 6), fontsize=8)
+    base = s[s["strategy"] == "baseline"]
+    if len(base):
+        ax.axhline(100 * base["test_accuracy_mean"].iloc[0], color="gray", ls="--", lw=1,
+                   label=f"bag-of-words baseline ({100 * base['test_accuracy_mean'].iloc[0]:.1f} %)")
+    if target:
+        ax.axhline(100 * target, color="tab:red", ls=":", lw=1, label=f"target {100 * target:.0f} %")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("balanced test accuracy (%)")
+    n = int(s["n"].max()) if len(s) else 0
+    ax.set_title(f"SMS spam: accuracy vs trainable parameters (mean ± std of {n} seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    if path is not None:
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=120)
+    return ax

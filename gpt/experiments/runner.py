@@ -50,12 +50,12 @@ from ..runtime.device import pick_device
 from ..sms import run_splits
 from ..teaching.course import results_dir
 from ..teaching.reference import machine_description, reference_path, source_commit
-from ..teaching.viz import plot_accuracy_vs_params
 from ..tokenizer import course_tokenizer
 from ..io.weights import read_checkpoint
 from .baseline import train_baseline
 from .compare import write_kfold_summary
-from .results import check_results_dir, refresh_summary, result_row, strategy_order, task_storage_bytes, write_result
+from .results import (check_results_dir, plot_accuracy_vs_params, refresh_summary, result_row, strategy_order, task_storage_bytes,
+                      write_result)
 from .run_folder import Progress, default_run_folder, experiment_plan, finished_row, print_comparison, write_plan
 
 __all__ = ["ExperimentConfig", "experiment_runs", "run_experiment", "run_finetune", "finetune_job", "run_job", "run_in_child", "LORA_RANKS",

@@ -36,7 +36,6 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import ConfigError
-from ..train import lm_loss, require_compiler
 
 
 __all__ = ["Parallel", "from_environment", "shutdown"]
@@ -44,15 +43,15 @@ __all__ = ["Parallel", "from_environment", "shutdown"]
 
 class _LossOf(nn.Module):
     """The GPT and its next-token loss as one module, so that DDP sees the whole forward pass (its
-    gradient hooks fire for the parameters the loss used) while :func:`gpt.train.lm_loss` keeps
-    computing the output layer and the loss in one pass."""
+    gradient hooks fire for the parameters the loss used) while the loss (:func:`gpt.train.lm_loss`)
+    keeps computing the output layer and the loss in one pass."""
 
-    def __init__(self, gpt: nn.Module):
+    def __init__(self, gpt: nn.Module, loss):
         super().__init__()
-        self.gpt = gpt
+        self.gpt, self.loss = gpt, loss
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return lm_loss(self.gpt, x, y)
+        return self.loss(self.gpt, x, y)
 
 
 @dataclass(frozen=True)
@@ -82,15 +81,15 @@ class Parallel:
         rows = slice(self.rank * n, (self.rank + 1) * n)
         return x[rows], y[rows]
 
-    def loss_fn(self, model: nn.Module, compile: bool = False):
-        """A loss function ``(model, x, y) -> loss`` for :func:`gpt.train.train_step` that runs through
-        DistributedDataParallel (gradients averaged across ranks in ``backward``). Call it after the
-        weights are final on every rank (after a resume): DDP starts by copying rank 0's weights."""
+    def loss_fn(self, model: nn.Module, loss, compile: bool = False):
+        """``loss`` (``(model, x, y) -> loss``, such as :func:`gpt.train.lm_loss`) for :func:`gpt.train.train_step`,
+        run through DistributedDataParallel (gradients averaged across ranks in ``backward``); with
+        ``compile``, torch.compile'd (the caller has checked for a compiler). Call it after the weights
+        are final on every rank (after a resume): DDP starts by copying rank 0's weights."""
 
         ids = [self.device.index or 0] if self.device.type == "cuda" else None
-        ddp = DDP(_LossOf(model), device_ids=ids)
+        ddp = DDP(_LossOf(model, loss), device_ids=ids)
         if compile:
-            require_compiler()
             ddp = torch.compile(ddp)
         return lambda _model, x, y: ddp(x, y)
 

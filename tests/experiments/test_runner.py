@@ -16,7 +16,7 @@ from gpt.cli import main
 from gpt.model import GPT, GPTConfig
 from gpt.experiments.results import RESULT_COLUMNS
 from gpt.io.weights import save_model
-from gpt.teaching.viz import plot_accuracy_vs_params
+from gpt.experiments.results import plot_accuracy_vs_params
 
 TINY = dict(vocab_size=4096, context_length=64, n_layer=1, n_head=2, n_embd=32)
 
