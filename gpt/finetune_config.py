@@ -15,12 +15,10 @@ The loop that uses it is :mod:`gpt.finetune`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from .classifier import STRATEGIES
+from .checks import check_number, check_whole_number
 from .errors import ConfigError
 from .lora.variants import INIT_LORA_WEIGHTS
 from .model import ATTN_IMPLS
@@ -92,18 +90,18 @@ class FinetuneConfig:
         if self.strategy not in ALL_STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {list(ALL_STRATEGIES)}")
         for name in ("epochs", "batch_size", "bucket", "min_count"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
-        _check_number("lr", self.lr, low=0.0, low_open=True)
+            check_whole_number(name, getattr(self, name), minimum=1)
+        check_whole_number("seed", self.seed, minimum=0)
+        check_number("lr", self.lr, low=0.0, low_open=True)
         for name in ("weight_decay", "l2"):
-            _check_number(name, getattr(self, name), low=0.0)
-        _check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+            check_number(name, getattr(self, name), low=0.0)
+        check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
         for name in ("dropout", "classifier_dropout"):
-            _check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+            check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
         if self.grad_clip is not None:
-            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+            check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         if self.pad_to_multiple_of is not None:
-            _check_int("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
+            check_whole_number("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
         if self.attn_impl is not None and self.attn_impl not in ATTN_IMPLS:
             raise ConfigError(f"attn_impl must be one of {list(ATTN_IMPLS)} or None (the checkpoint's), got {self.attn_impl!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -111,8 +109,8 @@ class FinetuneConfig:
         if self.strategy == "lora":
             if self.r is None or self.lora_alpha is None:
                 raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
-            _check_int("r", self.r, minimum=1)
-            _check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+            check_whole_number("r", self.r, minimum=1)
+            check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
             _check_lora_variant(self)
         elif self.r is not None or self.lora_alpha is not None:
             raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
@@ -126,9 +124,9 @@ class FinetuneConfig:
             raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
-        _check_int("folds", self.folds, minimum=2)
+        check_whole_number("folds", self.folds, minimum=2)
         if self.fold is not None:
-            _check_int("fold", self.fold, minimum=0)
+            check_whole_number("fold", self.fold, minimum=0)
             if self.fold >= self.folds:
                 raise ConfigError(f"fold must be below folds ({self.folds}), got {self.fold}")
 
@@ -153,23 +151,6 @@ class FinetuneConfig:
         return cls(**d)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
-        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        raise ConfigError(f"{name} must be a finite number in {lo or '(-inf, '}{hi}, got {value!r}")
-
-
 def lora_label(r: int) -> str:
     """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
     return f"lora-r{int(r)}"
@@ -188,7 +169,7 @@ def _check_lora_variant(c: "FinetuneConfig") -> None:
     if c.init_lora_weights not in INIT_LORA_WEIGHTS:
         raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)}, got {c.init_lora_weights!r}")
     if c.loraplus_lr_ratio is not None:
-        _check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
+        check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
     if c.target_modules is not None:
         names = c.target_modules
         if not names or not all(isinstance(n, str) and n.replace("_", "").replace(".", "").isalnum() for n in names):

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_number, check_whole_number
 from .errors import CheckpointError, ConfigError
 from .io.hf import GPT2_VOCAB_SIZE, read_pretrained
 
@@ -294,14 +295,12 @@ class GPT(nn.Module):
         Bad arguments (an empty prompt, an id outside the vocabulary, a negative ``max_new_tokens``,
         a NaN temperature, ...) raise :class:`~gpt.errors.ConfigError` (a ``ValueError``).
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) or temperature < 0:
-            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0.0 < top_p <= 1.0):
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+        check_whole_number("max_new_tokens", max_new_tokens, minimum=0)
+        check_number("temperature", temperature, low=0.0)
+        if top_k is not None:
+            check_whole_number("top_k", top_k, minimum=1)
+        if top_p is not None:
+            check_number("top_p", top_p, low=0.0, high=1.0, low_open=True)
         if isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.size(1) == 0:
             raise ConfigError("the prompt is empty: generate needs at least one token to continue (e.g. the end-of-text token)")
         self._check_ids(idx)

@@ -31,7 +31,8 @@ from .loss import cross_entropy, linear_cross_entropy
 from .model import GPT, load_state_dict_strict
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.progress import progress_bar
-from .train_config import TrainConfig, is_whole_number
+from .checks import is_whole_number
+from .train_config import TrainConfig
 
 
 # Also importable from here, as before the package had folders (the next release drops them):

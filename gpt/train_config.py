@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
+from .checks import check_number, check_whole_number, is_finite_number
 from .errors import ConfigError
-
-
-def is_whole_number(x) -> bool:
-    """An int (or numpy int), not a bool."""
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-
-def _is_real(x) -> bool:
-    """A finite real number, not a bool."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
 
 
 @dataclass
@@ -45,36 +32,29 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "eval_interval", "eval_batches"):
-            v = getattr(self, name)
-            if not is_whole_number(v) or v < 1:
-                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 1, got {v!r}")
+            check_whole_number(f"TrainConfig.{name}", getattr(self, name), minimum=1)
         for name in ("warmup_steps", "checkpoint_interval"):
-            v = getattr(self, name)
-            if not is_whole_number(v) or v < 0:
-                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 0, got {v!r}")
+            check_whole_number(f"TrainConfig.{name}", getattr(self, name), minimum=0)
         if not self.warmup_steps <= self.max_steps:
             raise ConfigError(f"TrainConfig.warmup_steps ({self.warmup_steps}) must be between 0 and max_steps ({self.max_steps})")
-        if not is_whole_number(self.seed):
-            raise ConfigError(f"TrainConfig.seed must be a whole number, got {self.seed!r}")
-        if not _is_real(self.lr) or self.lr <= 0:
-            raise ConfigError(f"TrainConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
+        check_whole_number("TrainConfig.seed", self.seed)
+        check_number("TrainConfig.lr", self.lr, low=0.0, low_open=True)
+        if not is_finite_number(self.min_lr) or not 0 <= self.min_lr <= self.lr:
             raise ConfigError(f"TrainConfig.min_lr must be between 0 and lr ({self.lr!r}), got {self.min_lr!r}")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
-            raise ConfigError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip < 0):
+        check_number("TrainConfig.weight_decay", self.weight_decay, low=0.0)
+        if self.grad_clip is not None and (not is_finite_number(self.grad_clip) or self.grad_clip < 0):
             raise ConfigError(f"TrainConfig.grad_clip must be None or a finite number >= 0, got {self.grad_clip!r}")
         try:
             betas = tuple(self.betas)
         except TypeError:
             betas = None
-        if betas is None or len(betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in betas):
+        if betas is None or len(betas) != 2 or not all(is_finite_number(b) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = tuple(float(b) for b in betas)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        if self.stop_after is not None and (not is_whole_number(self.stop_after) or self.stop_after < 1):
-            raise ConfigError(f"TrainConfig.stop_after must be None or a whole number >= 1, got {self.stop_after!r}")
+        if self.stop_after is not None:
+            check_whole_number("TrainConfig.stop_after", self.stop_after, minimum=1)
         if not isinstance(self.compile, bool):
             raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device:

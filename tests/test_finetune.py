@@ -36,8 +36,8 @@ def test_default_configs_and_labels():
 @pytest.mark.parametrize(
     "kwargs, phrase",
     [
-        (dict(epochs=0), "epochs must be an integer >= 1"),
-        (dict(epochs=1.5), "epochs must be an integer"),
+        (dict(epochs=0), "epochs must be a whole number >= 1"),
+        (dict(epochs=1.5), "epochs must be a whole number"),
         (dict(batch_size=0), "batch_size"),
         (dict(lr=0.0), "lr must be a finite number"),
         (dict(lr=float("nan")), "lr must be a finite number"),
@@ -49,7 +49,7 @@ def test_default_configs_and_labels():
         (dict(precision="fp16"), "precision"),
         (dict(strategy="prefix"), "unknown strategy"),
         (dict(strategy="lora"), "needs r"),
-        (dict(strategy="lora", r=0, lora_alpha=16.0), "r must be an integer >= 1"),
+        (dict(strategy="lora", r=0, lora_alpha=16.0), "r must be a whole number >= 1"),
         (dict(strategy="lora", r=8, lora_alpha=-1.0), "lora_alpha"),
         (dict(r=8), "apply to strategy 'lora' only"),
         (dict(labels=("ham",)), "two different class names"),
@@ -57,9 +57,9 @@ def test_default_configs_and_labels():
         (dict(train_split="all"), "train_split must be one of"),
         (dict(class_weight="inverse"), "class_weight must be one of"),
         (dict(fold=5), "fold must be below folds"),
-        (dict(fold=-1), "fold must be an integer >= 0"),
-        (dict(folds=1), "folds must be an integer >= 2"),
-        (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be an integer >= 1"),
+        (dict(fold=-1), "fold must be a whole number >= 0"),
+        (dict(folds=1), "folds must be a whole number >= 2"),
+        (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be a whole number >= 1"),
         (dict(attn_impl="flash"), "attn_impl must be one of"),
     ],
 )

@@ -66,9 +66,9 @@ def test_cli_writes_result_rows(env, tmp_path):
     [
         (["--strategy", "head", "--rank", "4"], "--rank does not apply to the strategy 'head'"),
         (["--strategy", "baseline", "--dropout", "0.1"], "--dropout does not apply"),
-        (["--strategy", "head", "--epochs", "0"], "epochs must be an integer >= 1"),
+        (["--strategy", "head", "--epochs", "0"], "epochs must be a whole number >= 1"),
         (["--strategy", "head", "--lr", "-1"], "lr must be"),
-        (["--strategy", "lora", "--rank", "0"], "r must be an integer >= 1"),
+        (["--strategy", "lora", "--rank", "0"], "r must be a whole number >= 1"),
         (["--strategy", "head", "--seeds", "1", "1"], "repeats a seed"),
         (["--strategy", "head", "--device", "cuda:3"], "CUDA"),
         (["--strategy", "head", "--checkpoint", "no/such.safetensors"], "does not exist"),
@@ -149,7 +149,7 @@ def test_tiny_experiment_end_to_end_and_resume(env, tmp_path, capsys):
     assert pd.read_csv(csv)["date"].tolist() == table["date"].tolist()
     with pytest.raises(Exception, match="--overwrite"):  # without --skip-existing or --overwrite: refused
         E.run_experiment(out, **kw)
-    with pytest.raises(ValueError, match="r must be an integer"):
+    with pytest.raises(ValueError, match="r must be a whole number"):
         E.run_experiment(tmp_path / "other", **{**kw, "ranks": (0,)})
 
 
