@@ -22,6 +22,13 @@ MOVED = {
     "gpt.classroom": "gpt.teaching.classroom", "gpt.course": "gpt.teaching.course", "gpt.reference": "gpt.teaching.reference",
     "gpt.viz": "gpt.teaching.viz",
 }
+ALSO = {  # names an old module held that now live elsewhere: old module -> {name: "new.module:attribute"}
+    "gpt.viz": {"plot_accuracy_vs_params": "gpt.experiments.results:plot_accuracy_vs_params"},
+    "gpt.hf": {"from_pretrained": "gpt.model:GPT.from_pretrained"},
+    "gpt.experiment": {"register_cli": "gpt.cli.finetune:register"},
+    "gpt.dapt": {"register_cli": "gpt.cli.dapt:register"},
+    "gpt.classroom": {"register_cli": "gpt.cli.classroom:register"},
+}
 
 
 class _Reexport(importlib.abc.Loader):
@@ -35,6 +42,11 @@ class _Reexport(importlib.abc.Loader):
         warnings.warn(f"{module.__name__} is deprecated and goes away in the next release: import {new}", DeprecationWarning, stacklevel=2)
         target = importlib.import_module(new)
         module.__dict__.update({n: v for n, v in vars(target).items() if not n.startswith("_")})
+        for name, where in ALSO.get(module.__name__, {}).items():
+            value = importlib.import_module(where.split(":")[0])
+            for part in where.split(":")[1].split("."):
+                value = getattr(value, part)
+            module.__dict__[name] = value
         module.__doc__ = f"Deprecated: moved to :mod:`{new}`."
 
 
