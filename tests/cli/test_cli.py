@@ -56,8 +56,8 @@ def no_work(monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the command started working before checking its arguments and outputs")
 
-    monkeypatch.setattr(gpt.data, "load_pretraining_ids", forbidden)
-    monkeypatch.setattr(gpt.data, "load_pretraining_texts", forbidden)
+    monkeypatch.setattr(cli, "load_pretraining_ids", forbidden)
+    monkeypatch.setattr(cli, "load_pretraining_texts", forbidden)
 
 
 def run(capsys, *argv):
@@ -216,7 +216,7 @@ def test_pretrain_existing_run_needs_resume_or_overwrite(finished_run, capsys, m
 def test_resume_with_other_arguments_is_refused_before_any_work(finished_run, capsys, monkeypatch, change, phrase):
     run_dir, _ = finished_run
     before = (run_dir / "checkpoint" / "state.json").read_bytes()
-    monkeypatch.setattr(gpt.data, "load_pretraining_ids", lambda *a, **k: pytest.fail("tokenized before checking the resume"))
+    monkeypatch.setattr(cli, "load_pretraining_ids", lambda *a, **k: pytest.fail("tokenized before checking the resume"))
     assert_refused(capsys, [*tiny_pretrain("run", 6, "--resume"), *change], phrase)
     assert (run_dir / "checkpoint" / "state.json").read_bytes() == before
 
@@ -272,7 +272,7 @@ def test_ctrl_c_before_training_saves_nothing(env, capsys, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gpt.data, "load_pretraining_ids", interrupted)
+    monkeypatch.setattr(cli, "load_pretraining_ids", interrupted)
     rc, _, err = run(capsys, *tiny_pretrain("run"))
     assert rc == 130 and "interrupted" in err
     assert not (env / "run").exists()
@@ -347,7 +347,7 @@ def test_train_tokenizer_refuses_an_existing_file_or_bad_size(env, capsys, no_wo
 
 
 def test_train_tokenizer_default_output_is_under_runs(env, capsys, monkeypatch):
-    monkeypatch.setattr(gpt.data, "load_pretraining_texts", lambda *a, **k: {"t": "the cat sat on the mat, " * 50 + "a quick brown fox jumps"})
+    monkeypatch.setattr(cli, "load_pretraining_texts", lambda *a, **k: {"t": "the cat sat on the mat, " * 50 + "a quick brown fox jumps"})
     rc, out, err = run(capsys, "train-tokenizer", "--vocab-size", "270")
     assert rc == 0, err
     path = env / "runs" / "tokenizer" / "course_bpe_270.json"

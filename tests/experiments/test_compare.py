@@ -119,11 +119,11 @@ def test_prior_correction_only_for_models_trained_on_balanced_classes(results):
 
 
 def test_kfold_summary_pools_every_fold(tmp_path, monkeypatch):
-    import gpt.sms
+    import gpt.experiments.compare
     from gpt.experiments.compare import kfold_markdown, kfold_outcomes
 
     folds = {i: _splits(n_test=100 + 2 * i, n_nat=150 + i, seed=i) for i in range(3)}
-    monkeypatch.setattr(gpt.sms, "kfold_splits", lambda k, i: folds[i])
+    monkeypatch.setattr(gpt.experiments.compare, "kfold_splits", lambda k, i: folds[i])
     rng = np.random.default_rng(2)
     for i in range(3):
         for seed in range(2):
