@@ -8,7 +8,7 @@ pass over every new batch shape included) and seconds per optimizer step, plus t
 (start-up and the final evaluation included).
 
 With ``--headline``, it also runs the whole headline experiment (what ``bash scripts/main.sh`` runs,
-into a temporary folder) and records its wall time and its comparison with the committed results.
+into ``runs/bench/headline-<date>-<time>``) and records its wall time and its comparison with the committed results.
 
     python bench/bench_finetune_cli.py                    # full vs LoRA r=8, 3 repeats each (~5 min on 2 cores)
     python bench/bench_finetune_cli.py --headline         # + the headline experiment (~12 min more)
@@ -16,7 +16,7 @@ into a temporary folder) and records its wall time and its comparison with the c
 
 Targets (issue: "fine-tuning fast where users run it"): LoRA r=8 time per epoch at most 0.8x full
 fine-tuning; the headline experiment at most 12 minutes on 2 cores. Writes bench/results/finetune_cli.md
-and .json, with the CPU, whether it has native bf16, and the precision each run trained in. Needs the
+and .json (``finetune_cli_fp32.*`` / ``_bf16.*`` with ``--precision``), with the CPU, whether it has native bf16, and the precision each run trained in. Needs the
 SMS data (``GPT_DATA_MIRROR`` offline). Run it on an otherwise idle machine: the file records the CPU
 that other processes used meanwhile (processes running under ``nice`` are counted apart).
 """
@@ -67,9 +67,10 @@ def finetune_once(label: str, args, out_dir: Path) -> dict:
     }
 
 
-def headline_once(args, out_dir: Path) -> dict:
-    """The headline experiment, as ``bash scripts/main.sh`` runs it, into ``out_dir/headline``."""
-    out = out_dir / "headline"
+def headline_once(args) -> dict:
+    """The headline experiment, as ``bash scripts/main.sh`` runs it, into a run folder of its own that is
+    kept (``runs/bench/headline-<date>-<time>``, ignored by git): its results can be inspected or committed."""
+    out = Path(__file__).resolve().parents[1] / "runs" / "bench" / time.strftime("headline-%Y%m%d-%H%M%S", time.gmtime())
     cmd = [sys.executable, "-m", "gpt", "experiment", "--out", str(out)]
     if args.precision:
         cmd += ["--precision", args.precision]
@@ -80,7 +81,7 @@ def headline_once(args, out_dir: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     comparison = (out / "comparison.md").read_text() if (out / "comparison.md").is_file() else ""
-    return {"config": "headline experiment", "process_seconds": round(wall, 1), "other_load_cores": round(load.cores, 3),
+    return {"config": "headline experiment", "folder": str(out), "process_seconds": round(wall, 1), "other_load_cores": round(load.cores, 3),
             "other_niced_load_cores": round(load.niced_cores, 3), "comparison": comparison}
 
 
@@ -133,10 +134,11 @@ def main() -> None:
                 print(f"[{len(rows)}/{args.repeats * len(CONFIGS)}] {label}: {r['seconds_per_epoch']:.2f} s/epoch, "
                       f"{r['ms_per_step']:.1f} ms/step ({r['precision']}; other load {r['other_load_cores']:.2f} cores)", flush=True)
         if args.headline:
-            rows.append(headline_once(args, Path(tmp)))
-            print(f"headline experiment: {rows[-1]['process_seconds'] / 60:.1f} min", flush=True)
+            rows.append(headline_once(args))
+            print(f"headline experiment: {rows[-1]['process_seconds'] / 60:.1f} min, in {rows[-1]['folder']}", flush=True)
     info["other_load_cores"] = max(r["other_load_cores"] for r in rows)
-    md, js = write_results("finetune_cli", info, rows, render(info, rows), args.out)
+    name = "finetune_cli" + (f"_{args.precision}" if args.precision in ("bf16", "fp32") else "")  # auto: the machine's choice
+    md, js = write_results(name, info, rows, render(info, rows), args.out)
     print(md.read_text())
     if info["other_load_cores"] > BUSY:
         print(f"warning: other processes used up to {info['other_load_cores']:.2f} cores: rerun on an idle machine", file=sys.stderr)

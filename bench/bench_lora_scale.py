@@ -107,6 +107,29 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+# Targets: LoRA's training memory at most 0.4x full at gpt2-medium, and step-time ratios no worse than
+# those measured before the LoRA path stopped saving a weight-sized copy (29 November 2026, AMD EPYC, bf16).
+MEMORY_TARGET = ("gpt2-medium", 0.4)
+STEP_RATIO_BEFORE = {"course": 0.86, "gpt2-small": 0.54, "gpt2-medium": 0.56, "gpt2-large": 0.60}
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """One line per target: the measured ratio, the target, met or not."""
+    by = {(r["shape"], r["mode"]): r for r in rows}
+    ratio = lambda s, k: by[(s, "lora")][k] / by[(s, "full")][k]  # noqa: E731
+    lines = []
+    shape, limit = MEMORY_TARGET
+    if (shape, "full") in by and (shape, "lora") in by:
+        m = ratio(shape, "training_bytes")
+        lines.append(f"- memory ratio at {shape}: {m:.2f} (target ≤ {limit}: {'met' if m <= limit else '**not met**'})")
+    for s, before in STEP_RATIO_BEFORE.items():
+        if (s, "full") in by and (s, "lora") in by:
+            t = ratio(s, "step_seconds_median")
+            lines.append(f"- step ratio at {s}: {t:.2f} (before: {before:.2f}; {'no worse' if t <= before + 0.03 else '**worse**'}, "
+                         "differences within 0.03 read as noise)")
+    return lines
+
+
 def render(info: dict, rows: list[dict]) -> str:
     by = {(r["shape"], r["mode"]): r for r in rows}
     shapes = [s for s in dict.fromkeys(r["shape"] for r in rows) if (s, "full") in by and (s, "lora") in by]
@@ -133,7 +156,7 @@ def render(info: dict, rows: list[dict]) -> str:
             f"| {_fmt_bytes(f['training_bytes'])} | {_fmt_bytes(lo['training_bytes'])} | **{lo['training_bytes'] / f['training_bytes']:.2f}** "
             f"| {_fmt_bytes(f['gradient_bytes'] + f['optimizer_state_bytes'])} | {_fmt_bytes(lo['gradient_bytes'] + lo['optimizer_state_bytes'])} |"
         )
-    lines += ["", "![step and memory ratio against model size](lora_scale.png)", ""]
+    lines += ["", "Targets:", "", *targets(rows), "", "![step and memory ratio against model size](lora_scale.png)", ""]
     return "\n".join(lines)
 
 

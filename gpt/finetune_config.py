@@ -66,7 +66,7 @@ class FinetuneConfig:
     l2: float = 0.0
     min_count: int = 1
     bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
-    # How the same numbers are computed (each changes only rounding, so gpt.compare pairs runs that
+    # How the same numbers are computed (each changes only rounding, so gpt.experiments.compare pairs runs that
     # differ in them): padded lengths rounded up to a multiple (repeated batch shapes reuse the CPU's
     # matmul kernels; None: the longest message), and the attention (gpt.model.CausalSelfAttention;
     # "auto" picks by device and precision, whatever the checkpoint was pretrained with; None: the checkpoint's).

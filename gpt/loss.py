@@ -122,10 +122,22 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise ValueError(f"expected a weight (V, {hidden.size(1)}), got {tuple(weight.shape)}")
     device_type = hidden.device.type
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    if torch.compiler.is_compiling():  # the model's body is compiled, this loss runs as it is (it was faster)
+        return _EAGER_UNDER_COMPILE[0](hidden, weight, targets, rows_per_chunk, dtype)
     return _eager_linear_cross_entropy(hidden, weight, targets, rows_per_chunk, dtype)
 
 
-@torch.compiler.disable  # under torch.compile: the model's body is compiled, this loss runs as it is (it was faster)
+# torch.compiler.disable(_eager_linear_cross_entropy), made by prepare_compile(): importing torch's
+# compiler takes about 2 s, which every process that never compiles (a fine-tuning run) would pay.
+_EAGER_UNDER_COMPILE: list = []
+
+
+def prepare_compile() -> None:
+    """Call before ``torch.compile`` of anything that calls :func:`linear_cross_entropy`."""
+    if not _EAGER_UNDER_COMPILE:
+        _EAGER_UNDER_COMPILE.append(torch.compiler.disable(_eager_linear_cross_entropy))
+
+
 def _eager_linear_cross_entropy(hidden, weight, targets, rows, dtype):
     with torch.autocast(hidden.device.type, enabled=False):  # the matmul dtype is chosen by the caller
         return _LinearCrossEntropy.apply(hidden, weight, targets, rows, dtype)

@@ -27,7 +27,7 @@ from .io.checkpoint import InterruptFlag, TrainingInterrupted
 from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
                         read_training_state, run_record, save_training_state)
 from .io.weights import load_model, read_checkpoint, save_model
-from .loss import cross_entropy, linear_cross_entropy
+from .loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .model import GPT, load_state_dict_strict
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.progress import progress_bar
@@ -119,6 +119,7 @@ def compile_loss(loss_fn=None):
     """``torch.compile`` of ``loss_fn`` (default :func:`lm_loss`): the forward pass and the loss become
     one optimised graph (and so does their backward pass). Compiling happens in the first call."""
     require_compiler()
+    prepare_compile()
     return torch.compile(loss_fn or lm_loss)
 
 
@@ -297,6 +298,8 @@ def pretrain(
                    compile_loss() if cfg.compile and not parallel else None)
     start_step, history, elapsed = _resumed(run_dir, model, steps.optimizer) if resume else (0, _new_history(), 0.0)
     if parallel:  # after the weights are final: DDP starts by copying rank 0's
+        if cfg.compile:
+            prepare_compile()
         steps.loss_fn = parallel.loss_fn(model, lm_loss, compile=cfg.compile)
     record = run_record(cfg, model.config, run_info, data, precision=precision, device=str(device),
                         processes=parallel.world_size if parallel else 1)

@@ -5,6 +5,7 @@ same test messages by :func:`gpt.experiments.compare.reproduction_table` (identi
 
     python scripts/lora_path_ab.py                                  # seeds 0-4, ~6 min on 2 cores
     python scripts/lora_path_ab.py --seeds 0 1 2 --out /tmp/ab      # fewer seeds, elsewhere
+    python scripts/lora_path_ab.py --reuse                          # the comparison again, from the runs already made
 
 Writes ``<out>/package/runs/``, ``<out>/definition/runs/`` and ``<out>/comparison.md`` (default out:
 results/lora_path_ab). Before the package kept the low-rank term apart under bf16 autocast, this
@@ -13,6 +14,7 @@ comparison found every seed lower with the package's path (94.0 / 94.7 / 93.3 % 
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from gpt.experiments.runner import run_finetune
 from gpt.finetune import default_config
 from gpt.teaching.reference import machine_description
 from gpt.sms import load_splits
+from gpt.experiments.stats import seed_paired_interval
 
 PACKAGE_FORWARD = L.LoRALinear.forward
 
@@ -39,23 +42,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", type=Path, default=Path("results/lora_path_ab"))
+    ap.add_argument("--reuse", action="store_true", help="take the runs already in --out instead of training them again")
     args = ap.parse_args()
     command = "python " + " ".join(sys.argv)
+    rows = {}
     for seed in args.seeds:
         for name, forward in (("package", PACKAGE_FORWARD), ("definition", definition_forward)):
-            L.LoRALinear.forward = forward
-            try:
-                row = run_finetune(default_config("lora", seed=seed), args.out / name, command=command, progress=False, overwrite=True)
-            finally:
-                L.LoRALinear.forward = PACKAGE_FORWARD
+            done = args.out / name / "runs" / f"lora-r8_seed{seed}.json"
+            if args.reuse and done.is_file():
+                row = json.loads(done.read_text())["row"]
+            else:
+                L.LoRALinear.forward = forward
+                try:
+                    row = run_finetune(default_config("lora", seed=seed), args.out / name, command=command, progress=False, overwrite=True)
+                finally:
+                    L.LoRALinear.forward = PACKAGE_FORWARD
+            rows[name, seed] = row
             print(f"{name:10s} seed {seed}: balanced test accuracy {row['test_accuracy']:.4f}, natural spam F1 {row['natural_f1']:.4f}, "
                   f"best epoch {row['best_epoch']}, {1000 * row['seconds_per_step']:.0f} ms/step", flush=True)
     table = reproduction_table(args.out / "package", args.out / "definition", load_splits())
     text = (f"# LoRA's training path against the definition\n\n- command: `{command}`\n- machine: {machine_description()}\n\n"
             "Rows: the package's path; reference: the term-by-term definition, same seeds, paired on the same messages.\n\n"
-            + reproduction_markdown(table, args.out / "definition"))
+            + reproduction_markdown(table, args.out / "definition") + "\n" + seed_level(rows, args.seeds))
     (args.out / "comparison.md").write_text(text)
     print(text)
+
+
+def seed_level(rows: dict, seeds) -> str:
+    """Per seed, package − definition, and the t-interval of the mean difference over the seeds
+    (:func:`gpt.experiments.stats.seed_paired_interval`): does the path change the *expected* accuracy?"""
+    lines = ["Per seed, package − definition (points), and the 95 % t-interval of the mean over the seeds:", "",
+             "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean [95 % interval] | verdict |",
+             "|---|" + "---|" * len(seeds) + "---|---|"]
+    for key, name in (("test_accuracy", "balanced test accuracy"), ("natural_f1", "natural spam F1")):
+        d = [100 * (rows["package", s][key] - rows["definition", s][key]) for s in seeds]
+        mean, low, high = seed_paired_interval(d)
+        v = "no detectable difference" if low <= 0 <= high else ("package higher" if low > 0 else "package lower")
+        lines.append(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in d) + f" | {mean:+.1f} [{low:+.1f}, {high:+.1f}] | {v} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pandas as pd
 from ..finetune_config import FinetuneConfig
 from ..io.files import atomic_write_text
 from ..sms import kfold_splits
-from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, verdict
+from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, seed_paired_interval, verdict
 
 
 __all__ = ["load_outcomes", "run_intervals", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
@@ -341,6 +341,12 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
       bootstrap intervals of the difference include 0);
     * :data:`DIFFERS` -- one of them does (the interval is in the row);
     * ``"other recipe"`` / ``"not in the committed results"`` -- nothing to pair with.
+
+    With two or more paired seeds, a row that is not identical also gets the seed-level view
+    (``seed_acc*``, ``seed_f1*``): the t-interval of the mean per-seed difference
+    (:func:`gpt.experiments.stats.seed_paired_interval`). The message bootstrap asks whether these runs predict
+    differently; after any change in rounding, a seed's two runs drift apart as two seeds do, so it can
+    say "differs" by chance. The seed-level interval asks whether the expected accuracy moved.
     """
 
     mine, theirs = load_outcomes(out_dir, splits), load_outcomes(reference_dir, splits)
@@ -381,7 +387,23 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
                  f1=d, f1_low=lo, f1_high=hi, f1_verdict=verdict(lo, hi), paired_seeds=" ".join(map(str, common)) or "pooled")
         quiet = c.verdict == verdict(0.0, 0.0) and verdict(lo, hi) == verdict(0.0, 0.0)
         r["verdict"] = SAME_WITHIN_NOISE if quiet else DIFFERS
+        if len(common) >= 2:
+            r.update(_seed_level(a, b, truth, y_nat))
     return pd.DataFrame(rows)
+
+
+def _seed_level(a: dict, b: dict, truth: np.ndarray, y_nat: np.ndarray) -> dict:
+    """Per-seed differences (points) of accuracy and natural spam F1, A − B, and their t-intervals."""
+    def per_seed(x):
+        acc = (x["test"] == truth[None, :]).mean(axis=1)
+        f1 = [f1_of(y_nat, (row == POSITIVE).astype(int), 1) for row in x["test_natural"]]
+        return 100 * acc, 100 * np.asarray(f1)
+
+    (acc_a, f1_a), (acc_b, f1_b) = per_seed(a), per_seed(b)
+    out = {}
+    for key, d in (("seed_acc", acc_a - acc_b), ("seed_f1", f1_a - f1_b)):
+        out[key], out[key + "_low"], out[key + "_high"] = seed_paired_interval(d)
+    return out
 
 
 def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
@@ -402,6 +424,10 @@ def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
                   f"F1 {signed_pct(r['f1'])} ({signed_pct(r['f1_low'])} to {signed_pct(r['f1_high'])}) points")
         elif v == "other recipe":
             v += f" ({r['note']})"
+        if isinstance(r.get("seed_acc"), float) and not np.isnan(r["seed_acc"]):
+            v += (f"; over the {len(r['paired_seeds'].split())} seeds: accuracy {signed_pct(r['seed_acc'] / 100)} "
+                  f"({signed_pct(r['seed_acc_low'] / 100)} to {signed_pct(r['seed_acc_high'] / 100)}), F1 {signed_pct(r['seed_f1'] / 100)} "
+                  f"({signed_pct(r['seed_f1_low'] / 100)} to {signed_pct(r['seed_f1_high'] / 100)})")
         lines.append(f"| {r['strategy']} | {r['seeds']} | {acc} | {f1} | {v} |")
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["bootstrap_interval", "accuracy_interval", "f1_interval", "f1_of", "mcnemar_p", "paired_comparison", "PairedComparison", "verdict"]
+__all__ = ["bootstrap_interval", "accuracy_interval", "f1_interval", "f1_of", "mcnemar_p", "paired_comparison", "PairedComparison", "verdict",
+           "seed_paired_interval"]
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -124,3 +125,24 @@ def paired_comparison(a_correct, b_correct, **kw) -> PairedComparison:
     ra, rb = ma > 0.5, mb > 0.5
     only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(rb & ~ra))
     return PairedComparison(diff, lo, hi, only_a, only_b, mcnemar_p(only_a, only_b), verdict(lo, hi))
+
+
+# Student's t, 97.5th percentile, by degrees of freedom (a two-sided 95 % interval).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def seed_paired_interval(differences) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the 95 % t-interval of the mean of per-seed differences (A − B on the same seed).
+
+    The message bootstrap of :func:`paired_comparison` holds the runs fixed: it asks whether *these* runs
+    predict differently. When A and B differ only in rounding, each seed's two runs drift apart like two
+    seeds do, and that question is answered "yes" by chance. Whether A changes the *expected* accuracy
+    is a question about the spread between seeds, which this interval answers (it needs two seeds or more)."""
+    d = np.asarray(differences, dtype=float).ravel()
+    if d.size < 2:
+        raise ValueError(f"a seed-level interval needs at least two seeds, got {d.size}")
+    df = d.size - 1
+    t = _T975[max(k for k in _T975 if k <= df)] if df <= 30 else 1.96  # rounding df down: a slightly wider interval
+    half = t * d.std(ddof=1) / math.sqrt(d.size)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)

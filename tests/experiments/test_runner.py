@@ -285,3 +285,26 @@ def test_runs_that_differ_only_in_how_they_compute_are_paired(tmp_path, mirror_d
     write(tmp_path / "other", pad_to_multiple_of=16, lr=1e-3)
     assert reproduction_table(tmp_path / "new", tmp_path / "old", splits).iloc[0]["verdict"] == IDENTICAL
     assert reproduction_table(tmp_path / "other", tmp_path / "old", splits).iloc[0]["verdict"] == "other recipe"
+
+
+def test_rows_with_several_seeds_also_get_the_seed_level_interval(tmp_path, mirror_dir, monkeypatch):
+    from gpt.experiments.compare import reproduction_markdown, reproduction_table
+    from gpt.sms import load_splits
+
+    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
+    splits = load_splits()
+    flip = {"ham": "spam", "spam": "ham"}
+
+    def write(folder, wrong_every):  # seed -> one message in wrong_every[seed] predicted wrong
+        (folder / "runs").mkdir(parents=True)
+        for seed, every in enumerate(wrong_every):
+            metrics = {k: {"predicted": [flip[t] if i % every == 0 else t for i, t in enumerate(splits[k]["label"])]}
+                       for k in ("test", "test_natural")}
+            doc = {"config": {"strategy": "full", "seed": seed}, "metrics": metrics, "row": {"strategy": "full", "seed": seed}}
+            (folder / "runs" / f"full_seed{seed}.json").write_text(json.dumps(doc))
+
+    write(tmp_path / "a", [10, 20, 30])
+    write(tmp_path / "b", [20, 10, 30])  # the same runs, two seeds swapped: no change in expectation
+    r = reproduction_table(tmp_path / "a", tmp_path / "b", splits).iloc[0]
+    assert r["seed_acc"] == pytest.approx(0.0, abs=1e-9) and r["seed_acc_low"] < 0 < r["seed_acc_high"]
+    assert "over the 3 seeds: accuracy +0.0" in reproduction_markdown(reproduction_table(tmp_path / "a", tmp_path / "b", splits), tmp_path / "b")

@@ -63,3 +63,14 @@ def test_paired_comparison_verdicts():
     assert verdict(-0.01, 0.02) == "no detectable difference"
     with pytest.raises(ValueError, match="same messages"):
         paired_comparison(a[:, :10], b)
+
+
+def test_seed_paired_interval_is_a_t_interval_over_seeds():
+    from gpt.experiments.stats import seed_paired_interval
+
+    mean, low, high = seed_paired_interval([0.0, 0.67, 1.33, -0.67, 0.67])
+    assert mean == pytest.approx(0.4) and low < 0 < high  # 5 seeds, sd 0.76: t(4) = 2.776
+    assert high - mean == pytest.approx(2.776 * np.std([0.0, 0.67, 1.33, -0.67, 0.67], ddof=1) / 5 ** 0.5)
+    assert seed_paired_interval([1.0, 1.2, 0.9, 1.1])[1] > 0  # a consistent shift is detected
+    with pytest.raises(ValueError, match="two seeds"):
+        seed_paired_interval([1.0])
