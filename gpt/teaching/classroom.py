@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 
 from ..errors import GPTError
@@ -332,6 +331,7 @@ def _find_submission(student: Path, name: str) -> tuple[Path | None, str]:
 
 def _not_a_notebook(path: Path) -> str:
     """Why ``path`` is not a notebook nbgrader can run ('' when it is one)."""
+    import nbformat  # here, not at the top: it takes a second to import, and only grading needs it
 
     try:
         nb = nbformat.read(path, as_version=4)
