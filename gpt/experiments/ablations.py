@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..finetune import default_config
 from ..io.files import atomic_write_text
 from ..sms import load_splits
-from .compare import difference_text, interval_text, load_outcomes, outcomes_table, truth_labels
+from .compare import load_outcomes, markdown_table, outcomes_table, paired_cells, truth_labels
 from .results import refresh_summary, summarize
 from .runner import run_experiment
 
@@ -106,13 +106,11 @@ def versus_markdown(out_dir: str | os.PathLike, splits: dict, reference: str = R
         "intervals (messages resampled, seeds pooled); \"better\" / \"worse\" only when the interval of the paired difference",
         f"excludes 0, otherwise \"no detectable difference\". One balanced-test message is {100 / len(splits['test']):.2f} points.",
         "",
-        "| configuration | label | balanced test accuracy [95 % interval] | vs LoRA r = 8 | natural spam F1 [95 % interval] | F1 vs LoRA r = 8 |",
-        "|---|---|---|---|---|---|",
     ]
-    for _, r in t.iterrows():
-        lines.append(f"| {what.get(r['strategy'], r['strategy'])} | {r['strategy']} | {interval_text(r, 'accuracy')} "
-                     f"| {difference_text(r, 'acc_vs_ref')} | {interval_text(r, 'natural_f1')} | {difference_text(r, 'f1_vs_ref')} |")
-    return "\n".join(lines) + "\n"
+    columns = ["configuration", "label", "balanced test accuracy [95 % interval]", "vs LoRA r = 8", "natural spam F1 [95 % interval]",
+               "F1 vs LoRA r = 8"]
+    rows = [[what.get(r["strategy"], r["strategy"]), r["strategy"], paired_cells(r, "ref")] for _, r in t.iterrows()]
+    return "\n".join(lines + markdown_table(columns, rows)) + "\n"
 
 
 def write_variants_summary(out_dir: str | os.PathLike = VARIANTS_OUT) -> Path:

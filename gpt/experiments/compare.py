@@ -283,12 +283,9 @@ def against_markdown(out_dir: str | os.PathLike, other_dir: str | os.PathLike, s
         "",
         "Paired on the same test messages (seeds pooled): the difference in points, its 95 % bootstrap interval, and the verdict.",
         "",
-        "| strategy | balanced test accuracy | natural spam F1 | McNemar p (accuracy) |",
-        "|---|---|---|---|",
     ]
-    for _, r in t.iterrows():
-        lines.append(f"| {r['strategy']} | {difference_text(r, 'acc')} | {difference_text(r, 'f1')} | {r['acc_mcnemar_p']:.2g} |")
-    return "\n".join(lines) + "\n"
+    rows = [[r["strategy"], difference_text(r, "acc"), difference_text(r, "f1"), f"{r['acc_mcnemar_p']:.2g}"] for _, r in t.iterrows()]
+    return "\n".join(lines + markdown_table(["strategy", "balanced test accuracy", "natural spam F1", "McNemar p (accuracy)"], rows)) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +524,18 @@ def display_ablation(table):
     }, pd.MultiIndex.from_arrays([table["change"], table["strategy"]], names=["change", "strategy"]))
 
 
+def markdown_table(columns: list[str], rows) -> list[str]:
+    """The lines of a markdown table: the header, the separator, one line per row (a list of cells)."""
+    return [f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)] + [f"| {' | '.join(str(c) for c in row)} |" for row in rows]
+
+
+def paired_cells(r, versus: str) -> str:
+    """A row's balanced accuracy and natural spam F1, each with its 95 % interval and its paired difference
+    with ``versus`` (columns ``acc_vs_<versus>...``, ``f1_vs_<versus>...``), as four markdown cells."""
+    return (f"{interval_text(r, 'accuracy')} | {difference_text(r, f'acc_vs_{versus}')} | {interval_text(r, 'natural_f1')} "
+            f"| {difference_text(r, f'f1_vs_{versus}')}")
+
+
 def ablation_markdown(table, descriptions: dict | None = None) -> str:
     """:func:`ablation_table` as a markdown table (``descriptions`` maps a change to its one-line text)."""
     descriptions = descriptions or {}
@@ -535,6 +544,5 @@ def ablation_markdown(table, descriptions: dict | None = None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
-        lines.append(f"| {descriptions.get(r['change'], r['change'])} | {r['strategy']} | {r['seeds']} | {interval_text(r, 'accuracy')} "
-                     f"| {difference_text(r, 'acc_vs_reference')} | {interval_text(r, 'natural_f1')} | {difference_text(r, 'f1_vs_reference')} |")
+        lines.append(f"| {descriptions.get(r['change'], r['change'])} | {r['strategy']} | {r['seeds']} | {paired_cells(r, 'reference')} |")
     return "\n".join(lines) + "\n"
