@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BUSY, OtherLoad, run_info, write_results  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"full": ["--strategy", "full"], "lora-r8": ["--strategy", "lora", "--rank", "8", "--alpha", "16"]}
 LORA_TARGET = 0.8  # LoRA r=8 seconds per epoch / full fine-tuning's
 HEADLINE_TARGET_S = 12 * 60
@@ -70,18 +71,19 @@ def finetune_once(label: str, args, out_dir: Path) -> dict:
 def headline_once(args) -> dict:
     """The headline experiment, as ``bash scripts/main.sh`` runs it, into a run folder of its own that is
     kept (``runs/bench/headline-<date>-<time>``, ignored by git): its results can be inspected or committed."""
-    out = Path(__file__).resolve().parents[1] / "runs" / "bench" / time.strftime("headline-%Y%m%d-%H%M%S", time.gmtime())
+    out = Path("runs") / "bench" / time.strftime("headline-%Y%m%d-%H%M%S", time.gmtime())  # from the repository root
     cmd = [sys.executable, "-m", "gpt", "experiment", "--out", str(out)]
     if args.precision:
         cmd += ["--precision", args.precision]
     with OtherLoad() as load:
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GPT_PROGRESS": "off"})
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GPT_PROGRESS": "off"}, cwd=ROOT)
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    out = ROOT / out
     comparison = (out / "comparison.md").read_text() if (out / "comparison.md").is_file() else ""
-    return {"config": "headline experiment", "folder": str(out), "process_seconds": round(wall, 1), "other_load_cores": round(load.cores, 3),
+    return {"config": "headline experiment", "folder": str(out.relative_to(ROOT)), "process_seconds": round(wall, 1), "other_load_cores": round(load.cores, 3),
             "other_niced_load_cores": round(load.niced_cores, 3), "comparison": comparison}
 
 
