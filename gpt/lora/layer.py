@@ -174,6 +174,8 @@ class LoRALinear(nn.Module):
     * ``disabled`` -- the update is skipped: the layer computes exactly the base layer.
     """
 
+    IS_LORA_LAYER = True  # how gpt.lora.variants.lora_plus_param_groups finds LoRA layers by type
+
     def __init__(self, base: nn.Linear, r: int, lora_alpha: float, lora_dropout: float = 0.0, *,
                  use_rslora: bool = False, use_dora: bool = False, init_lora_weights: str | bool = "kaiming"):
         super().__init__()

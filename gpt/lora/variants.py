@@ -87,15 +87,15 @@ def lora_plus_param_groups(model: nn.Module, lr: float, ratio: float = LORAPLUS_
     magnitude vectors), learns at ``lr · ratio``; everything else that trains (the ``A`` factors, a
     head's weight) at ``lr``. These are the learning rates PEFT's ``create_loraplus_optimizer`` gives.
 
-    The B factors are found by structure (the ``lora_B`` linear of each :class:`~gpt.lora.LoRALinear`),
-    never by parameter name. Weight decay goes to matrices only (as :func:`gpt.train.make_optimizer`). Each group also
+    The B factors are found by type (the ``lora_B`` of each :class:`~gpt.lora.LoRALinear`, whose class says
+    ``IS_LORA_LAYER``: this module cannot import the layer, which imports it), never by name. Weight decay goes to matrices only (as :func:`gpt.train.make_optimizer`). Each group also
     carries ``lr_scale`` (1 or ``ratio``): a schedule sets ``group["lr"] = lr_now * group["lr_scale"]``.
     Pass the list to ``torch.optim.AdamW``.
     """
     for name, value, low in (("lr", lr, 0.0), ("ratio", ratio, 0.0), ("weight_decay", weight_decay, None)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (low is not None and value <= low) or value < 0:
             raise ConfigError(f"lora_plus_param_groups: {name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {value!r}")
-    layers = [m for m in model.modules() if isinstance(getattr(m, "lora_B", None), nn.Linear)]
+    layers = [m for m in model.modules() if getattr(type(m), "IS_LORA_LAYER", False)]  # LoRALinear, by its class
     if not layers:
         raise ConfigError("lora_plus_param_groups needs a model with LoRA layers (call apply_lora first)")
     fast_ids = {id(layer.lora_B.weight) for layer in layers}

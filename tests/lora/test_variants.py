@@ -228,8 +228,8 @@ def test_finetune_with_dora_pissa_and_lora_plus_trains_only_the_adapter():
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     run = FT.setup(model, toy_splits(), config)
     assert sorted({g["lr_scale"] for g in run.optimizer.param_groups}) == [1.0, 16.0]
-    FT.train_step(run, [0, 1, 2, 3])
-    assert {g["lr"] / g["lr_scale"] for g in run.optimizer.param_groups} == {FT.lr_at(run, 0)}
+    FT.finetune_step(run, [0, 1, 2, 3])
+    assert {g["lr"] / g["lr_scale"] for g in run.optimizer.param_groups} == {FT.finetune_lr(run, 0)}
     for n, p in model.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
