@@ -25,8 +25,8 @@ def command_line() -> str:
 
 
 def run_info() -> dict:
-    from gpt.reference import machine_description
-    from gpt.train import cpu_has_fast_bf16
+    from gpt.teaching.reference import machine_description
+    from gpt.runtime.device import cpu_has_fast_bf16
 
     return {
         "command": command_line(),
@@ -82,7 +82,8 @@ def time_training(config, steps: int, warmup: int, batch_size: int, precision: s
     Returns per-step statistics over the ``steps`` timed steps (the warmup steps are not counted), the
     timed step times themselves, and the compile time of a compiled run."""
     from gpt.model import GPT
-    from gpt.train import TrainConfig, pretrain
+    from gpt.train import pretrain
+    from gpt.train_config import TrainConfig
 
     rng = np.random.default_rng(seed)
     n_tokens = max(200_000, 4 * config.context_length)

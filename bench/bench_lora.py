@@ -36,11 +36,12 @@ from _common import BUSY, OtherLoad, peak_step_bytes, run_info, write_results  #
 from gpt.classifier import classifier_from_checkpoint, encode_messages, pad_batch, predict_ids, set_trainable  # noqa: E402
 from gpt.finetune import bucketed_batches  # noqa: E402
 from gpt.lora import apply_lora, lora_layers, merge_lora  # noqa: E402
-from gpt.meters import optimizer_state_bytes  # noqa: E402
+from gpt.runtime.meters import optimizer_state_bytes  # noqa: E402
 from gpt.sms import label_ids, load_splits  # noqa: E402
 from gpt.model import count_parameters  # noqa: E402
 from gpt.tokenizer import course_tokenizer  # noqa: E402
-from gpt.train import autocast, make_optimizer, resolve_precision  # noqa: E402
+from gpt.runtime.device import autocast, resolve_precision
+from gpt.train import make_optimizer  # noqa: E402
 
 
 def training_batches(n: int, batch_size: int, seed: int = 0):

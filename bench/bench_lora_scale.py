@@ -54,9 +54,10 @@ def build(shape: str, mode: str, r: int, seq: int):
 
 
 def child(shape: str, mode: str, r: int, batch: int, seq: int, steps: int, warmup: int, precision: str) -> dict:
-    from gpt.meters import optimizer_state_bytes
+    from gpt.runtime.meters import optimizer_state_bytes
     from gpt.model import count_parameters
-    from gpt.train import autocast, make_optimizer, resolve_precision
+    from gpt.runtime.device import autocast, resolve_precision
+    from gpt.train import make_optimizer
 
     device = torch.device("cpu")
     precision = resolve_precision(precision, device)
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(shape, mode, args.r, args.batch, args.seq, args.steps, args.warmup, args.precision)))
         return 0
 
-    from gpt.train import resolve_precision
+    from gpt.runtime.device import resolve_precision
 
     info = run_info()
     info.update(precision=resolve_precision(args.precision, torch.device("cpu")), r=args.r, batch=args.batch, seq=args.seq,

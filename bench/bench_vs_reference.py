@@ -120,7 +120,9 @@ def profile_course(args) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from gpt.model import GPT
-    from gpt.train import TrainConfig, get_batch, make_optimizer, pick_device, resolve_precision, train_step
+    from gpt.runtime.device import pick_device, resolve_precision
+    from gpt.train import get_batch, make_optimizer, train_step
+    from gpt.train_config import TrainConfig
 
     config = _course_config(args)
     cfg = TrainConfig(batch_size=args.batch_size)
@@ -187,7 +189,7 @@ def spawn(name: str, args) -> dict:
 def measure_peaks(seconds: float) -> dict:
     import torch
 
-    from gpt.speed import matmul_peak_flops
+    from gpt.runtime.speed import matmul_peak_flops
 
     return {"bf16": matmul_peak_flops(torch.bfloat16, seconds=seconds), "fp32": matmul_peak_flops(torch.float32, seconds=seconds)}
 
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from gpt.speed import training_flops_per_token
+    from gpt.runtime.speed import training_flops_per_token
 
     names = [n for n in CONFIGS if not (args.skip_compile and CONFIGS[n][2])]
     info = run_info()

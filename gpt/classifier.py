@@ -6,10 +6,10 @@
   *last real token* of every message (never a padding token).
 * :func:`classifier_from_checkpoint` builds one from a checkpoint (default: the reference model),
   checking that the checkpoint's vocabulary is the tokenizer's; :func:`classifier_from_pretrained`
-  from GPT-2's weights (:mod:`gpt.hf`), with GPT-2's tokenizer.
+  from GPT-2's weights (:mod:`gpt.io.hf`), with GPT-2's tokenizer.
 * :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
   :func:`gpt.lora.apply_lora`).
-* Inference: :func:`predict_proba` (many messages), :func:`evaluate` (a labelled split, with
+* Inference: :func:`predict_proba` (many messages), :func:`evaluate_classifier` (a labelled split, with
   :mod:`gpt.metrics`) and :func:`classify` (one message).
 
 Messages are tokenized with the model's tokenizer (the course's; GPT-2's for GPT-2 weights), padded on
@@ -29,11 +29,14 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError, ConfigError
+from .io.weights import load_model, read_checkpoint
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
+from .runtime.device import autocast
 from .sms import LABELS, label_ids
-from .device import autocast
-from .train import load_model, read_checkpoint
+from .teaching.reference import reference_path
+from .tokenizer import course_tokenizer, get_tokenizer, tokenizer_fingerprint, tokenizer_of
+
 
 STRATEGIES = ("full", "last-block", "head")
 
@@ -194,7 +197,6 @@ def check_vocabulary(config: GPTConfig, tokenizer, fingerprint: str | None = Non
     Checks the size (``config.vocab_size`` vs ``tokenizer.n_vocab``) and, when the checkpoint
     records one, the ``tokenizer_fingerprint`` (same size, different tokens is caught too).
     """
-    from .tokenizer import tokenizer_fingerprint
 
     if config.vocab_size != tokenizer.n_vocab:
         raise VocabularyMismatchError(
@@ -225,8 +227,6 @@ def classifier_from_checkpoint(
     initialised from ``seed``. ``attn_impl`` overrides the attention the checkpoint was saved with
     (it changes how, not what, the model computes). A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
-    from .reference import reference_path
-    from .tokenizer import course_tokenizer, get_tokenizer
 
     path = Path(path) if path else reference_path()
     config, _, meta = read_checkpoint(path)
@@ -251,14 +251,12 @@ def classifier_from_pretrained(
     device="cpu",
     attn_impl: str | None = None,
 ) -> GPTClassifier:
-    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:func:`gpt.hf.from_pretrained`: ``"gpt2"``,
+    """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>`: ``"gpt2"``,
     ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
     padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
-    from .hf import from_pretrained
-
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-    body = from_pretrained(base, dropout=dropout, **({} if attn_impl is None else {"attn_impl": attn_impl}))
+    body = GPT.from_pretrained(base, dropout=dropout, **({} if attn_impl is None else {"attn_impl": attn_impl}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPTClassifier(body, num_classes, classifier_dropout)
@@ -295,7 +293,6 @@ def set_trainable(model: GPTClassifier, strategy: str) -> dict:
 def tokenizer_for(model: GPTClassifier, tokenizer=None):
     """``tokenizer`` (default: the model's own, :func:`gpt.tokenizer.tokenizer_of`: GPT-2's for GPT-2
     weights, else the course tokenizer), after checking it is the model's vocabulary."""
-    from .tokenizer import tokenizer_of
 
     tokenizer = tokenizer or tokenizer_of(model)
     check_vocabulary(model.config, tokenizer, source="the model")
@@ -335,7 +332,7 @@ def predict_proba(model: GPTClassifier, texts, tokenizer=None, batch_size: int =
     return predict_ids(model, ids, tokenizer.eot_token, batch_size, device, precision)
 
 
-def evaluate(
+def evaluate_classifier(
     model: GPTClassifier, df, tokenizer=None, batch_size: int = 64, device=None, precision: str = "fp32", labels=LABELS
 ) -> dict:
     """Loss and :func:`gpt.metrics.classification_metrics` of ``model`` on a split (DataFrame with ``label``, ``text``).
@@ -346,9 +343,9 @@ def evaluate(
     """
     missing = {"label", "text"} - set(getattr(df, "columns", ()))
     if missing:
-        raise ConfigError(f"evaluate() needs a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
+        raise ConfigError(f"evaluate_classifier() needs a DataFrame with columns 'label' and 'text'; missing {sorted(missing)}")
     if len(df) == 0:
-        raise ConfigError("evaluate() got an empty split: there is nothing to measure")
+        raise ConfigError("evaluate_classifier() got an empty split: there is nothing to measure")
     y = label_ids(df["label"], labels)
     probs = predict_proba(model, df["text"].tolist(), tokenizer, batch_size, device, precision)
     return metrics_from_probs(y, probs, labels)

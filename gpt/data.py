@@ -24,6 +24,7 @@ import errno
 import glob
 import hashlib
 import http.client
+import io
 import numbers
 import os
 import shutil
@@ -36,10 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import ConfigError, DataError
-from .files import fsync_dir
+from .io.files import OutputError, atomic_write_bytes, fsync_dir, sha256_file  # (sha256_file is also part of this module's API)
+from .runtime.progress import progress_bar
+from .tokenizer import tokenizer_fingerprint
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -214,14 +219,6 @@ def data_dir() -> Path:
     return Path.cwd() / "data"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_error(e: OSError, path: Path) -> DataError:
     """A :class:`DataError` for ``e``, raised while writing ``path``: names the folder and the fix."""
     root = data_dir()
@@ -288,8 +285,6 @@ def _download(url: str, dest, progress: bool) -> None:
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-            from .progress import progress_bar
-
             bar = progress_bar(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
         for chunk in iter(lambda: resp.read(1 << 16), b""):
             dest.write(chunk)
@@ -454,7 +449,6 @@ def load_sms_spam():
     Each line is ``label<TAB>text``; it is split on the first TAB with no quote handling (a CSV
     reader with default quoting merges lines after messages starting with '"' and loses rows).
     """
-    import pandas as pd
 
     path = fetch("sms_spam")
     rows = []
@@ -477,27 +471,15 @@ def load_sms_spam():
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """Save ``arr`` to ``path`` in one step (temporary file, fsync, rename); :class:`DataError` if it
+    """Save ``arr`` to ``path`` in one step (:func:`gpt.io.files.atomic_write_bytes`); :class:`DataError` if it
     cannot be written. The temporary file is removed on any failure, Ctrl-C included."""
-    path = Path(path)
-    tmp = None
+    buf = io.BytesIO()
+    np.save(buf, arr)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_parts(path)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise _write_error(e, path) from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    except OutputError as e:
+        cause = e.__cause__ if isinstance(e.__cause__, OSError) else OSError(str(e))
+        raise _write_error(cause, Path(path)) from e
 
 
 def _save_cache(path: Path, arr: np.ndarray) -> None:
@@ -544,8 +526,6 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     eot = tokenizer.eot_token
     dtype = np.uint16 if tokenizer.n_vocab <= 65536 else np.uint32
     if progress:
-        from .progress import progress_bar
-
         texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
     ids = np.concatenate(parts)
@@ -556,7 +536,6 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
 
 def corpus_token_cache(names: list[str], tokenizer, tag: str = "") -> Path:
     """Cache path for the tokenized corpus of registry files ``names`` under ``tokenizer``."""
-    from .tokenizer import tokenizer_fingerprint
 
     key = hashlib.sha256(
         ("|".join(_resource(n).sha256 for n in names) + tokenizer_fingerprint(tokenizer) + tag).encode()
@@ -663,6 +642,4 @@ def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction
 
 
 def _tqdm(it):
-    from .progress import progress_bar
-
     return progress_bar(list(it), desc="tokenizing")

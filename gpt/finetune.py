@@ -4,7 +4,7 @@ The loop, top to bottom (:func:`finetune`):
 
 1. :func:`setup` -- check the config and the splits, encode the messages, build AdamW over the
    trainable parameters only, and the learning-rate schedule (linear warmup, linear decay to 0).
-2. :func:`train_step` -- one batch: forward (bf16 autocast where fast), cross-entropy, backward,
+2. :func:`finetune_step` -- one batch: forward (bf16 autocast where fast), cross-entropy, backward,
    gradient clipping, optimizer step.
 3. :func:`end_epoch` -- validation accuracy and loss; the best epoch's weights are kept.
 4. :func:`save_checkpoint` / :func:`load_checkpoint` -- a checkpoint folder written in one step
@@ -15,7 +15,7 @@ The loop, top to bottom (:func:`finetune`):
 What trains is chosen before the loop: :func:`build_model` reads a :class:`FinetuneConfig` and
 calls :func:`gpt.classifier.set_trainable` (``full``, ``last-block``, ``head``) or
 :func:`gpt.lora.apply_lora` (``lora``). The bag-of-words ``baseline`` strategy is
-:func:`gpt.baseline.train_baseline`; it takes the same config and returns the same result type.
+:func:`gpt.experiments.baseline.train_baseline`; it takes the same config and returns the same result type.
 """
 
 from __future__ import annotations
@@ -34,23 +34,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load, save
 
-from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
-    STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
-    write_checkpoint,
-)
-from .classifier import GPTClassifier, classifier_from_checkpoint, encode_messages, predict_ids, set_trainable, tokenizer_for
+from .classifier import (GPTClassifier, classifier_from_checkpoint, classifier_from_pretrained, encode_messages, pad_batch, predict_ids,
+                         set_trainable, tokenizer_for)
 from .errors import CheckpointError, ConfigError
-from .meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .finetune_config import (ALL_STRATEGIES, CLASS_WEIGHTS,  # noqa: F401  (part of this module's API: the config and its defaults)
+                              DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, ONLY_FOR, TARGET_PRESETS, FinetuneConfig, default_config, lora_label,
+                              lora_variant_suffix)
+from .io.checkpoint import (STATE_FILE, InterruptFlag,  # noqa: F401  (TrainingInterrupted is part of this module's API)
+                            TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
+                            write_checkpoint)
+from .lora.layer import apply_lora
+from .lora.variants import lora_plus_param_groups
 from .metrics import metrics_from_probs
 from .model import count_parameters
+from .runtime.device import autocast, pick_device, resolve_precision
+from .runtime.meters import PeakMemory, SavedActivations, optimizer_state_bytes
+from .runtime.progress import progress_bar
 from .sms import SPLIT_NAMES, label_ids
-from .device import autocast, pick_device, resolve_precision
 from .train import make_optimizer
-from .finetune_config import (  # noqa: F401  (part of this module's API: the config and its defaults)
-    _ONLY_FOR, ALL_STRATEGIES, CLASS_WEIGHTS, DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, TARGET_PRESETS, FinetuneConfig, default_config,
-    lora_label, lora_variant_suffix,
-)
+
 
 # ---------------------------------------------------------------------------------------------
 # The result
@@ -58,7 +62,7 @@ from .finetune_config import (  # noqa: F401  (part of this module's API: the co
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` (and :func:`gpt.baseline.train_baseline`) return.
+    """What :func:`finetune` (and :func:`gpt.experiments.baseline.train_baseline`) return.
 
     * ``history``: per epoch ``epoch``, ``train_loss`` and ``train_accuracy`` (running means over the
       epoch's batches, dropout on), ``val_loss``, ``val_accuracy`` (eval mode), ``lr`` (at the epoch's
@@ -69,7 +73,7 @@ class FinetuneResult:
       spam_probability, predicted).
     * ``wall_seconds`` (the whole call), ``train_seconds`` (the epochs, validation included),
       ``seconds_per_epoch``, ``seconds_per_step`` (one optimizer step: forward, backward, clipping, update).
-    * ``peak_memory_bytes`` / ``peak_memory_method`` (:class:`gpt.meters.PeakMemory`, around the
+    * ``peak_memory_bytes`` / ``peak_memory_method`` (:class:`gpt.runtime.meters.PeakMemory`, around the
       epochs), ``optimizer_state_bytes``, ``gradient_bytes`` (of the trainable parameters),
       ``activation_bytes`` (largest saved activations of one training batch).
     * ``truncated_messages``: ``{split: messages cut to the context}``.
@@ -117,12 +121,10 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
     ``base`` instead: GPT-2's weights from Hugging Face (``"gpt2"``, ..., or a local folder; see
     :func:`gpt.classifier.classifier_from_pretrained`), with GPT-2's tokenizer."""
     if config.strategy == "baseline":
-        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+        raise ConfigError("the baseline is not a GPT: use gpt.experiments.baseline.train_baseline(splits, config)")
     if base is not None and checkpoint is not None:
         raise ConfigError("give either a course checkpoint (--checkpoint) or a Hugging Face base (--base), not both")
     if base is not None:
-        from .classifier import classifier_from_pretrained
-
         model = classifier_from_pretrained(base, dropout=config.dropout, classifier_dropout=config.classifier_dropout, seed=config.seed,
                                            attn_impl=config.attn_impl)
     else:
@@ -131,8 +133,6 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
             attn_impl=config.attn_impl,
         )
     if config.strategy == "lora":
-        from .lora import apply_lora
-
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
             apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True,
@@ -211,10 +211,8 @@ def check_splits(splits, config: FinetuneConfig) -> list[str]:
 def _optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
     """AdamW as pretraining builds it: PyTorch's fused implementation, one kernel for all parameters
     (the for-loop one runs a dozen small operations per tensor). With ``loraplus_lr_ratio``: LoRA+'s
-    groups (:func:`gpt.lora_variants.lora_plus_param_groups`), B faster."""
+    groups (:func:`gpt.lora.variants.lora_plus_param_groups`), B faster."""
     if config.strategy == "lora" and config.loraplus_lr_ratio is not None:
-        from .lora_variants import lora_plus_param_groups
-
         groups = lora_plus_param_groups(model, config.lr, config.loraplus_lr_ratio, config.weight_decay)
         fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])  # as make_optimizer decides
         return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=fused)  # make_optimizer's betas
@@ -259,7 +257,7 @@ def class_weights(y: np.ndarray, scheme: str | None, device=None) -> torch.Tenso
     return torch.tensor(len(y) / (2 * counts), dtype=torch.float32, device=device)
 
 
-def lr_at(run: Run, step: int) -> float:
+def finetune_lr(run: Run, step: int) -> float:
     """Linear warmup over ``warmup_steps``, then linear decay to 0 at the last step."""
     lr, warmup, total = run.config.lr, run.warmup_steps, run.total_steps
     if step < warmup:
@@ -289,13 +287,12 @@ def epoch_batches(run: Run) -> list[list[int]]:
 # 2. One step, 3. the end of an epoch
 
 
-def train_step(run: Run, batch: list[int]) -> None:
+def finetune_step(run: Run, batch: list[int]) -> None:
     """Forward, loss, backward, clipping and update on one batch of message indices."""
-    from .classifier import pad_batch
 
     t0 = time.perf_counter()
     for g in run.optimizer.param_groups:
-        g["lr"] = lr_at(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
+        g["lr"] = finetune_lr(run, run.step) * g.get("lr_scale", 1.0)  # lr_scale: LoRA+'s ratio for B
     ids, y_all = run.data["train"]
     x, lengths = pad_batch([ids[i] for i in batch], run.pad_id, pad_to_multiple_of=run.config.pad_to_multiple_of,
                            max_length=run.model.config.context_length)
@@ -341,7 +338,7 @@ def end_epoch(run: Run, seconds: float) -> dict:
     h["train_accuracy"].append(run.correct / run.seen)
     h["val_loss"].append(val["loss"])
     h["val_accuracy"].append(val["accuracy"])
-    h["lr"].append(lr_at(run, run.step - 1))
+    h["lr"].append(finetune_lr(run, run.step - 1))
     h["seconds"].append(seconds)
     key = (val["accuracy"], -val["loss"])
     if run.best is None or key > run.best[0]:
@@ -376,8 +373,7 @@ def _fingerprint(run: Run) -> dict:
 
 
 def save_checkpoint(run: Run, folder: str | os.PathLike) -> Path:
-    """Write the run's state into ``folder`` in one step (:func:`gpt.checkpoint.write_checkpoint`)."""
-    from safetensors.torch import save
+    """Write the run's state into ``folder`` in one step (:func:`gpt.io.checkpoint.write_checkpoint`)."""
 
     tensors = {f"param::{n}": p.detach().cpu().contiguous() for n, p in run.model.named_parameters() if p.requires_grad}
     tensors.update({f"optim::{k}": v for k, v in optimizer_tensors(run.model, run.optimizer).items()})
@@ -402,7 +398,6 @@ def load_checkpoint(run: Run, folder: str | os.PathLike) -> None:
     is damaged or belongs to another run: another config, other data, other frozen weights (another
     base checkpoint), other trainable tensors.
     """
-    from safetensors.torch import load
 
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
@@ -497,7 +492,7 @@ def finetune(
     wall_start = time.perf_counter()
     config = config or DEFAULT_CONFIGS["full"]
     if config.strategy == "baseline":
-        raise ConfigError("the baseline is not a GPT: use gpt.baseline.train_baseline(splits, config)")
+        raise ConfigError("the baseline is not a GPT: use gpt.experiments.baseline.train_baseline(splits, config)")
     if resume and checkpoint_dir is None:
         raise ConfigError("resume=True needs the checkpoint_dir to resume from")
     run = setup(model, splits, config, tokenizer)
@@ -505,8 +500,6 @@ def finetune(
         load_checkpoint(run, checkpoint_dir)
     bar = None
     if progress:
-        from .progress import progress_bar
-
         bar = progress_bar(total=run.total_steps, initial=run.step, desc="fine-tuning", unit="batch")
     t0 = time.perf_counter() - run.train_seconds
     with PeakMemory(run.device) as peak, InterruptFlag() as interrupt:
@@ -516,7 +509,7 @@ def finetune(
                 if run.epoch_batches is None:
                     run.epoch_batches = epoch_batches(run)
                 for batch in run.epoch_batches[run.batch_in_epoch :]:
-                    train_step(run, batch)
+                    finetune_step(run, batch)
                     run.train_seconds = time.perf_counter() - t0
                     if bar:
                         bar.update(1)

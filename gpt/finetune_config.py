@@ -15,15 +15,15 @@ The loop that uses it is :mod:`gpt.finetune`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from .classifier import STRATEGIES
+from .checks import check_number, check_whole_number
 from .errors import ConfigError
+from .lora.variants import INIT_LORA_WEIGHTS
 from .model import ATTN_IMPLS
 from .sms import LABELS, TRAIN_SPLITS
+
 
 ALL_STRATEGIES = STRATEGIES + ("lora", "baseline")
 CLASS_WEIGHTS = (None, "balanced")
@@ -55,7 +55,7 @@ class FinetuneConfig:
     classifier_dropout: float = 0.1  # before the head
     r: int | None = None
     lora_alpha: float | None = None
-    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora_variants): scale lora_alpha/√r; DoRA's
+    # LoRA variants (strategy "lora"; PEFT's names, see gpt.lora.variants): scale lora_alpha/√r; DoRA's
     # magnitudes; the start ("kaiming", "gaussian", "pissa"); LoRA+'s lr ratio of B to A (None: off);
     # the layers to wrap as module names ("q_proj", "attn", "mlp"; None: every Linear in the blocks).
     use_rslora: bool = False
@@ -66,7 +66,7 @@ class FinetuneConfig:
     l2: float = 0.0
     min_count: int = 1
     bucket: int = 8  # sort chunks of bucket * batch_size messages by length (less padding)
-    # How the same numbers are computed (each changes only rounding, so gpt.compare pairs runs that
+    # How the same numbers are computed (each changes only rounding, so gpt.experiments.compare pairs runs that
     # differ in them): padded lengths rounded up to a multiple (repeated batch shapes reuse the CPU's
     # matmul kernels; None: the longest message), and the attention (gpt.model.CausalSelfAttention;
     # "auto" picks by device and precision, whatever the checkpoint was pretrained with; None: the checkpoint's).
@@ -90,18 +90,18 @@ class FinetuneConfig:
         if self.strategy not in ALL_STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {list(ALL_STRATEGIES)}")
         for name in ("epochs", "batch_size", "bucket", "min_count"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
-        _check_number("lr", self.lr, low=0.0, low_open=True)
+            check_whole_number(name, getattr(self, name), minimum=1)
+        check_whole_number("seed", self.seed, minimum=0)
+        check_number("lr", self.lr, low=0.0, low_open=True)
         for name in ("weight_decay", "l2"):
-            _check_number(name, getattr(self, name), low=0.0)
-        _check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
+            check_number(name, getattr(self, name), low=0.0)
+        check_number("warmup_fraction", self.warmup_fraction, low=0.0, high=1.0, high_open=True)
         for name in ("dropout", "classifier_dropout"):
-            _check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+            check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
         if self.grad_clip is not None:
-            _check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
+            check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         if self.pad_to_multiple_of is not None:
-            _check_int("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
+            check_whole_number("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
         if self.attn_impl is not None and self.attn_impl not in ATTN_IMPLS:
             raise ConfigError(f"attn_impl must be one of {list(ATTN_IMPLS)} or None (the checkpoint's), got {self.attn_impl!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -109,8 +109,8 @@ class FinetuneConfig:
         if self.strategy == "lora":
             if self.r is None or self.lora_alpha is None:
                 raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
-            _check_int("r", self.r, minimum=1)
-            _check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
+            check_whole_number("r", self.r, minimum=1)
+            check_number("lora_alpha", self.lora_alpha, low=0.0, low_open=True)
             _check_lora_variant(self)
         elif self.r is not None or self.lora_alpha is not None:
             raise ConfigError(f"r and lora_alpha apply to strategy 'lora' only, not to {self.strategy!r}")
@@ -124,9 +124,9 @@ class FinetuneConfig:
             raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
-        _check_int("folds", self.folds, minimum=2)
+        check_whole_number("folds", self.folds, minimum=2)
         if self.fold is not None:
-            _check_int("fold", self.fold, minimum=0)
+            check_whole_number("fold", self.fold, minimum=0)
             if self.fold >= self.folds:
                 raise ConfigError(f"fold must be below folds ({self.folds}), got {self.fold}")
 
@@ -151,23 +151,6 @@ class FinetuneConfig:
         return cls(**d)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
-        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        raise ConfigError(f"{name} must be a finite number in {lo or '(-inf, '}{hi}, got {value!r}")
-
-
 def lora_label(r: int) -> str:
     """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
     return f"lora-r{int(r)}"
@@ -180,15 +163,13 @@ TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)
 
 
 def _check_lora_variant(c: "FinetuneConfig") -> None:
-    from .lora_variants import INIT_LORA_WEIGHTS
-
     for name in ("use_rslora", "use_dora"):
         if not isinstance(getattr(c, name), bool):
             raise ConfigError(f"{name} must be True or False, got {getattr(c, name)!r}")
     if c.init_lora_weights not in INIT_LORA_WEIGHTS:
         raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)}, got {c.init_lora_weights!r}")
     if c.loraplus_lr_ratio is not None:
-        _check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
+        check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
     if c.target_modules is not None:
         names = c.target_modules
         if not names or not all(isinstance(n, str) and n.replace("_", "").replace(".", "").isalnum() for n in names):
@@ -225,7 +206,7 @@ DEFAULT_CONFIGS: dict[str, FinetuneConfig] = {
     "baseline": FinetuneConfig("baseline", epochs=30, lr=0.01, l2=1e-3, batch_size=32, classifier_dropout=0.0),
 }
 # Fields that mean something for one kind of run only (see FinetuneConfig).
-_ONLY_FOR = {
+ONLY_FOR = {
     "r": ("lora",), "lora_alpha": ("lora",), "l2": ("baseline",), "min_count": ("baseline",),
     **{k: ("lora",) for k in LORA_VARIANT_FIELDS},
     **{k: STRATEGIES + ("lora",) for k in ("weight_decay", "warmup_fraction", "grad_clip", "dropout",
@@ -246,6 +227,6 @@ def default_config(strategy: str, **overrides) -> FinetuneConfig:
     for k in overrides:
         if k not in known:
             raise ConfigError(f"unknown FinetuneConfig field {k!r}")
-        if k in _ONLY_FOR and strategy not in _ONLY_FOR[k]:
-            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(_ONLY_FOR[k])})")
+        if k in ONLY_FOR and strategy not in ONLY_FOR[k]:
+            raise ConfigError(f"{k} does not apply to the strategy {strategy!r} (only to {', '.join(ONLY_FOR[k])})")
     return dataclasses.replace(DEFAULT_CONFIGS[strategy], **overrides)

@@ -15,7 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from .checks import check_number, check_whole_number
+from .errors import CheckpointError, ConfigError
+from .io.hf import GPT2_VOCAB_SIZE, read_pretrained
 
 
 @dataclass
@@ -204,11 +206,24 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path, device="cpu", **config_overrides) -> "GPT":
         """GPT-2's weights from Hugging Face (``"gpt2"``, ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``,
-        or a local folder with ``config.json`` + ``model.safetensors``), converted to this model; paired
-        with GPT-2's tokenizer. See :func:`gpt.hf.from_pretrained`."""
-        from .hf import from_pretrained
-
-        return from_pretrained(name_or_path, device=device, **config_overrides)
+        or a local folder with ``config.json`` + ``model.safetensors``), converted to this model
+        (:func:`gpt.io.hf.read_pretrained`); paired with GPT-2's tokenizer. ``config_overrides``: ``dropout``
+        (default 0.0), ``attn_impl``. The model comes in eval mode, in fp32, with ``model.pretrained`` =
+        the files it was read from; its logits equal ``GPT2LMHeadModel``'s."""
+        fields, state, files = read_pretrained(name_or_path, **config_overrides)
+        config = GPTConfig(**fields)
+        with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
+            model = cls(config)
+        model.to_empty(device="cpu")
+        for block in model.blocks:  # (the causal-mask buffer is not in the state dict: rebuild it)
+            n = config.context_length
+            block.attn.causal_mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+        load_state_dict_strict(model, state, source=str(files.weights[0]))
+        if config.tie_weights:
+            model.lm_head.weight = model.tok_emb.weight
+        model.tokenizer_name = "gpt2" if config.vocab_size == GPT2_VOCAB_SIZE else None
+        model.pretrained = files
+        return model.to(device).eval()
 
     @staticmethod
     def _init_weights(module):
@@ -280,14 +295,12 @@ class GPT(nn.Module):
         Bad arguments (an empty prompt, an id outside the vocabulary, a negative ``max_new_tokens``,
         a NaN temperature, ...) raise :class:`~gpt.errors.ConfigError` (a ``ValueError``).
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-            raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) or temperature < 0:
-            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0):
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0.0 < top_p <= 1.0):
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
+        check_whole_number("max_new_tokens", max_new_tokens, minimum=0)
+        check_number("temperature", temperature, low=0.0)
+        if top_k is not None:
+            check_whole_number("top_k", top_k, minimum=1)
+        if top_p is not None:
+            check_number("top_p", top_p, low=0.0, high=1.0, low_open=True)
         if isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.size(1) == 0:
             raise ConfigError("the prompt is empty: generate needs at least one token to continue (e.g. the end-of-text token)")
         self._check_ids(idx)
@@ -355,3 +368,15 @@ def training_memory_estimate(model: nn.Module, dtype: torch.dtype = torch.float3
         "adamw_state": 2 * n_train * 4,  # AdamW keeps exp_avg and exp_avg_sq in fp32
         "total": n_all * b + n_train * b + 2 * n_train * 4,
     }
+
+
+def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state dict") -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state)

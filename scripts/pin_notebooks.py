@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpt.classroom import set_setup_constants, source_notebooks
+from gpt.teaching.classroom import set_setup_constants, source_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -111,7 +111,7 @@ def summarize(out: Path) -> str:
 
 
 def machine() -> dict:
-    from gpt.reference import machine_description
+    from gpt.teaching.reference import machine_description
     import torch
 
     try:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpt.data import load_pretraining_texts  # noqa: E402
-from gpt.files import atomic_write_text  # noqa: E402
+from gpt.io.files import atomic_write_text  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
 from gpt.tokenizer import course_tokenizer, gpt2_tokenizer  # noqa: E402
 

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gpt.files import atomic_write_text  # noqa: E402
+from gpt.io.files import atomic_write_text  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
 
 THRESHOLDS = (0.5, 0.8)

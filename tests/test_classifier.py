@@ -11,7 +11,7 @@ from gpt import classifier as C
 from gpt.errors import CheckpointError, ConfigError
 from gpt.model import GPT, GPTConfig, count_parameters
 from gpt.tokenizer import course_tokenizer, tokenizer_fingerprint
-from gpt.train import save_model
+from gpt.io.weights import save_model
 from helpers_classify import TINY, tiny_classifier, tiny_gpt
 
 
@@ -161,11 +161,11 @@ def test_evaluate_refuses_empty_or_columnless_splits():
 
     model = tiny_classifier()
     with pytest.raises(ConfigError, match="empty split"):
-        C.evaluate(model, pd.DataFrame({"label": [], "text": []}))
+        C.evaluate_classifier(model, pd.DataFrame({"label": [], "text": []}))
     with pytest.raises(ConfigError, match="missing"):
-        C.evaluate(model, pd.DataFrame({"text": ["hi"]}))
+        C.evaluate_classifier(model, pd.DataFrame({"text": ["hi"]}))
     with pytest.raises(ConfigError, match="labels must be one of"):
-        C.evaluate(model, pd.DataFrame({"label": ["eggs"], "text": ["hi"]}))
+        C.evaluate_classifier(model, pd.DataFrame({"label": ["eggs"], "text": ["hi"]}))
 
 
 def test_checkpoints_that_do_not_fit(tmp_path):

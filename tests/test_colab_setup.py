@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt.course import course_root, report
+from gpt.teaching.course import course_root, report
 
 ROOT = course_root()
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -139,7 +139,7 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment(tmp_path):
     source = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "file://{ROOT}"', source, flags=re.MULTILINE)
     source = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{head}"', source, flags=re.MULTILINE)
     check = source + (
-        "\nfrom gpt.reference import load_reference\nfrom gpt.course import results_dir\nimport pandas as pd\n"
+        "\nfrom gpt.teaching.reference import load_reference\nfrom gpt.teaching.course import results_dir\nimport pandas as pd\n"
         "model = load_reference()\nprint('reference parameters', sum(p.numel() for p in model.parameters()))\n"
         "print('results rows', len(pd.read_csv(results_dir('finetune', 'results.csv', must_exist=True))))\n")
     work = tmp_path / "content"

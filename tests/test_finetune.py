@@ -36,8 +36,8 @@ def test_default_configs_and_labels():
 @pytest.mark.parametrize(
     "kwargs, phrase",
     [
-        (dict(epochs=0), "epochs must be an integer >= 1"),
-        (dict(epochs=1.5), "epochs must be an integer"),
+        (dict(epochs=0), "epochs must be a whole number >= 1"),
+        (dict(epochs=1.5), "epochs must be a whole number"),
         (dict(batch_size=0), "batch_size"),
         (dict(lr=0.0), "lr must be a finite number"),
         (dict(lr=float("nan")), "lr must be a finite number"),
@@ -49,7 +49,7 @@ def test_default_configs_and_labels():
         (dict(precision="fp16"), "precision"),
         (dict(strategy="prefix"), "unknown strategy"),
         (dict(strategy="lora"), "needs r"),
-        (dict(strategy="lora", r=0, lora_alpha=16.0), "r must be an integer >= 1"),
+        (dict(strategy="lora", r=0, lora_alpha=16.0), "r must be a whole number >= 1"),
         (dict(strategy="lora", r=8, lora_alpha=-1.0), "lora_alpha"),
         (dict(r=8), "apply to strategy 'lora' only"),
         (dict(labels=("ham",)), "two different class names"),
@@ -57,9 +57,9 @@ def test_default_configs_and_labels():
         (dict(train_split="all"), "train_split must be one of"),
         (dict(class_weight="inverse"), "class_weight must be one of"),
         (dict(fold=5), "fold must be below folds"),
-        (dict(fold=-1), "fold must be an integer >= 0"),
-        (dict(folds=1), "folds must be an integer >= 2"),
-        (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be an integer >= 1"),
+        (dict(fold=-1), "fold must be a whole number >= 0"),
+        (dict(folds=1), "folds must be a whole number >= 2"),
+        (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be a whole number >= 1"),
         (dict(attn_impl="flash"), "attn_impl must be one of"),
     ],
 )
@@ -108,7 +108,7 @@ def test_frozen_parameters_reach_neither_the_optimizer_nor_the_clipper(monkeypat
     clipped = []
     real = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, c: clipped.append({id(p) for p in params}) or real(params, c))
-    FT.train_step(run, [0, 1, 2, 3])
+    FT.finetune_step(run, [0, 1, 2, 3])
     assert clipped == [trainable]
 
 
@@ -188,7 +188,7 @@ def _lora_run(tmp_path, interrupt_after=None, monkeypatch=None, resume=False):
         torch.manual_seed(0)
         apply_lora(model, r=2, lora_alpha=4.0, train_head=True)
     if interrupt_after is not None:
-        real, calls = FT.train_step, []
+        real, calls = FT.finetune_step, []
 
         def step_then_ctrl_c(run, batch):
             real(run, batch)
@@ -196,7 +196,7 @@ def _lora_run(tmp_path, interrupt_after=None, monkeypatch=None, resume=False):
             if len(calls) == interrupt_after:
                 os.kill(os.getpid(), signal.SIGINT)  # the real signal: handled at the end of the step
 
-        monkeypatch.setattr(FT, "train_step", step_then_ctrl_c)
+        monkeypatch.setattr(FT, "finetune_step", step_then_ctrl_c)
     result = FT.finetune(model, toy_splits(), config, progress=False, checkpoint_dir=tmp_path / "ck", resume=resume)
     return model, result
 
@@ -227,16 +227,16 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     FT.finetune(model, toy_splits(), dataclasses.replace(config, epochs=1), progress=False, checkpoint_dir=tmp_path / "ck")
     before = {f.name: f.read_bytes() for f in (tmp_path / "ck").iterdir()}
 
-    import gpt.checkpoint
+    import gpt.io.checkpoint
 
-    real_write = gpt.checkpoint.write_file
+    real_write = gpt.io.checkpoint.write_file
 
     def crash_after_the_first_file(path, data):  # the tensors are written, then the disk is full
         if path.name == FT.STATE_FILE:
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(gpt.checkpoint, "write_file", crash_after_the_first_file)
+    monkeypatch.setattr(gpt.io.checkpoint, "write_file", crash_after_the_first_file)
     model = tiny_classifier()
     set_trainable(model, "head")
     with pytest.raises(OSError, match="full|No space"):

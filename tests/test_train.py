@@ -1,6 +1,7 @@
 """Pretraining: schedule, optimizer groups, reproducibility, exact resume, atomic checkpoints that refuse
 to mix runs, interrupts, precision, and one clear error for every bad input."""
 
+import dataclasses
 import json
 import math
 import os
@@ -12,29 +13,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import gpt.checkpoint as checkpoint_module
+import gpt.io.checkpoint as checkpoint_module
 import gpt.train as train_module
 from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters
-from gpt.train import (
-    TrainConfig,
-    TrainingInterrupted,
-    check_resume,
-    cpu_has_fast_bf16,
-    evaluate,
-    get_batch,
-    load_model,
-    load_training_state,
-    lr_at,
-    make_optimizer,
-    pick_device,
-    pretrain,
-    read_checkpoint,
-    read_training_state,
-    resolve_precision,
-    save_model,
-    train_step,
-)
+from gpt.io.checkpoint import TrainingInterrupted
+from gpt.io.resume import check_resume, load_training_state, read_training_state
+from gpt.io.weights import load_model, read_checkpoint, save_model
+from gpt.runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
+from gpt.train import evaluate, get_batch, lr_at, make_optimizer, pretrain, train_step
+from gpt.train_config import TrainConfig
 
 VOCAB = 512
 
@@ -224,7 +212,7 @@ def test_resume_is_exact(tmp_path):
     full = pretrain(full_model, TRAIN, VAL, c, run_dir=tmp_path / "full", progress=False)
     # interrupted after 4 steps, then resumed into a freshly built (differently initialised) model
     run = tmp_path / "interrupted"
-    part = pretrain(tiny_model(seed=0, dropout=0.1), TRAIN, VAL, c, run_dir=run, progress=False, stop_after=4)
+    part = pretrain(tiny_model(seed=0, dropout=0.1), TRAIN, VAL, dataclasses.replace(c, stop_after=4), run_dir=run, progress=False)
     assert part["step"] == [1, 2, 3, 4]
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 4
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint"]  # no temporary folder left behind
@@ -244,7 +232,7 @@ def test_resume_in_two_interruptions(tmp_path):
     run = tmp_path / "run"
     for i in range(3):
         model = tiny_model(seed=0 if i == 0 else 5)  # a resumed run loads its weights from the checkpoint
-        hist = pretrain(model, TRAIN, VAL, c, run_dir=run, resume=(run / "checkpoint").exists(), progress=False, stop_after=2)
+        hist = pretrain(model, TRAIN, VAL, dataclasses.replace(c, stop_after=2), run_dir=run, resume=(run / "checkpoint").exists(), progress=False)
     assert hist["step"] == list(range(1, 7))
     assert hist["train_loss"] == full["train_loss"]
 
@@ -413,7 +401,7 @@ RUN_INFO = {"books": ["pg35"], "val_fraction": 0.05, "preset": "course-tiny", "t
 def half_run(tmp_path):
     """A run stopped after 4 of 8 steps, with a checkpoint."""
     run = tmp_path / "run"
-    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=run, progress=False, stop_after=4, run_info=RUN_INFO)
+    pretrain(tiny_model(), TRAIN, VAL, cfg(stop_after=4), run_dir=run, progress=False, run_info=RUN_INFO)
     return run
 
 
@@ -534,8 +522,8 @@ def test_damaged_training_checkpoint_is_refused(half_run, damage, phrase):
 def test_files_of_different_steps_are_never_mixed(tmp_path):
     """The bug this layout fixes: step-6 weights next to step-4 optimizer state resumed silently."""
     a, b = tmp_path / "a", tmp_path / "b"
-    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=a, progress=False, stop_after=4)
-    pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=b, progress=False, stop_after=6)
+    pretrain(tiny_model(), TRAIN, VAL, cfg(stop_after=4), run_dir=a, progress=False)
+    pretrain(tiny_model(), TRAIN, VAL, cfg(stop_after=6), run_dir=b, progress=False)
     (a / "checkpoint" / "model.safetensors").write_bytes((b / "checkpoint" / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match=r"model.safetensors has sha256 \w+, but .*state.json records \w+: the files"):
         pretrain(tiny_model(), TRAIN, VAL, cfg(), run_dir=a, resume=True, progress=False)

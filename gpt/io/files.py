@@ -1,0 +1,189 @@
+"""Writing files so that nothing is lost: output checks before the work, atomic writes after it.
+
+* :func:`check_output` is called by every command for every output path *before* any expensive work:
+  an existing output is refused unless the caller allows overwriting, and an output whose folder
+  cannot be written is reported at once, not after an hour of training.
+* :func:`atomic_write_bytes` / :func:`atomic_write_text` write a file in one step: the bytes go to a
+  temporary file next to the target, are flushed to disk (``fsync``) and then renamed over the target.
+  A crash leaves either the old file or the new one, never a half-written one.
+* :func:`atomic_dir` does the same for a folder of files (a checkpoint, an adapter): everything is
+  written into a temporary folder that replaces the target in one rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import GPTError, OutputExistsError
+
+__all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "fsync_dir", "OutputError"]
+
+
+class OutputError(GPTError, OSError):
+    """An output cannot be written (read-only folder, full disk, a file where a folder should be)."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``: the package's one sha256 helper, with :func:`sha256_file`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename inside it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _explain(e: OSError, path: Path) -> str:
+    if e.errno == errno.ENOSPC:
+        return f"the disk holding {path} is full ({e.strerror}); free some space or choose another location"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path} cannot be written ({e.strerror}); choose a writable location"
+    return f"{path} cannot be written ({e.strerror or e})"
+
+
+def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """Check before any work that ``path`` can become an output ``kind`` (``"file"`` or ``"dir"``).
+
+    Raises :class:`~gpt.errors.OutputExistsError` if something is already there and ``overwrite``
+    is false (the message names ``flag``, the option that allows it), :class:`OutputError` if a
+    file stands where a folder is needed (or the reverse) or the nearest existing parent folder is
+    not writable. Returns the path.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    path = Path(path)
+    if path.exists():
+        if kind == "file" and path.is_dir():
+            raise OutputError(f"{path} is a folder, but a file is to be written there; give a file path")
+        if kind == "dir" and not path.is_dir():
+            raise OutputError(f"{path} is a file, but a folder is to be written there; give a folder path")
+        if not overwrite and (kind == "file" or any(path.iterdir())):
+            raise OutputExistsError(f"{path} already exists; pass {flag} to replace it, or choose another path")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{parent} is a file, so {path} cannot be created below it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{parent} is not writable, so {path} cannot be created; choose a writable location")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` in one step (temporary file, fsync, rename); creates parent folders."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(_explain(e, path)) from e
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the permissions a plain open() would
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(_explain(e, path)) from e
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_tree(folder: Path) -> None:
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: str = "--overwrite") -> Iterator[Path]:
+    """Build a folder in one step: ``with atomic_dir("runs/x") as tmp: write files into tmp``.
+
+    The files are written into a temporary sibling folder; when the block ends without an error they
+    are fsynced and the folder is renamed to ``path`` (an existing ``path`` is replaced only with
+    ``overwrite``, and is removed only after the new folder is in place). If the block raises
+    (Ctrl-C included), the temporary folder is deleted and ``path`` is untouched.
+    """
+    path = Path(path)
+    check_output(path, kind="dir", overwrite=overwrite, flag=flag)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    except OSError as e:
+        raise OutputError(_explain(e, path)) from e
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old is not None:
+                os.replace(old, path)  # put the previous folder back
+            raise
+        fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(_explain(e, path)) from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder when it lies inside it, else as given: how results files and
+    cards name a checkpoint, so that they read the same on every machine."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
