@@ -47,11 +47,6 @@ def _cpu_seconds() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / tick, fields[1] / tick
 
 
-def _busy_cpu_seconds() -> float:
-    """CPU seconds spent by all processes on this machine since boot (from /proc/stat)."""
-    return _cpu_seconds()[0]
-
-
 class OtherLoad:
     """Measures how much CPU *other* processes used while the benchmark ran, in cores (0 = the
     benchmark had the machine to itself). Use as a context manager; read ``.cores`` afterwards, and

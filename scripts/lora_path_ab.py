@@ -26,7 +26,7 @@ from gpt.experiments.runner import run_finetune
 from gpt.finetune import default_config
 from gpt.teaching.reference import machine_description
 from gpt.sms import load_splits
-from gpt.experiments.stats import seed_paired_interval
+from gpt.experiments.stats import seed_paired_interval, verdict
 
 PACKAGE_FORWARD = L.LoRALinear.forward
 
@@ -77,8 +77,7 @@ def seed_level(rows: dict, seeds) -> str:
     for key, name in (("test_accuracy", "balanced test accuracy"), ("natural_f1", "natural spam F1")):
         d = [100 * (rows["package", s][key] - rows["definition", s][key]) for s in seeds]
         mean, low, high = seed_paired_interval(d)
-        v = "no detectable difference" if low <= 0 <= high else ("package higher" if low > 0 else "package lower")
-        lines.append(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in d) + f" | {mean:+.1f} [{low:+.1f}, {high:+.1f}] | {v} |")
+        lines.append(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in d) + f" | {mean:+.1f} [{low:+.1f}, {high:+.1f}] | {verdict(low, high)} |")
     return "\n".join(lines) + "\n"
 
 

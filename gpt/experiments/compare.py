@@ -390,11 +390,11 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
 
 
 def _seed_level(a: dict, b: dict, truth: np.ndarray, y_nat: np.ndarray) -> dict:
-    """Per-seed differences (points) of accuracy and natural spam F1, A − B, and their t-intervals."""
+    """Per-seed differences of accuracy and natural spam F1, A − B (fractions, like ``acc``), and their t-intervals."""
     def per_seed(x):
         acc = (x["test"] == truth[None, :]).mean(axis=1)
         f1 = [f1_of(y_nat, (row == POSITIVE).astype(int), 1) for row in x["test_natural"]]
-        return 100 * acc, 100 * np.asarray(f1)
+        return acc, np.asarray(f1)
 
     (acc_a, f1_a), (acc_b, f1_b) = per_seed(a), per_seed(b)
     out = {}
@@ -422,9 +422,9 @@ def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
         elif v == "other recipe":
             v += f" ({r['note']})"
         if isinstance(r.get("seed_acc"), float) and not np.isnan(r["seed_acc"]):
-            v += (f"; over the {len(r['paired_seeds'].split())} seeds: accuracy {signed_pct(r['seed_acc'] / 100)} "
-                  f"({signed_pct(r['seed_acc_low'] / 100)} to {signed_pct(r['seed_acc_high'] / 100)}), F1 {signed_pct(r['seed_f1'] / 100)} "
-                  f"({signed_pct(r['seed_f1_low'] / 100)} to {signed_pct(r['seed_f1_high'] / 100)})")
+            v += (f"; over the {len(r['paired_seeds'].split())} seeds: accuracy {signed_pct(r['seed_acc'])} "
+                  f"({signed_pct(r['seed_acc_low'])} to {signed_pct(r['seed_acc_high'])}), F1 {signed_pct(r['seed_f1'])} "
+                  f"({signed_pct(r['seed_f1_low'])} to {signed_pct(r['seed_f1_high'])})")
         lines.append(f"| {r['strategy']} | {r['seeds']} | {acc} | {f1} | {v} |")
     return "\n".join(lines) + "\n"
 
