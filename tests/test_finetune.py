@@ -12,6 +12,8 @@ import torch
 from gpt import finetune as FT
 from gpt.classifier import set_trainable
 from gpt.errors import CheckpointError, ConfigError
+from gpt.io.checkpoint import STATE_FILE
+from gpt.io.finetune_checkpoint import CHECKPOINT_WEIGHTS
 from gpt.lora import apply_lora
 from gpt.model import count_parameters
 from helpers_classify import tiny_classifier, toy_splits
@@ -232,7 +234,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     real_write = gpt.io.checkpoint.write_file
 
     def crash_after_the_first_file(path, data):  # the tensors are written, then the disk is full
-        if path.name == FT.STATE_FILE:
+        if path.name == STATE_FILE:
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
@@ -267,7 +269,7 @@ def test_resume_refuses_a_damaged_tensor_file(tmp_path):
     model = tiny_classifier()
     set_trainable(model, "head")
     FT.finetune(model, toy_splits(), cfg("head", epochs=1), progress=False, checkpoint_dir=tmp_path / "ck")
-    weights = tmp_path / "ck" / FT.CHECKPOINT_WEIGHTS
+    weights = tmp_path / "ck" / CHECKPOINT_WEIGHTS
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
