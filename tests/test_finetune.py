@@ -259,7 +259,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         run(cfg("head", epochs=1, lr=2e-2), resume=True)
     with pytest.raises(CheckpointError, match="frozen"):
         run(cfg("head", epochs=1), resume=True, model=tiny_classifier(seed=5))
-    state = tmp_path / "ck" / FT.STATE_FILE
+    state = tmp_path / "ck" / STATE_FILE
     state.write_text(state.read_text()[:100])
     with pytest.raises(CheckpointError, match="state.json is not valid JSON"):
         run(cfg("head", epochs=1), resume=True)
