@@ -230,11 +230,11 @@ def handout_text(solved_path: str | os.PathLike) -> str:
 def write_handouts(source: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
                    check: bool = False) -> list[str]:
     """Make ``out/NN_name.ipynb`` (default ``notebooks/``) from every solved notebook of ``source``
-    (default ``notebooks/solutions/``); returns what differed, one line per notebook.
+    (a folder, default ``notebooks/solutions/``, or one notebook); returns what differed, one line per notebook.
 
     ``check``: write nothing, only return the differences (a handout that is out of date or missing, or
-    a handout whose solved notebook is gone). Otherwise each changed handout is written in one step
-    (temporary file, rename), and a handout without a solved notebook is deleted.
+    a handout whose solved notebook is gone from the ``source`` folder). Otherwise each changed handout is
+    written in one step (temporary file, rename), and a handout without a solved notebook is deleted.
     """
     solved = source_notebooks(source or solutions_dir())
     out = Path(out) if out else handouts_dir()
@@ -248,7 +248,8 @@ def write_handouts(source: str | os.PathLike | None = None, out: str | os.PathLi
             if not check:
                 atomic_write_text(target, text)
     names = {p.name for p in solved}
-    for orphan in sorted(p for p in out.glob("[0-9][0-9]_*.ipynb") if p.name not in names):
+    folder = Path(source or solutions_dir()).is_dir()  # one solved notebook given: the other handouts are not its business
+    for orphan in sorted(p for p in out.glob("[0-9][0-9]_*.ipynb") if folder and p.name not in names):
         differ.append(f"{display_path(orphan)} has no solved notebook {display_path(solved[0].parent / orphan.name)}")
         if not check:
             orphan.unlink()

@@ -143,8 +143,12 @@ def test_handouts_check_names_the_drifted_ones_and_regenerating_fixes_them(tmp_p
     assert main([*args, "--check"]) == 1
     printed = capsys.readouterr().out
     assert "01_toy.ipynb differs from its solved notebook" in printed and "09_gone.ipynb has no solved notebook" in printed
+    write(toy(), solved / "02_other.ipynb")
+    assert main(["classroom", "handouts", "--source", str(solved / "02_other.ipynb"), "--out", str(out)]) == 0
+    assert (out / "09_gone.ipynb").exists()  # one solved notebook given: the other handouts are left alone
     assert main(args) == 0 and not (out / "09_gone.ipynb").exists()
     assert write_handouts(solved, out, check=True) == []
+    assert sorted(p.name for p in out.iterdir()) == ["01_toy.ipynb", "02_other.ipynb"]
 
 
 # ---------------------------------------------------------------- the course's handouts
