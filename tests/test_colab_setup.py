@@ -1,9 +1,12 @@
-"""The notebooks' setup cell: one cell everywhere, pinned to one commit, and (slow) a real fresh install.
+"""The notebooks' setup cell and badges: one cell everywhere, pinned to one commit, every badge opening the
+handout at that commit, and (slow) a real fresh install.
 
 In Colab each notebook gets its own runtime. The setup cell clones the course at COURSE_REF, installs
 it with pip and reports the package, the reference model, the committed results and the GPU. Where the
 course is installed already, it pip-installs the notebook's EXTRAS that are missing. The slow test
-runs that cell in a fresh virtual environment against a file:// clone of this repository.
+runs that cell in a fresh virtual environment against a file:// clone of this repository. Every
+notebook is here twice, solved (notebooks/solutions/) and as the handout (notebooks/); both carry
+the same setup cell and the same badge.
 """
 
 import ast
@@ -22,7 +25,11 @@ import pytest
 from gpt.teaching.course import course_root, report
 
 ROOT = course_root()
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+HANDOUTS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = SOLUTIONS + HANDOUTS
+PAGES = ["README.md", "notebooks/README.md"]  # the pages whose notebook tables have Colab badges
+COLAB = re.compile(r"https://colab\.research\.google\.com/github/[^\s)\]]*")
 EXTRAS = {"07_improving_lora": "[peft]", "08_lora_gpt2": "[hf]"}
 
 
@@ -38,15 +45,33 @@ def constant(source: str, name: str) -> str:
 
 
 def test_every_notebook_has_the_same_setup_cell():
-    cells = {p.stem: setup_cell(p) for p in NOTEBOOKS}
-    assert len(cells) == 8
-    for stem, source in cells.items():
-        assert constant(source, "EXTRAS") == EXTRAS.get(stem, ""), stem
+    assert [p.name for p in SOLUTIONS] == [p.name for p in HANDOUTS] and len(SOLUTIONS) == 8
+    cells = {p: setup_cell(p) for p in NOTEBOOKS}
+    for path, source in cells.items():
+        assert constant(source, "EXTRAS") == EXTRAS.get(path.stem, ""), path
     normalized = {re.sub(r'^EXTRAS = "[^"]*"', 'EXTRAS = ""', s, flags=re.MULTILINE) for s in cells.values()}
     assert len(normalized) == 1, "the setup cells differ beyond their EXTRAS line"
     source = normalized.pop()
     assert constant(source, "COURSE_REPO").startswith("https://")
     assert "report()" in source and "git\", \"-C\", clone, \"checkout\"" in source
+
+
+def test_every_badge_opens_the_handout_at_the_pinned_commit():
+    """Each notebook's first markdown cell and every row of the README tables: Colab opens the handout
+    notebooks/NN_name.ipynb (never the solved one) of COURSE_REPO at COURSE_REF."""
+    source = setup_cell(SOLUTIONS[0])
+    repo = constant(source, "COURSE_REPO").removeprefix("https://github.com/")
+    base = f"https://colab.research.google.com/github/{repo}/blob/{constant(source, 'COURSE_REF')}/notebooks/"
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        first = "".join(next(c for c in cells if c["cell_type"] == "markdown")["source"])
+        assert COLAB.findall(first) == [base + path.name], path
+        others = [COLAB.findall("".join(c["source"])) for c in cells if c["cell_type"] == "markdown"]
+        assert sum(map(len, others)) == 1, f"{path}: one badge, in the first markdown cell"
+    for page in PAGES:
+        links = COLAB.findall((ROOT / page).read_text())
+        assert sorted(links) == sorted(base + p.name for p in HANDOUTS), (
+            f"{page}: one badge per notebook, opening its handout at the pinned commit (python scripts/pin_notebooks.py)")
 
 
 def pyproject() -> dict:
@@ -56,7 +81,7 @@ def pyproject() -> dict:
 
 def test_the_setup_cell_installs_each_extra_as_pyproject_declares_it():
     """NEEDS (extra -> {module: requirement}) in the setup cell is pyproject.toml's optional-dependencies."""
-    source = setup_cell(NOTEBOOKS[0])
+    source = setup_cell(SOLUTIONS[0])
     needs = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(source))
                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NEEDS")
     extras = {k: v for k, v in pyproject()["optional-dependencies"].items() if k != "dev"}
@@ -80,7 +105,7 @@ def _run_setup_cell(source: str, env: dict) -> subprocess.CompletedProcess:
 
 def test_setup_cell_installs_nothing_when_the_extras_are_there():
     pytest.importorskip("peft", reason='the [peft] extra is not installed: pip install -e ".[peft]"')
-    done = _run_setup_cell(setup_cell(ROOT / "notebooks" / "07_improving_lora.ipynb"), dict(os.environ))
+    done = _run_setup_cell(setup_cell(ROOT / "notebooks" / "solutions" / "07_improving_lora.ipynb"), dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert not any(line.startswith(("installed", "could not install")) for line in done.stdout.splitlines()), done.stdout
     assert "reference model: found" in done.stdout
@@ -88,7 +113,7 @@ def test_setup_cell_installs_nothing_when_the_extras_are_there():
 
 def test_setup_cell_says_what_it_could_not_install(tmp_path):
     """An extra whose module is missing and that pip cannot install (no index here): one line names the fix."""
-    source = setup_cell(ROOT / "notebooks" / "07_improving_lora.ipynb")
+    source = setup_cell(ROOT / "notebooks" / "solutions" / "07_improving_lora.ipynb")
     source = source.replace('"peft": {"peft": "peft>=0.13"}', '"peft": {"no_such_module_xyz": "no-such-package-xyz"}')
     assert "no_such_module_xyz" in source
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path), "PIP_CONFIG_FILE": os.devnull}
@@ -104,7 +129,7 @@ def _git(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_pinned_commit_has_this_package_and_these_results():
-    ref = constant(setup_cell(NOTEBOOKS[0]), "COURSE_REF")
+    ref = constant(setup_cell(SOLUTIONS[0]), "COURSE_REF")
     assert re.fullmatch(r"[0-9a-f]{40}", ref), f"COURSE_REF {ref!r} is not a full commit hash"
     if _git("rev-parse", "--git-dir").returncode != 0:
         pytest.skip("not a git checkout")
@@ -113,7 +138,7 @@ def test_the_pinned_commit_has_this_package_and_these_results():
     diff = _git("diff", "--stat", ref, "HEAD", "--", "gpt", "pyproject.toml", "requirements.txt", "results", "bench/results")
     assert diff.stdout == "", (
         f"the notebooks install commit {ref[:10]}, but the package or results changed since:\n{diff.stdout}"
-        "commit, then run python scripts/pin_notebooks.py and commit the notebooks")
+        "commit, then run python scripts/pin_notebooks.py and commit the notebooks (solved and handouts)")
 
 
 def test_report_finds_the_reference_model_and_results():
@@ -135,7 +160,7 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment(tmp_path):
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     subprocess.run([python, "-m", "pip", "install", "-q", str(wheels[-1])], check=True)
-    source = setup_cell(NOTEBOOKS[4])  # 05: reads the committed results
+    source = setup_cell(SOLUTIONS[4])  # 05: reads the committed results
     source = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "file://{ROOT}"', source, flags=re.MULTILINE)
     source = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{head}"', source, flags=re.MULTILINE)
     check = source + (

@@ -10,7 +10,7 @@ command that resumes it). Other exceptions are bugs and keep their traceback.
 - :mod:`gpt.cli.pretrain`: ``train-tokenizer``, ``pretrain``, ``sample``;
 - :mod:`gpt.cli.finetune`: ``finetune``, ``experiment``, ``summarize``;
 - :mod:`gpt.cli.dapt`: ``dapt``;
-- :mod:`gpt.cli.classroom`: ``classroom release / grade / check``;
+- :mod:`gpt.cli.classroom`: ``classroom handouts / release / grade / check``;
 - :mod:`gpt.cli.args`: the argument types they share.
 """
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     pretrain.register(sub)  # train-tokenizer, pretrain, sample
     finetune.register(sub)  # finetune, experiment, summarize
     dapt.register(sub)
-    classroom.register(sub)  # classroom release / grade / check
+    classroom.register(sub)  # classroom handouts / release / grade / check
     try:
         args = p.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a bad option (2, message already printed)

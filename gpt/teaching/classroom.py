@@ -1,4 +1,4 @@
-"""Classroom: the notebooks' graded exercises, the student versions, and autograding with nbgrader.
+"""Classroom: the notebooks' graded exercises, their format, and autograding with nbgrader.
 
 Every notebook holds 3-5 exercises in nbgrader's format. Exercise NN.k is three cells:
 
@@ -8,13 +8,13 @@ Every notebook holds 3-5 exercises in nbgrader's format. Exercise NN.k is three 
 * a graded test cell (nbgrader ``grade``, grade id ``exNN_k_test``, ``points`` P) with visible asserts
   and, between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, the asserts that grade.
 
-:func:`check_notebook` enforces that format. :func:`release` runs nbgrader's ``generate_assignment``
-(one assignment per notebook, config in ``notebooks/nbgrader_config.py``) and writes the student
-versions: solutions replaced by ``raise NotImplementedError()``, hidden tests removed, outputs
-cleared. :func:`grade` autogrades a folder of submissions (one subfolder per student) with
-nbgrader's ``autograde``: each notebook runs in its own process with a time limit, so a submission
-that crashes, loops or is not a notebook gets zero points with the reason, and the other students
-are still graded. The table (students x exercises) is printed and written as CSV.
+:func:`check_notebook` enforces that format on the solved notebooks (``notebooks/solutions/``, the
+default of :func:`source_notebooks`). The handouts a learner opens, and ``classroom release``, are
+made from them by :mod:`gpt.teaching.handouts` (no nbgrader needed). :func:`grade` autogrades a folder
+of submissions (one subfolder per student) with nbgrader's ``autograde``: each notebook runs in its
+own process with a time limit, so a submission that crashes, loops or is not a notebook gets zero
+points with the reason, and the other students are still graded. The table (students x exercises)
+is printed and written as CSV.
 
 nbgrader is the optional extra ``[classroom]``: ``pip install -e ".[classroom]"``. It runs in a child
 process of this Python (``sys.executable -m nbgrader``) with this environment's programs first on PATH
@@ -55,7 +55,7 @@ INSTALL = 'pip install -e ".[classroom]"'
 
 
 class ClassroomError(GPTError, ValueError):
-    """A notebook whose exercises break the format, a missing nbgrader, or a submissions folder that cannot be graded."""
+    """A notebook whose exercises break the format, a bad --repo/--ref, a missing nbgrader, or a submissions folder that cannot be graded."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,14 @@ class Exercise:
 
 
 def source_notebooks(source: str | os.PathLike | None = None) -> list[Path]:
-    """The chapter notebooks (``NN_name.ipynb``) of ``source`` (default: the course's ``notebooks/``)."""
-    folder = Path(source) if source else course_root() / "notebooks"
+    """The chapter notebooks (``NN_name.ipynb``) of ``source`` (default: the course's solved notebooks,
+    ``notebooks/solutions/``)."""
+    folder = Path(source) if source else course_root() / "notebooks" / "solutions"
     if folder.is_file():
         return [folder]
     paths = sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
     if not paths:
-        raise ClassroomError(f"{folder} holds no chapter notebooks (NN_name.ipynb); give the course's notebooks/ folder")
+        raise ClassroomError(f"{folder} holds no chapter notebooks (NN_name.ipynb); give the course's notebooks/solutions/ folder")
     return paths
 
 
@@ -236,7 +237,7 @@ def _require_nbgrader() -> None:
     try:
         import nbgrader  # noqa: F401
     except ImportError as e:
-        raise ClassroomError(f"the classroom commands need nbgrader: {INSTALL}") from e
+        raise ClassroomError(f"grading (classroom grade) needs nbgrader: {INSTALL}") from e
     try:
         find_tool("alembic", INSTALL)  # nbgrader runs it by name to create its gradebook
     except ToolError as e:
@@ -256,51 +257,6 @@ def _course_folder(notebooks: list[Path], parent: Path) -> Path:
         raise ClassroomError(f"nbgrader generate_assignment failed on {', '.join(missing) or 'the notebooks'} "
                              f"(exit status {result.returncode}); the end of its output:\n{output_tail(result.stdout)}")
     return course
-
-
-def set_setup_constants(path: Path, repo: str | None = None, ref: str | None = None) -> bool:
-    """Set COURSE_REPO / COURSE_REF in a notebook's setup cell (its first code cell); True if it changed."""
-    nb = _read(path)
-    cell = next((c for c in nb["cells"] if c["cell_type"] == "code"), None)
-    text = _source(cell) if cell else ""
-    if not re.search(r'^COURSE_REF = "', text, flags=re.MULTILINE):
-        raise ClassroomError(f"{path.name}: its first code cell is not the setup cell (no COURSE_REF line)")
-    new = text
-    if repo:
-        new = re.sub(r'^COURSE_REPO = "[^"]*"', f'COURSE_REPO = "{repo}"', new, flags=re.MULTILINE)
-    if ref:
-        new = re.sub(r'^COURSE_REF = "[^"]*"', f'COURSE_REF = "{ref}"', new, flags=re.MULTILINE)
-    if new == text:
-        return False
-    cell["source"] = new.splitlines(keepends=True)
-    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    return True
-
-
-def release(out: str | os.PathLike, source=None, *, overwrite: bool = False, repo: str | None = None,
-            ref: str | None = None) -> list[Path]:
-    """Write the student version of every notebook of ``source`` into the folder ``out``.
-
-    ``repo``/``ref`` replace the setup cell's COURSE_REPO/COURSE_REF (teaching from a fork or a tag).
-    Also writes ``exercises.csv``: every exercise with its notebook and points.
-    """
-    _require_nbgrader()
-    notebooks = source_notebooks(source)
-    exercises = [e for nb in notebooks for e in check_notebook(nb)]
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:  # refuses an existing folder before any work
-        course = _course_folder(notebooks, tmp)
-        written = []
-        for nb in notebooks:
-            student = course / "release" / nb.stem / nb.name
-            target = tmp / nb.name
-            shutil.copy(student, target)
-            if repo or ref:
-                set_setup_constants(target, repo, ref)
-            written.append(out / nb.name)
-        shutil.rmtree(course)
-        exercises_table(exercises).to_csv(tmp / "exercises.csv", index=False)
-    return written
 
 
 def exercises_table(exercises: list[Exercise]) -> pd.DataFrame:

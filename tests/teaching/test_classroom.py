@@ -1,4 +1,4 @@
-"""gpt.teaching.classroom: the exercises' format, release (student versions) and grading with nbgrader.
+"""gpt.teaching.classroom: the exercises' format and grading with nbgrader (release: gpt.teaching.handouts).
 
 The release/grade tests use a tiny two-exercise notebook built here, so they run in seconds; the
 course's own notebooks are graded in tests/teaching/test_classroom_course.py. Without nbgrader (the
@@ -16,7 +16,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason='the tests build notebooks with nbformat: pip install -e ".[dev]"')
 
-from gpt.teaching import classroom  # noqa: E402
+from gpt.teaching import classroom, handouts  # noqa: E402
 from gpt.teaching.classroom import ClassroomError, check_notebook  # noqa: E402
 from gpt.errors import OutputExistsError  # noqa: E402
 from gpt.runtime.tools import tool_dirs  # noqa: E402
@@ -112,18 +112,6 @@ def test_check_notebook_allows_locals_and_names_rebound_by_the_notebook(tmp_path
     assert len(check_notebook(write(nb, tmp_path / "01_toy.ipynb"))) == 2
 
 
-def test_set_setup_constants_pins_only_the_setup_cell(tmp_path):
-    path = write(toy_notebook(), tmp_path / "01_toy.ipynb")
-    assert classroom.set_setup_constants(path, ref="def456") is True
-    assert classroom.set_setup_constants(path, ref="def456") is False  # already pinned: the file is not rewritten
-    setup = nbformat.read(path, as_version=4).cells[1].source
-    assert setup == SETUP.replace("abc123", "def456")
-    nb = toy_notebook()
-    nb.cells.pop(1)
-    with pytest.raises(ClassroomError, match="not the setup cell"):
-        classroom.set_setup_constants(write(nb, tmp_path / "01_bare.ipynb"), ref="x")
-
-
 def test_source_notebooks_refuses_a_folder_without_chapters(tmp_path):
     with pytest.raises(ClassroomError, match="no chapter notebooks"):
         classroom.source_notebooks(tmp_path)
@@ -146,7 +134,7 @@ def test_grades_table_pivots_points_and_sums_them():
     assert table.loc["a"].tolist() == [1, 0, 1, 3] and table.loc["b"].tolist() == [0, 2, 2, 3]
 
 
-def test_missing_nbgrader_gives_the_install_command(monkeypatch):
+def test_missing_nbgrader_gives_the_install_command(monkeypatch, tmp_path):
     import builtins
 
     real_import = builtins.__import__
@@ -157,8 +145,9 @@ def test_missing_nbgrader_gives_the_install_command(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_nbgrader)
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
     with pytest.raises(ClassroomError, match=r"pip install -e \"\.\[classroom\]\""):
-        classroom.release("unused")
+        classroom.grade(tmp_path / "subs", tmp_path)
 
 
 # ---------------------------------------------------------------- release and grade (nbgrader)
@@ -169,7 +158,7 @@ def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("classroom")
     source = write(toy_notebook(), root / "source" / "01_toy.ipynb").parent
     released = root / "released"
-    classroom.release(released, source, ref="v9.9")
+    handouts.release(released, source, ref="v9.9")
     return root, source, released
 
 
@@ -179,7 +168,7 @@ def test_release_writes_student_versions(toy):
     text = "\n".join("".join(c["source"]) for c in nb["cells"])
     assert "raise NotImplementedError()" in text and "return a + b" not in text and "return 2 * a" not in text
     assert "BEGIN HIDDEN TESTS" not in text and "add(-1, 1)" not in text and "assert add(1, 2) == 3" in text
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")  # the toy has none to keep
     assert 'COURSE_REF = "v9.9"' in text and 'COURSE_REPO = "https://example.org/course"' in text
     assert pd.read_csv(released / "exercises.csv", dtype=str).to_dict("list") == {
         "notebook": ["01_toy", "01_toy"], "exercise": ["01.1", "01.2"], "title": ["add", "double"], "points": ["1", "2"]}
@@ -189,7 +178,7 @@ def test_release_refuses_an_existing_folder(toy):
     root, source, released = toy
     before = (released / "01_toy.ipynb").read_bytes()
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        classroom.release(released, source)
+        handouts.release(released, source)
     assert (released / "01_toy.ipynb").read_bytes() == before
 
 
@@ -301,9 +290,10 @@ def test_a_failing_nbgrader_shows_the_end_of_its_traceback(tmp_path):
     config = (classroom.course_root() / "notebooks" / "nbgrader_config.py").read_text()
     unreachable = tmp_path / "no" / "such" / "folder" / "gradebook.db"
     (source / "nbgrader_config.py").write_text(f'{config}\nc.CourseDirectory.db_url = "sqlite:///{unreachable}"\n')
+    write(toy_notebook(), tmp_path / "subs" / "alice" / "01_toy.ipynb")
     with pytest.raises(ClassroomError) as e:
-        classroom.release(tmp_path / "out", source)
+        classroom.grade(tmp_path / "subs", source)
     message = str(e.value)
     assert "nbgrader generate_assignment failed on 01_toy.ipynb" in message
     assert "sqlite3.OperationalError" in message and "unable to open database file" in message, message
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "subs" / "grades.csv").exists()

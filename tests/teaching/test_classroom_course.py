@@ -1,8 +1,8 @@
 """The three grading properties on the course's own notebooks (nbgrader, CI profile).
 
 One `classroom grade` run over three submissions of every notebook:
-* "solutions": the source notebooks (solutions and hidden tests in) score full marks;
-* "blank": the released student notebooks run to the end (the only cells that fail are the graded
+* "solutions": the solved notebooks (notebooks/solutions/, hidden tests in) score full marks;
+* "blank": the released handouts (the committed notebooks/NN_name.ipynb) run to the end (the only cells that fail are the graded
   test cells, each with NotImplementedError) and score 0 on every exercise;
 * "one": a released notebook with exactly one exercise solved (the source's solution pasted into the
   stub) scores exactly that exercise's points. To keep CI short this student submits three
@@ -18,7 +18,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason='the tests read notebooks with nbformat: pip install -e ".[dev]"')
 
-from gpt.teaching import classroom  # noqa: E402
+from gpt.teaching import classroom, handouts  # noqa: E402
 
 
 ONE_SOLVED = ("01", "03", "08")
@@ -32,7 +32,7 @@ def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     sources = classroom.source_notebooks()
     released = root / "released"
-    classroom.release(released)
+    handouts.release(released)
     exercises = {p.stem: classroom.check_notebook(p) for p in sources}
     solved = {}
     for i, path in enumerate(sources):
