@@ -124,6 +124,7 @@ class Outcome:
     returncode: int | None
     timed_out: bool
     output_exceeded: bool
+    seconds: float  # wall-clock time it ran
 
 
 def _tool(name: str) -> str | None:
@@ -228,6 +229,20 @@ def _tail(path: Path) -> str:
 _LIVE: set[subprocess.Popen] = set()  # runs in progress in this process, killed by kill_all()
 
 
+@contextlib.contextmanager
+def tracked(cmd: list[str], cwd: Path):
+    """A trusted child process (stdout and stderr piped) that :func:`kill_all` kills too; killed on leaving."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            start_new_session=True)
+    _LIVE.add(proc)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        _LIVE.discard(proc)
+
+
 def kill_all() -> None:
     """Kill every run this process has in progress (the grader's signal handlers call it)."""
     for proc in list(_LIVE):
@@ -255,6 +270,7 @@ def run(argv: list[str], *, workdir: Path, scratch: Path, limits: Limits, env: d
     else:
         prlimit = _tool("prlimit")
         cmd = [prlimit, *limits.prlimit_options(processes=False).split(), "--", *argv] if prlimit else list(argv)
+    start = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                                 cwd=scratch, start_new_session=True)
@@ -273,7 +289,8 @@ def run(argv: list[str], *, workdir: Path, scratch: Path, limits: Limits, env: d
             except subprocess.TimeoutExpired:
                 _kill(proc)
                 timed_out = True
-        return Outcome(out, _tail(log_path), None if timed_out else proc.returncode, timed_out, exceeded)
+        return Outcome(out, _tail(log_path), None if timed_out else proc.returncode, timed_out, exceeded,
+                       time.monotonic() - start)
     finally:
         if proc.poll() is None:
             _kill(proc)
