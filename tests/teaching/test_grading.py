@@ -214,6 +214,20 @@ def test_without_isolation_grading_refuses_unless_told(tmp_path, monkeypatch):
     assert grading.isolation_line(False).startswith("WARNING: grading WITHOUT isolation (--no-isolation): isolation needs Linux")
 
 
+def test_grades_table_pivots_points_and_sums_them():
+    details = pd.DataFrame([
+        {"student": s, "exercise": e, "points": p, "max_points": m}
+        for s, e, p, m in [("b", "01.1", 1, 1), ("b", "01.2", 0, 2), ("a", "01.1", 0, 1), ("a", "01.2", 2, 2)]])
+    table = grading.grades_table(details)
+    assert list(table.index) == ["b", "a"]  # the students' order, not sorted again
+    assert table.loc["b"].tolist() == [1, 0, 1, 3] and table.loc["a"].tolist() == [0, 2, 2, 3]
+
+
+def test_grade_refuses_a_folder_without_students(tmp_path):
+    with pytest.raises(ClassroomError, match="no student subfolders"):
+        grading.grade(tmp_path, tmp_path, options=grading.Options(isolate=False), print_fn=lambda *a: None)
+
+
 def test_run_checks_gives_the_whole_sentence():
     check = "def check(got):\n    assert got == 1, 'for the input 2 expected 1,\\nand the whole message is kept, got ' + str(got)"
     assert grading.run_checks([{"id": "01.1", "check": check, "got": 1}, {"id": "01.1", "check": check, "got": 5},
