@@ -39,6 +39,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,20 +134,22 @@ def _tool(name: str) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def isolation_problem() -> str:
-    """'' when :func:`run` can isolate here; else one sentence saying why not."""
+    """'' when :func:`run` can isolate here (a trial run of the whole sandbox succeeded); else one sentence why not."""
     if not sys.platform.startswith("linux"):
         return f"isolation needs Linux namespaces, and this is {sys.platform}"
     missing = [t for t in TOOLS if _tool(t) is None]
     if missing:
         return f"isolation needs util-linux's {', '.join(missing)}, not found on PATH"
-    try:
-        trial = subprocess.run([_tool("unshare"), "--user", "--map-root-user", "--mount", "--pid", "--fork", "--net",
-                                "--kill-child", "true"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unshare could not run ({e})"
-    if trial.returncode != 0:
-        why = (trial.stderr.strip().splitlines() or [f"exit status {trial.returncode}"])[-1]
-        return f"user namespaces are unavailable here (unshare: {why})"
+    with tempfile.TemporaryDirectory(prefix="gpt-sandbox-trial-") as tmp:
+        os.chmod(tmp, 0o755)
+        try:
+            outcome = run(["/bin/sh", "-c", "echo ok"], workdir=Path(tmp), scratch=Path(tmp) / "scratch",
+                          limits=Limits(wall_seconds=60), env={"PATH": "/usr/bin:/bin"}, trial=True)
+        except (OSError, SandboxError) as e:
+            return f"the sandbox could not start ({e})"
+    if outcome.stdout.strip() != b"ok":
+        why = (outcome.log.strip().splitlines() or [f"exit status {outcome.returncode}"])[-1]
+        return f"user namespaces or mounts in them are unavailable here ({why.strip()})"
     return ""
 
 
@@ -250,14 +253,14 @@ def kill_all() -> None:
 
 
 def run(argv: list[str], *, workdir: Path, scratch: Path, limits: Limits, env: dict[str, str],
-        read_only: list[Path] = (), isolate: bool = True) -> Outcome:
+        read_only: list[Path] = (), isolate: bool = True, trial: bool = False) -> Outcome:
     """Run ``argv`` with ``scratch`` as its only writable folder; ``workdir`` (the caller's, private) holds the log.
 
     ``read_only``: folders it may read besides the system and Python (the package, the data mirror).
     With ``isolate=False`` it runs as a plain child process with the same limits where they apply
-    (no namespaces: it can read and write whatever this user can).
+    (no namespaces: it can read and write whatever this user can). ``trial``: :func:`isolation_problem`'s own run.
     """
-    if isolate and isolation_problem():
+    if isolate and not trial and isolation_problem():
         raise SandboxError(isolation_problem())
     as_root = isolate and os.geteuid() == 0
     scratch.mkdir(parents=True, exist_ok=True)
