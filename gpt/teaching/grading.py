@@ -110,7 +110,7 @@ def _hidden_test(path: Path, exercise: Exercise, text: str, position: int, solut
     defs = {n.name: ast.get_source_segment(region, n) for n in tree.body if isinstance(n, ast.FunctionDef)}
     missing = [name for name in ("probe", "check") if name not in defs]
     if missing:
-        raise ClassroomError(f"{where}: the hidden region defines no {' and no '.join(missing)}() "
+        raise ClassroomError(f"{where}: the hidden region defines no {' and no '.join(m + '()' for m in missing)} "
                              "(the grading format: docs/teaching.md)")
     forbidden = ()
     for node in tree.body:
