@@ -46,7 +46,7 @@ from .classroom import ClassroomError, Exercise, binds, cell_source, check_noteb
     source_notebooks, uses
 from .course import course_root
 
-DEFAULT_CELL_TIMEOUT = 300  # seconds one exercise (its setup cells, solution and probe) may run
+DEFAULT_CELL_TIMEOUT = 300  # seconds one exercise (the student's solution cells and the probe) may run
 DEFAULT_NOTEBOOK_TIMEOUT = 1800  # seconds one submission notebook may run in all
 CHECK_TIMEOUT = 600  # seconds the checks of one notebook may take (the teacher's code; a hang guard only)
 MAX_NOTEBOOK_BYTES = 20 * 2**20

@@ -5,13 +5,14 @@ program planned by :mod:`gpt.teaching.grading` into data. For each exercise, in 
 
 1. runs the teacher's ordinary cells the exercise needs (those not run yet),
 2. runs the student's solution cell(s) of the exercise,
-3. defines the teacher's ``probe`` and calls it,
+3. defines the teacher's ``probe`` and calls it (2 and 3 within the exercise's time limit),
 
 and writes one JSON line to the result channel (its original stdout): ``{"exercise": id, "result": ...}``,
 or ``{"exercise": id, "error": "Type: message", "stage": ...}``, or ``{"exercise": id, "timeout": seconds}``.
 Before each exercise it writes ``{"exercise": id, "start": true}``, so the grader knows which exercise
 a crash or a hang happened in. The student's prints and warnings go to stderr. Before any student code
-runs, every FORBIDDEN package function or method is replaced by a tripwire that raises.
+runs, every FORBIDDEN package function or method is replaced by a tripwire that raises. After each
+exercise, every other process in the sandbox is killed (it is the first process of its pid namespace).
 
 It imports nothing from :mod:`gpt` itself: the student's code must not be able to change what the
 grader computes, and the grader uses none of this process's state.
@@ -104,6 +105,7 @@ def _run_exercise(ns: dict, exercise: dict, originals: dict, armed: dict) -> dic
             finally:
                 _swap(armed)
         stage = "solution"
+        signal.setitimer(signal.ITIMER_REAL, exercise["timeout"])  # the student's code and the probe; not the teacher's cells
         exec(compile(exercise["solution"], f"<solution cell {exercise['id']}>", "exec"), ns)
         stage = "probe"
         exec(compile(exercise["probe"], "<probe>", "exec"), ns)
@@ -115,6 +117,22 @@ def _run_exercise(ns: dict, exercise: dict, originals: dict, armed: dict) -> dic
         where = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(where) if f.filename.startswith("<solution")), None)
         return {"exercise": exercise["id"], "error": _error(e), "stage": stage, "line": line}
+
+
+def kill_leftovers() -> None:
+    """As the first process of the sandbox's pid namespace: kill every other process in it (what the exercise's
+    code started: a fork bomb, a detached process), so nothing of one exercise runs on into the next."""
+    if os.getpid() != 1:  # outside a pid namespace kill(-1) would reach every process of this user
+        return
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(100_000):
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def main(path: str) -> int:
@@ -130,13 +148,13 @@ def main(path: str) -> int:
     for exercise in program["exercises"]:
         channel.write(json.dumps({"exercise": exercise["id"], "start": True}) + "\n")
         channel.flush()
-        signal.setitimer(signal.ITIMER_REAL, exercise["timeout"])
         try:
             line = _run_exercise(ns, exercise, originals, armed)
         except ExerciseTimeout:
             line = {"exercise": exercise["id"], "timeout": exercise["timeout"], "stage": "probe"}
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            kill_leftovers()
         channel.write(json.dumps(line) + "\n")
         channel.flush()
     return 0

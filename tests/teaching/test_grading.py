@@ -281,8 +281,7 @@ def writer(subs, package):
     return solved(ex01_1=(
         "import os\n"
         f"for p in {[str(t) for t in targets]!r}:\n"
-        "    try:\n        os.makedirs(os.path.dirname(p), exist_ok=True)\n"
-        "        open(p, 'a').write('student,total\\nwriter,999\\n')\n        print('WROTE', p)\n"
+        "    try:\n        open(p, 'a').write('student,total\\nwriter,999\\n')\n        print('WROTE', p)\n"
         "    except OSError as e:\n        print('refused', p, e)\n"
         "open('/scratch/mine.txt', 'w').write('my own scratch is fine')\n"
         "def add(a, b):\n    return a + b"))
@@ -327,7 +326,7 @@ def graded(tmp_path_factory):
     package_files = sorted(p.name for p in package.iterdir())
     messages = []
     start = time.monotonic()
-    table = grading.grade(subs, source.parent, options=grading.Options(cell_timeout=4, notebook_timeout=60, jobs=2),
+    table = grading.grade(subs, source.parent, options=grading.Options(cell_timeout=4, notebook_timeout=600, jobs=2),
                           keep=root / "kept", print_fn=messages.append)
     seconds = time.monotonic() - start
     details = pd.read_csv(subs / "grades_details.csv", dtype={"exercise": str}).fillna("")
