@@ -36,8 +36,24 @@ class ExerciseTimeout(BaseException):
     """The exercise ran past its time limit (a BaseException, so that ``except Exception`` does not swallow it)."""
 
 
+_timer = {"on": False}
+
+
 def _on_alarm(signum, frame):
-    raise ExerciseTimeout()
+    if _timer["on"]:
+        raise ExerciseTimeout()
+
+
+def _start_timer(seconds: float) -> None:
+    """SIGALRM after ``seconds``, then every 0.2 s until stopped: a timeout raised where it is swallowed (in a
+    callback Python ignores exceptions from, such as an at-fork handler) is raised again."""
+    _timer["on"] = True
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
+
+
+def _stop_timer() -> None:
+    _timer["on"] = False
+    signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _resolve(dotted: str):
@@ -105,15 +121,17 @@ def _run_exercise(ns: dict, exercise: dict, originals: dict, armed: dict) -> dic
             finally:
                 _swap(armed)
         stage = "solution"
-        signal.setitimer(signal.ITIMER_REAL, exercise["timeout"])  # the student's code and the probe; not the teacher's cells
+        _start_timer(exercise["timeout"])  # the student's code and the probe; not the teacher's cells
         exec(compile(exercise["solution"], f"<solution cell {exercise['id']}>", "exec"), ns)
         stage = "probe"
         exec(compile(exercise["probe"], "<probe>", "exec"), ns)
         result = ns["probe"]()
         return {"exercise": exercise["id"], "result": json.loads(json.dumps(result))}
     except ExerciseTimeout:
+        _stop_timer()
         return {"exercise": exercise["id"], "timeout": exercise["timeout"], "stage": stage}
     except BaseException as e:  # anything the student's code raises, SystemExit and KeyboardInterrupt included
+        _stop_timer()
         where = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(where) if f.filename.startswith("<solution")), None)
         return {"exercise": exercise["id"], "error": _error(e), "stage": stage, "line": line}
@@ -153,7 +171,7 @@ def main(path: str) -> int:
         except ExerciseTimeout:
             line = {"exercise": exercise["id"], "timeout": exercise["timeout"], "stage": "probe"}
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _stop_timer()
             kill_leftovers()
         channel.write(json.dumps(line) + "\n")
         channel.flush()

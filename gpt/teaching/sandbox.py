@@ -194,8 +194,24 @@ def _map_users(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     proc.stdin.close()
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (for unshare: the first process of the sandbox's pid namespace)."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
 def _kill(proc: subprocess.Popen) -> None:
-    """Kill the run's process group (the namespace's first process dies with unshare, and takes the rest)."""
+    """Kill the run: the namespace's first process (the kernel then kills every process in its pid namespace,
+    even one that left the process group), then the process group."""
+    for child in _children(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
