@@ -34,7 +34,7 @@ import re
 from pathlib import Path
 
 from ..io.files import atomic_dir, atomic_write_text, display_path
-from .classroom import ClassroomError, check_notebook, exercises_table, source_notebooks
+from .classroom import ClassroomError, cell_source, check_notebook, exercises_table, read_notebook, source_notebooks
 from .course import course_root
 
 
@@ -116,10 +116,6 @@ def set_badges_in_file(path: str | os.PathLike, repo: str | None = None, ref: st
     return new != text
 
 
-def _source(cell: dict) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
 def _set_source(cell: dict, text: str) -> None:
     cell["source"] = text.splitlines(keepends=True)
 
@@ -128,18 +124,18 @@ def _pin(nb: dict, name: str, repo: str | None, ref: str | None) -> dict:
     """``nb`` (changed in place) with the setup cell's COURSE_REPO / COURSE_REF and every badge set."""
     repo, ref = (check_repo(repo) if repo else None), (check_ref(ref) if ref else None)
     setup = next((c for c in nb.get("cells", []) if c["cell_type"] == "code"), None)
-    text = _source(setup) if setup else ""
+    text = cell_source(setup) if setup else ""
     if not re.search(SETUP_LINE.format(name="COURSE_REF"), text, flags=re.MULTILINE):
         raise ClassroomError(f"{name}: its first code cell is not the setup cell (no COURSE_REF line)")
     for constant, value in (("COURSE_REPO", repo and f"https://github.com/{repo}"), ("COURSE_REF", ref)):
         if value:  # json.dumps: a string literal, whatever the value holds (check_* allow no quotes anyway)
             text = re.sub(SETUP_LINE.format(name=constant), lambda m, c=constant, v=value: f"{c} = {json.dumps(v)}",
                           text, flags=re.MULTILINE)
-    if text != _source(setup):
+    if text != cell_source(setup):
         _set_source(setup, text)
     for cell in nb["cells"]:
-        if cell["cell_type"] == "markdown" and COLAB_LINK.search(_source(cell)):
-            _set_source(cell, set_badges(_source(cell), repo, ref))
+        if cell["cell_type"] == "markdown" and COLAB_LINK.search(cell_source(cell)):
+            _set_source(cell, set_badges(cell_source(cell), repo, ref))
     return nb
 
 
@@ -148,7 +144,7 @@ def set_setup_constants(path: str | os.PathLike, repo: str | None = None, ref: s
     and every Colab badge (which opens the handout). True if the file changed."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    new = notebook_text(_pin(_read(path), path.name, repo, ref))
+    new = notebook_text(_pin(read_notebook(path), path.name, repo, ref))
     if new == text:
         return False
     atomic_write_text(path, new)
@@ -156,13 +152,6 @@ def set_setup_constants(path: str | os.PathLike, repo: str | None = None, ref: s
 
 
 # ---------------------------------------------------------------- the handout of a solved notebook
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClassroomError(f"{path} is not a readable notebook ({e})") from e
 
 
 def notebook_text(nb: dict) -> str:
@@ -198,7 +187,7 @@ def _blank_regions(text: str, where: str) -> tuple[str, bool]:
 
 def _add_banner(cell: dict) -> None:
     """The handout's note, as a paragraph right under the badge (or the title) of the first markdown cell."""
-    lines = _source(cell).split("\n")
+    lines = cell_source(cell).split("\n")
     at = next((i for i, line in enumerate(lines) if BADGE_MARK in line), 0) + 1
     _set_source(cell, "\n".join(lines[:at] + ["", BANNER] + lines[at:]))
 
@@ -209,7 +198,7 @@ def make_handout(solved: dict, name: str = "notebook") -> dict:
     for i, cell in enumerate(nb.get("cells", [])):
         if cell["cell_type"] != "code":
             continue
-        text, changed = _blank_regions(_source(cell), f"{name} cell {i}")
+        text, changed = _blank_regions(cell_source(cell), f"{name} cell {i}")
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if changed:
             _set_source(cell, text)
@@ -224,7 +213,7 @@ def make_handout(solved: dict, name: str = "notebook") -> dict:
 def handout_text(solved_path: str | os.PathLike) -> str:
     """The handout file's text for the solved notebook at ``solved_path``."""
     path = Path(solved_path)
-    return notebook_text(make_handout(_read(path), path.name))
+    return notebook_text(make_handout(read_notebook(path), path.name))
 
 
 def write_handouts(source: str | os.PathLike | None = None, out: str | os.PathLike | None = None, *,
@@ -271,7 +260,7 @@ def release(out: str | os.PathLike, source=None, *, overwrite: bool = False, rep
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:  # refuses an existing folder before any work
         for path in notebooks:
-            handout = make_handout(_read(path), path.name)
+            handout = make_handout(read_notebook(path), path.name)
             if repo or ref:
                 _pin(handout, path.name, repo, ref)
             (tmp / path.name).write_text(notebook_text(handout), encoding="utf-8")

@@ -1,27 +1,18 @@
-"""gpt.teaching.classroom: the exercises' format and grading with nbgrader (release: gpt.teaching.handouts).
+"""gpt.teaching.classroom: the exercises' format (handouts and release: test_handouts.py; grading: test_grading.py).
 
-The release/grade tests use a tiny two-exercise notebook built here, so they run in seconds; the
-course's own notebooks are graded in tests/teaching/test_classroom_course.py. Without nbgrader (the
-[classroom] extra) those tests skip; the format tests need only nbformat.
+The tests use a tiny two-exercise notebook built here, so they run in seconds; the course's own
+notebooks are graded in tests/teaching/test_classroom_course.py. They need only nbformat.
 """
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
-import pandas as pd
 import pytest
 
 nbformat = pytest.importorskip("nbformat", reason='the tests build notebooks with nbformat: pip install -e ".[dev]"')
 
-from gpt.teaching import classroom, handouts  # noqa: E402
+from gpt.teaching import classroom  # noqa: E402
 from gpt.teaching.classroom import ClassroomError, check_notebook  # noqa: E402
-from gpt.errors import OutputExistsError  # noqa: E402
-from gpt.runtime.tools import tool_dirs  # noqa: E402
-
-NO_NBGRADER = 'the [classroom] extra (nbgrader) is not installed: pip install -e ".[classroom]"'
 
 SETUP = 'COURSE_REPO = "https://example.org/course"\nCOURSE_REF = "abc123"\nx = 1'
 
@@ -124,176 +115,3 @@ def test_the_course_notebooks_each_have_three_to_five_exercises():
         exercises = check_notebook(path)
         assert 3 <= len(exercises) <= 5, f"{path.name} has {len(exercises)} exercises"
         assert [e.id for e in exercises] == [f"{path.name[:2]}.{k}" for k in range(1, len(exercises) + 1)]
-
-
-def test_grades_table_pivots_points_and_sums_them():
-    details = pd.DataFrame([
-        {"student": s, "exercise": e, "points": p, "max_points": m}
-        for s, e, p, m in [("a", "01.1", 1, 1), ("a", "01.2", 0, 2), ("b", "01.1", 0, 1), ("b", "01.2", 2, 2)]])
-    table = classroom.grades_table(details)
-    assert table.loc["a"].tolist() == [1, 0, 1, 3] and table.loc["b"].tolist() == [0, 2, 2, 3]
-
-
-def test_missing_nbgrader_gives_the_install_command(monkeypatch, tmp_path):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_nbgrader(name, *args, **kwargs):
-        if name == "nbgrader":
-            raise ImportError("no nbgrader")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_nbgrader)
-    (tmp_path / "subs" / "alice").mkdir(parents=True)
-    with pytest.raises(ClassroomError, match=r"pip install -e \"\.\[classroom\]\""):
-        classroom.grade(tmp_path / "subs", tmp_path)
-
-
-# ---------------------------------------------------------------- release and grade (nbgrader)
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    pytest.importorskip("nbgrader", reason=NO_NBGRADER)
-    root = tmp_path_factory.mktemp("classroom")
-    source = write(toy_notebook(), root / "source" / "01_toy.ipynb").parent
-    released = root / "released"
-    handouts.release(released, source, ref="v9.9")
-    return root, source, released
-
-
-def test_release_writes_student_versions(toy):
-    root, source, released = toy
-    nb = json.loads((released / "01_toy.ipynb").read_text())
-    text = "\n".join("".join(c["source"]) for c in nb["cells"])
-    assert "raise NotImplementedError()" in text and "return a + b" not in text and "return 2 * a" not in text
-    assert "BEGIN HIDDEN TESTS" not in text and "add(-1, 1)" not in text and "assert add(1, 2) == 3" in text
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")  # the toy has none to keep
-    assert 'COURSE_REF = "v9.9"' in text and 'COURSE_REPO = "https://example.org/course"' in text
-    assert pd.read_csv(released / "exercises.csv", dtype=str).to_dict("list") == {
-        "notebook": ["01_toy", "01_toy"], "exercise": ["01.1", "01.2"], "title": ["add", "double"], "points": ["1", "2"]}
-
-
-def test_release_refuses_an_existing_folder(toy):
-    root, source, released = toy
-    before = (released / "01_toy.ipynb").read_bytes()
-    with pytest.raises(OutputExistsError, match="--overwrite"):
-        handouts.release(released, source)
-    assert (released / "01_toy.ipynb").read_bytes() == before
-
-
-@pytest.fixture(scope="module")
-def graded(toy):
-    """One grading run over seven students: every way a submission can go."""
-    root, source, released = toy
-    student = json.loads((released / "01_toy.ipynb").read_text())
-    subs = root / "submissions"
-    write(toy_notebook(), subs / "full" / "01_toy.ipynb")
-    write(student, subs / "blank" / "01_toy.ipynb")
-    write(set_cell(student, "ex01_2", "def double(a):\n    return a * 2"), subs / "one" / "nested" / "01_toy.ipynb")
-    write(set_cell(student, "ex01_2", "def double(a):\n    return a + 2"), subs / "wrong" / "01_toy.ipynb")
-    noisy = "def double(a):\n    import sys\n    print('careful', file=sys.stderr)\n    return 2 * a"
-    write(set_cell(student, "ex01_2", noisy), subs / "stderr" / "01_toy.ipynb")
-    write(set_cell(student, "ex01_1", "import os\nos._exit(1)"), subs / "crash" / "01_toy.ipynb")
-    loop = set_cell(student, "ex01_1", "def add(a, b):\n    while True:\n        pass")
-    write(set_cell(loop, "ex01_2", "def double(a):\n    return a * 2"), subs / "loop" / "01_toy.ipynb")
-    # the hidden test is put back by nbgrader: a student who deletes it from a locked cell gains nothing
-    write(set_cell(set_cell(student, "ex01_1", "def add(a, b):\n    return 3"), "ex01_1_test", "pass"),
-          subs / "tamper" / "01_toy.ipynb")
-    (subs / "junk").mkdir()
-    (subs / "junk" / "01_toy.ipynb").write_text("this is not json")
-    (subs / "missing").mkdir()
-    messages = []
-    # the loop is interrupted after cell_timeout; every other cell here runs in milliseconds, even on a busy machine
-    table = classroom.grade(subs, source, cell_timeout=10, keep=root / "kept", print_fn=messages.append)
-    return table, pd.read_csv(subs / "grades_details.csv", dtype={"exercise": str}).fillna(""), subs, root, messages
-
-
-def test_grade_scores_each_student(graded):
-    table = graded[0]
-    assert table[["01.1", "01.2", "total", "max"]].to_dict("index") == {
-        "full": {"01.1": 1, "01.2": 2, "total": 3, "max": 3},
-        "blank": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "one": {"01.1": 0, "01.2": 2, "total": 2, "max": 3},
-        "wrong": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "stderr": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "crash": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "loop": {"01.1": 0, "01.2": 2, "total": 2, "max": 3},
-        "tamper": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "junk": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-        "missing": {"01.1": 0, "01.2": 0, "total": 0, "max": 3},
-    }
-
-
-def test_grade_gives_the_reason_for_every_lost_point(graded):
-    details = graded[1].set_index(["student", "exercise"])["reason"]
-    assert details[("full", "01.1")] == "" and details[("one", "01.2")] == ""
-    assert details[("blank", "01.1")] == "not answered (NotImplementedError)"
-    assert details[("wrong", "01.2")].startswith("AssertionError")
-    assert details[("stderr", "01.2")] == "wrote to stderr, which nbgrader scores as a failure: careful"
-    assert details[("crash", "01.2")] == "crashed (the kernel died)"
-    assert details[("loop", "01.1")].startswith("timed out")
-    assert details[("tamper", "01.1")].startswith("AssertionError")
-    assert details[("junk", "01.1")].startswith("not a notebook")
-    assert details[("missing", "01.1")] == "not submitted"
-
-
-def test_grade_writes_the_table_and_keeps_the_executed_notebooks(graded):
-    table, details, subs, root, messages = graded
-    written = pd.read_csv(subs / "grades.csv", index_col="student")
-    assert written["total"].to_dict() == table["total"].to_dict()
-    kept = nbformat.read(root / "kept" / "one" / "01_toy.ipynb", as_version=4)
-    assert any(o.get("text") == "the end 1\n" for c in kept.cells for o in c.get("outputs", []))
-    with pytest.raises(OutputExistsError, match="--overwrite"):
-        classroom.grade(subs, root / "source")
-
-
-def test_grade_refuses_a_folder_without_students(tmp_path):
-    with pytest.raises(ClassroomError, match="no student subfolders"):
-        classroom.grade(tmp_path, tmp_path)
-
-
-# ---------------------------------------------------------------- nbgrader's processes
-
-
-def not_activated_env() -> dict:
-    """This environment as a shell that has not activated this Python's venv sees it: its folders not on PATH."""
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", os.defpath).split(os.pathsep) if d and d not in tool_dirs())
-    return env
-
-
-def gpt_command(*args, cwd, env):
-    return subprocess.run([sys.executable, "-m", "gpt", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=1800)  # a hang guard only
-
-
-def test_commands_work_with_this_python_called_by_path_and_its_venv_not_activated(toy, tmp_path):
-    """`/path/to/venv/bin/python -m gpt classroom release|grade` from a shell without the venv on PATH: nbgrader,
-    the alembic it starts by name and the notebook kernel come from this Python's environment."""
-    root, source, released = toy
-    env = not_activated_env()
-    done = gpt_command("classroom", "release", tmp_path / "released", "--source", source, cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "raise NotImplementedError()" in (tmp_path / "released" / "01_toy.ipynb").read_text()
-    write(toy_notebook(), tmp_path / "subs" / "full" / "01_toy.ipynb")
-    write(json.loads((released / "01_toy.ipynb").read_text()), tmp_path / "subs" / "blank" / "01_toy.ipynb")
-    done = gpt_command("classroom", "grade", tmp_path / "subs", "--source", source, cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert pd.read_csv(tmp_path / "subs" / "grades.csv", index_col="student")["total"].to_dict() == {"blank": 0, "full": 3}
-
-
-def test_a_failing_nbgrader_shows_the_end_of_its_traceback(tmp_path):
-    """nbgrader logs its traceback and then 'see the above traceback': the error must hold the traceback itself."""
-    pytest.importorskip("nbgrader", reason=NO_NBGRADER)
-    source = write(toy_notebook(), tmp_path / "source" / "01_toy.ipynb").parent
-    config = (classroom.course_root() / "notebooks" / "nbgrader_config.py").read_text()
-    unreachable = tmp_path / "no" / "such" / "folder" / "gradebook.db"
-    (source / "nbgrader_config.py").write_text(f'{config}\nc.CourseDirectory.db_url = "sqlite:///{unreachable}"\n')
-    write(toy_notebook(), tmp_path / "subs" / "alice" / "01_toy.ipynb")
-    with pytest.raises(ClassroomError) as e:
-        classroom.grade(tmp_path / "subs", source)
-    message = str(e.value)
-    assert "nbgrader generate_assignment failed on 01_toy.ipynb" in message
-    assert "sqlite3.OperationalError" in message and "unable to open database file" in message, message
-    assert not (tmp_path / "subs" / "grades.csv").exists()
