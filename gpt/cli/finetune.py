@@ -26,9 +26,10 @@ from ..experiments.compare import run_recipe
 from ..experiments.runner import (COMMITTED, FINETUNE_OUT, INTERRUPTED, LORA_RANKS, ExperimentConfig, base_sha256, check_base,
                                   check_checkpoint, checkpoint_folder, run_experiment, run_in_child, run_job)
 from ..io.files import sha256_file
-from ..finetune import ALL_STRATEGIES, FinetuneConfig, default_config
+from ..finetune import ALL_STRATEGIES, FinetuneConfig, check_lora_rank, default_config
+from ..io.weights import read_checkpoint
 from ..finetune_config import ONLY_FOR
-from ..io.files import check_output
+from ..io.files import check_output, display_path
 from ..runtime.device import pick_device
 from ..runtime.profile import get_profile
 from ..teaching.reference import reference_path
@@ -78,6 +79,9 @@ def _cmd_finetune(args) -> int:
             check_checkpoint(args.checkpoint)
         if args.base:
             check_base(args.base, args.checkpoint)
+        elif args.strategy == "lora":  # the rank against the model's width, before any run (--base: when its model is built)
+            ckpt = args.checkpoint or reference_path()
+            check_lora_rank(configs[0].r, read_checkpoint(ckpt)[0].n_embd, source=display_path(ckpt))
     recipes = {configs[0].label: run_recipe(configs[0].to_dict(), base_sha256(configs[0], args.checkpoint or None, args.base or None))}
     done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume, recipes=recipes)
     if args.resume:
