@@ -143,3 +143,18 @@ def test_overwrite_replaces_only_when_complete_and_ctrl_c_resumes(env, capsys, m
     assert read_training_state(env / "run")["step"] == 8
     assert json.loads((env / "run" / "model_card.json").read_text())["steps"] == 8
     assert sorted(p.name for p in env.iterdir() if p.name.startswith(".run")) == []  # no staging, no lock, no old copy left
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_any_work(env, capsys, monkeypatch):
+    import gpt.cli.pretrain as cli
+
+    monkeypatch.setattr(cli, "load_pretraining_ids", lambda *a, **k: pytest.fail("worked before checking the memory"))
+    rc, _, err = run(capsys, ["pretrain", *TINY, "--steps", "3", "--out", "run", "--batch-size", "100000000"])
+    assert rc == 2 and "error: --batch-size 100000000 needs at least " in err and "lower --batch-size to " in err, err
+    assert not (env / "run").exists()
+    import gpt.cli.dapt as dapt
+
+    monkeypatch.setattr(dapt, "load_splits", lambda *a, **k: pytest.fail("worked before checking the memory"))
+    rc, _, err = run(capsys, ["dapt", "--steps", "1", "--batch-size", "100000", "--out", "d", "--device", "cpu"])
+    assert rc == 2 and "error: --batch-size 100000 needs at least " in err and "is available on this machine" in err, err
+    assert not (env / "d").exists()

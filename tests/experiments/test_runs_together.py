@@ -111,7 +111,7 @@ def test_a_label_keeps_one_configuration(tmp_path):
     _fake_run(tmp_path, 1)
     same = run_recipe(default_config("head", seed=2).to_dict(), "abc")
     R.check_results_dir(tmp_path, [("head", 2)], recipes={"head": same})
-    how = default_config("head", seed=2, device="cuda", precision="bf16", pad_to_multiple_of=None, attn_impl="math")
+    how = default_config("head", seed=2, device="cuda", precision="bf16", pad_to_multiple_of=None, attn_impl="explicit")
     R.check_results_dir(tmp_path, [("head", 2)], recipes={"head": run_recipe(how.to_dict(), "abc")})  # how, not what
     other = run_recipe(default_config("head", seed=2, lr=0.5).to_dict(), "abc")
     with pytest.raises(ConfigError) as e:
