@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import GPTError
+from .files import OutputError
 
 try:
     import fcntl
@@ -141,6 +142,15 @@ def _try_exclusive(lock: Path, path: Path, mine: bytes) -> int | None:
     return None
 
 
+def _take(take, lock: Path, path: Path, mine: bytes) -> int | None:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        return take(lock, path, mine)
+    except OSError as e:
+        raise OutputError(f"{path} cannot be written: its lock {lock} cannot be created ({e.strerror or e}); "
+                          "choose a writable location") from e
+
+
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike, *, command: str | None = None, wait: float = 0.0, what: str = "") -> Iterator[Path]:
     """Hold the lock of ``path`` while the block runs (see the module's doc); yields the lock file.
@@ -149,11 +159,10 @@ def output_lock(path: str | os.PathLike, *, command: str | None = None, wait: fl
     ``what`` names the output in that message (default: ``path``)."""
     path = Path(path)
     lock = lock_path(path.absolute())
-    lock.parent.mkdir(parents=True, exist_ok=True)
     mine = _my_info(command)
     deadline = time.monotonic() + wait
     take = _try_flock if fcntl is not None else _try_exclusive
-    while (fd := take(lock, path, mine)) is None:
+    while (fd := _take(take, lock, path, mine)) is None:
         if time.monotonic() >= deadline:
             holder = _read_info(lock)
             raise OutputLockedError(

@@ -113,3 +113,12 @@ def test_parallel_read_modify_writes_all_land(tmp_path):
     assert all(p.wait(timeout=600) == 0 for p in procs)
     rows = json.loads(path.read_text())
     assert sorted(rows) == sorted(f"{n}{i}" for n in "abcd" for i in range(10))
+
+
+def test_an_unwritable_place_is_a_clear_error(tmp_path):
+    from gpt.io.files import OutputError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="its lock .* cannot be created .*choose a writable location"):
+        with output_lock(tmp_path / "afile" / "run"):
+            pass
