@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BUSY, OtherLoad, run_info, time_training_when_quiet, write_results  # noqa: E402
 
-from gpt.data import PRETRAIN_BOOKS, load_pretraining_texts, load_sms_spam, load_the_verdict  # noqa: E402
+from gpt.data import load_pretraining_texts, load_the_verdict  # noqa: E402
+from gpt.io.downloads import PRETRAIN_BOOKS  # noqa: E402
+from gpt.io.sms_files import load_sms_spam  # noqa: E402
 from gpt.model import GPTConfig  # noqa: E402
 from gpt.tokenizer import course_tokenizer, gpt2_tokenizer, tokenizer_fingerprint, train_bpe  # noqa: E402
 

@@ -24,10 +24,16 @@ def is_finite_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def check_whole_number(name: str, value, minimum: int | None = None) -> None:
-    """``value`` is a whole number (>= ``minimum``)."""
-    if not is_whole_number(value) or (minimum is not None and value < minimum):
-        raise ConfigError(f"{name} must be a whole number{'' if minimum is None else f' >= {minimum}'}, got {value!r}")
+def check_whole_number(name: str, value, minimum: int | None = None, maximum: int | None = None) -> None:
+    """``value`` is a whole number (>= ``minimum``, <= ``maximum``)."""
+    if not is_whole_number(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name} must be a whole number{_bounds(minimum, maximum, False, False)}, got {value!r}")
+
+
+def check_bool(name: str, value) -> None:
+    """``value`` is True or False (not 0 / 1, not a string)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 def check_number(name: str, value, low: float | None = None, high: float | None = None, low_open: bool = False,

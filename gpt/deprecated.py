@@ -14,7 +14,7 @@ MOVED = {
     "gpt.files": "gpt.io.files", "gpt.checkpoint": "gpt.io.checkpoint", "gpt.hf": "gpt.io.hf",
     "gpt.device": "gpt.runtime.device", "gpt.distributed": "gpt.runtime.distributed", "gpt.meters": "gpt.runtime.meters",
     "gpt.speed": "gpt.runtime.speed", "gpt.progress": "gpt.runtime.progress", "gpt.profile": "gpt.runtime.profile",
-    "gpt.tools": "gpt.runtime.tools",
+    "gpt.tools": "gpt.runtime.tools", "gpt.loss": "gpt.runtime.fused_loss",
     "gpt.experiment": "gpt.experiments.runner", "gpt.lora_ablation": "gpt.experiments.ablations",
     "gpt.results": "gpt.experiments.results", "gpt.compare": "gpt.experiments.compare", "gpt.stats": "gpt.experiments.stats",
     "gpt.dapt": "gpt.experiments.dapt", "gpt.baseline": "gpt.experiments.baseline", "gpt.run_folder": "gpt.experiments.run_folder",

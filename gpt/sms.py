@@ -4,7 +4,8 @@
   1,045 / 149 / 300 for train / val / test, plus a natural test split with 13.4 % spam).
   Identical texts always land in the same split, so no message is tested on after training on it.
 * :func:`load_splits` reads them from ``data/splits/*.csv``, built once and checked against the
-  pinned sha256 of every file, so every machine trains and tests on the same messages.
+  pinned sha256 of every file, so every machine trains and tests on the same messages (the files
+  themselves, and the collection's, are :mod:`gpt.io.sms_files`).
 * :func:`natural_train` is the natural-distribution training set: every message whose text is in
   none of val, test and test_natural (4,306 messages, 12.1 % spam; the balanced train split is part of it).
 * :func:`kfold_splits` re-splits the whole collection into ``k`` folds of whole text groups: fold
@@ -15,15 +16,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
-from .data import data_dir, load_sms_spam
+from .checks import check_whole_number
 from .errors import ConfigError, DataError
-from .io.files import atomic_write_bytes, sha256_file
+from .io.sms_files import check_labels, load_sms_spam, read_split_csv, save_splits, split_files_to_rebuild, splits_dir
 
 
 LABELS = ("ham", "spam")
@@ -39,24 +36,6 @@ N_BALANCED_HAM = 747  # as many ham as there are spam messages
 # The natural test split is the balanced test split plus 819 ham messages from outside the
 # balanced set: 150 spam in 1,119 messages = 13.4 %, the collection's 747 / 5,574.
 N_NATURAL_EXTRA_HAM = 819
-# sha256 of the four CSV files written by save_splits() (pinned: the splits are identical on every machine).
-SPLIT_SHA256 = {
-    "train": "f9e24a1ad4f97f6b011ac91b415beb4573b66976a867505af7b50a4200c0dadb",
-    "val": "f4f3595de850d95461e475cead250088461b96f3cd019a71caa266aadd16a375",
-    "test": "6c0da913e632791b22bf85eec616637585b865c83819aefa40a26addb93227f6",
-    "test_natural": "cf005df63570baa2c69cf19a331d7c21cc45a745eab5ba565bb8d4c7513e0f14",
-}
-
-
-def splits_dir() -> Path:
-    """Where the split CSV files live: ``<data_dir>/splits``."""
-    return data_dir() / "splits"
-
-
-def _check_labels(df, where: str) -> None:
-    bad = sorted(set(df["label"]) - set(LABELS))
-    if bad:
-        raise DataError(f"{where}: labels must be 'ham' or 'spam', found {bad[:5]}")
 
 
 def _fill_exact(groups: list[list[int]], order: np.ndarray, target: int, what: str) -> tuple[list[int], list[int]]:
@@ -78,7 +57,7 @@ def _fill_exact(groups: list[list[int]], order: np.ndarray, target: int, what: s
 
 
 def make_splits(df=None, seed: int = SPLIT_SEED) -> dict:
-    """Build the splits from the SMS Spam Collection (``df`` from :func:`gpt.data.load_sms_spam`).
+    """Build the splits from the SMS Spam Collection (``df`` from :func:`gpt.io.sms_files.load_sms_spam`).
 
     Returns ``{"train", "val", "test", "test_natural"}`` DataFrames with columns ``label``,
     ``text`` and ``line`` (the message's 1-based line in the original file).
@@ -100,7 +79,7 @@ def make_splits(df=None, seed: int = SPLIT_SEED) -> dict:
     if df is None:
         df = load_sms_spam()
     df = df.reset_index(drop=True)
-    _check_labels(df, "SMS collection")
+    check_labels(df, "SMS collection")
     labels_per_text = df.groupby("text", sort=False)["label"].nunique()
     if (labels_per_text > 1).any():
         raise DataError(f"{int((labels_per_text > 1).sum())} texts appear with both labels; cannot split by text")
@@ -190,14 +169,12 @@ def kfold_splits(folds: int = 5, fold: int = 0, df=None, seed: int = SPLIT_SEED)
     Every message is in exactly one fold's ``test_natural``; no text is in two splits of a fold.
     Deterministic for a given ``(folds, fold, seed)``; the collection is sha256-checked on load.
     """
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= 20:
-        raise ConfigError(f"folds must be an integer from 2 to 20, got {folds!r}")
-    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
-        raise ConfigError(f"fold must be an integer from 0 to {folds - 1} (folds={folds}), got {fold!r}")
+    check_whole_number("folds", folds, minimum=2, maximum=20)
+    check_whole_number("fold", fold, minimum=0, maximum=folds - 1)  # folds - 1: the last fold
     if df is None:
         df = load_sms_spam()
     df = df.reset_index(drop=True)
-    _check_labels(df, "SMS collection")
+    check_labels(df, "SMS collection")
     rng = np.random.Generator(np.random.PCG64([seed, folds]))
 
     def order(n):
@@ -244,55 +221,21 @@ def run_splits(train_split: str = "train", fold: int | None = None, folds: int =
     return splits
 
 
-def _split_csv_bytes(df) -> bytes:
-    return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
-
-
-def save_splits(splits: dict, directory: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write each split as ``<directory>/<name>.csv`` (UTF-8, LF, quoted where needed); returns the paths."""
-    directory = Path(directory) if directory else splits_dir()
-    return {name: atomic_write_bytes(directory / f"{name}.csv", _split_csv_bytes(df)) for name, df in splits.items()}
-
-
-def read_split_csv(path: str | os.PathLike):
-    """One split file as a DataFrame (``label``, ``text``, ``line``); a label other than ham/spam is an error."""
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"split file {path} does not exist (or is not a file)")
-    try:
-        df = pd.read_csv(path, dtype={"label": str, "text": str}, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start})") from e
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
-        raise DataError(f"{path} is not a readable CSV split file ({e})") from e
-    missing = {"label", "text"} - set(df.columns)
-    if missing:
-        raise DataError(f"{path}: missing column(s) {sorted(missing)}")
-    _check_labels(df, str(path))
-    return df
-
-
 def load_splits(rebuild: bool = False, check: bool = True) -> dict:
     """The four splits, read from ``data/splits/*.csv`` (built and saved there first if missing).
 
-    With ``check``, every file's sha256 must equal the pinned :data:`SPLIT_SHA256`: a cached file
+    With ``check``, every file's sha256 must equal the pinned :data:`gpt.io.sms_files.SPLIT_SHA256`: a cached file
     that differs is rebuilt, and a rebuild that still differs (another numpy or pandas writing
-    different bytes) raises :class:`~gpt.data.DataError` rather than training on other splits.
+    different bytes) raises :class:`~gpt.errors.DataError` rather than training on other splits.
     """
     directory = splits_dir()
     paths = {name: directory / f"{name}.csv" for name in SPLIT_NAMES}
-
-    def matches(name):
-        want = SPLIT_SHA256.get(name)
-        return paths[name].exists() and (not check or want is None or sha256_file(paths[name]) == want)
-
-    if rebuild or not all(matches(n) for n in SPLIT_NAMES):
+    if rebuild or split_files_to_rebuild(paths, check):
         save_splits(make_splits(), directory)
-        bad = [n for n in SPLIT_NAMES if not matches(n)]
+        bad = split_files_to_rebuild(paths, check)
         if bad:
             raise DataError(
-                f"the rebuilt split file(s) {bad} differ from the pinned sha256 in gpt.sms.SPLIT_SHA256: "
+                f"the rebuilt split file(s) {bad} differ from the pinned sha256 in gpt.io.sms_files.SPLIT_SHA256: "
                 "this environment produces different splits (numpy/pandas version?)"
             )
     return {name: read_split_csv(paths[name]) for name in SPLIT_NAMES}

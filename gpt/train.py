@@ -27,9 +27,9 @@ from .io.checkpoint import InterruptFlag, TrainingInterrupted
 from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
                         read_training_state, run_record, save_training_state)
 from .io.weights import load_model, read_checkpoint, save_model
-from .loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .model import GPT, count_parameters, load_state_dict_strict
 from .runtime.device import autocast, pick_device, resolve_precision
+from .runtime.fused_loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .runtime.memory import check_training_memory
 from .runtime.progress import progress_bar
 from .checks import is_whole_number
@@ -95,9 +95,9 @@ def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of ``model`` on inputs ``x`` and targets ``y`` (B, T each).
 
     The same number as ``F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())``, computed by
-    :mod:`gpt.loss` in one pass: for a :class:`GPT` whose output layer is a plain ``nn.Linear``, from
-    the hidden states and that layer's weight (:func:`~gpt.loss.linear_cross_entropy`, the logits
-    never exist in full); for any other model, from its logits (:func:`~gpt.loss.cross_entropy`)."""
+    :mod:`gpt.runtime.fused_loss` in one pass: for a :class:`GPT` whose output layer is a plain ``nn.Linear``, from
+    the hidden states and that layer's weight (:func:`~gpt.runtime.fused_loss.linear_cross_entropy`, the logits
+    never exist in full); for any other model, from its logits (:func:`~gpt.runtime.fused_loss.cross_entropy`)."""
     head = getattr(model, "lm_head", None)
     if isinstance(model, GPT) and type(head) is nn.Linear and head.bias is None:
         h = model.hidden_states(x)  # (B, T, C)

@@ -12,6 +12,8 @@ import torch
 from gpt import finetune as FT
 from gpt.classifier import set_trainable
 from gpt.errors import CheckpointError, ConfigError
+from gpt.io.checkpoint import STATE_FILE
+from gpt.io.finetune_checkpoint import CHECKPOINT_WEIGHTS
 from gpt.lora import apply_lora
 from gpt.model import count_parameters
 from helpers_classify import tiny_classifier, toy_splits
@@ -235,7 +237,7 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     real_write = gpt.io.checkpoint.write_file
 
     def crash_after_the_first_file(path, data):  # the tensors are written, then the disk is full
-        if path.name == FT.STATE_FILE:
+        if path.name == STATE_FILE:
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
@@ -260,7 +262,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         run(cfg("head", epochs=1, lr=2e-2), resume=True)
     with pytest.raises(CheckpointError, match="frozen"):
         run(cfg("head", epochs=1), resume=True, model=tiny_classifier(seed=5))
-    state = tmp_path / "ck" / FT.STATE_FILE
+    state = tmp_path / "ck" / STATE_FILE
     state.write_text(state.read_text()[:100])
     with pytest.raises(CheckpointError, match="state.json is not valid JSON"):
         run(cfg("head", epochs=1), resume=True)
@@ -270,7 +272,7 @@ def test_resume_refuses_a_damaged_tensor_file(tmp_path):
     model = tiny_classifier()
     set_trainable(model, "head")
     FT.finetune(model, toy_splits(), cfg("head", epochs=1), progress=False, checkpoint_dir=tmp_path / "ck")
-    weights = tmp_path / "ck" / FT.CHECKPOINT_WEIGHTS
+    weights = tmp_path / "ck" / CHECKPOINT_WEIGHTS
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
@@ -323,7 +325,7 @@ def test_resume_type_checks_the_state(tmp_path, change, phrase):
         return FT.finetune(model, toy_splits(), cfg("head", epochs=2), progress=False, checkpoint_dir=tmp_path / "ck", resume=resume)
 
     run()
-    path = tmp_path / "ck" / FT.STATE_FILE
+    path = tmp_path / "ck" / STATE_FILE
     state = json.loads(path.read_text())
     assert state["epoch"] == 2
     state.update(change)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from gpt import sms
-from gpt.data import sha256_file
+from gpt.io import sms_files
+from gpt.io.files import sha256_file
 from gpt.errors import ConfigError, DataError
 
 
@@ -34,26 +35,26 @@ def test_splits_sizes_labels_and_disjoint_texts(splits):
 
 
 def test_splits_are_deterministic_and_pinned(splits, tmp_path):
-    a = sms.save_splits(sms.make_splits(), tmp_path / "a")
-    b = sms.save_splits(sms.make_splits(), tmp_path / "b")
+    a = sms_files.save_splits(sms.make_splits(), tmp_path / "a")
+    b = sms_files.save_splits(sms.make_splits(), tmp_path / "b")
     for name in sms.SPLIT_NAMES:
         assert a[name].read_bytes() == b[name].read_bytes()
-        assert sha256_file(a[name]) == sms.SPLIT_SHA256[name]
-        pd.testing.assert_frame_equal(sms.read_split_csv(a[name]), splits[name])
+        assert sha256_file(a[name]) == sms_files.SPLIT_SHA256[name]
+        pd.testing.assert_frame_equal(sms_files.read_split_csv(a[name]), splits[name])
 
 
 def test_a_damaged_cached_split_is_rebuilt(splits):
-    path = sms.splits_dir() / "val.csv"
+    path = sms_files.splits_dir() / "val.csv"
     path.write_text("label,text\nham,changed\n")
     again = sms.load_splits()
     pd.testing.assert_frame_equal(again["val"], splits["val"])
-    assert sha256_file(path) == sms.SPLIT_SHA256["val"]
+    assert sha256_file(path) == sms_files.SPLIT_SHA256["val"]
 
 
 def test_split_csv_keeps_awkward_texts(tmp_path):
     df = pd.DataFrame({"label": ["ham"] * 4, "text": ['"quoted" start', "NA", "tab\there, comma", "null"], "line": [1, 2, 3, 4]})
-    path = sms.save_splits({"x": df}, tmp_path)["x"]
-    pd.testing.assert_frame_equal(sms.read_split_csv(path), df)
+    path = sms_files.save_splits({"x": df}, tmp_path)["x"]
+    pd.testing.assert_frame_equal(sms_files.read_split_csv(path), df)
     assert not list(tmp_path.glob(".*")), "no temporary file is left behind"
 
 
@@ -70,7 +71,7 @@ def test_bad_labels_are_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"label": ["ham", "eggs"], "text": ["hi", "there"]}).to_csv(bad, index=False)
     with pytest.raises(DataError, match="eggs"):
-        sms.read_split_csv(bad)
+        sms_files.read_split_csv(bad)
     with pytest.raises(DataError, match="eggs"):
         sms.make_splits(pd.DataFrame({"label": ["ham", "eggs"], "text": ["a", "b"]}))
     with pytest.raises(DataError, match="both labels"):
@@ -94,12 +95,12 @@ def test_unreadable_split_files(tmp_path, content, phrase):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DataError, match=phrase):
-        sms.read_split_csv(path)
+        sms_files.read_split_csv(path)
 
 
 def test_a_folder_is_not_a_split_file(tmp_path):
     with pytest.raises(DataError, match="not a file"):
-        sms.read_split_csv(tmp_path)
+        sms_files.read_split_csv(tmp_path)
 
 
 # --- the natural training set and the k-fold re-split -------------------------------------------

@@ -7,7 +7,7 @@ import math
 import os
 import shlex
 
-from ..data import PRETRAIN_BOOKS, REGISTRY
+from ..io.downloads import PRETRAIN_BOOKS, REGISTRY
 from ..errors import ConfigError
 
 DEFAULT_CHECKPOINT_INTERVAL = 500

@@ -15,9 +15,10 @@ from ..experiments.dapt import DEFAULT_OUT, HELDOUT_FRACTION, dapt
 from ..experiments import dapt as library
 from ..io.files import atomic_dir, check_output, display_path
 from ..io.lock import output_lock
+from ..io.sms_files import splits_dir
 from ..runtime.device import pick_device
 from ..runtime.memory import check_training_memory
-from ..sms import load_splits, splits_dir
+from ..sms import load_splits
 from ..teaching.reference import machine_description, reference_path
 from ..tokenizer import course_tokenizer, tokenizer_fingerprint
 from ..io.weights import load_model, read_checkpoint, save_model

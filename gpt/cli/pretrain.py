@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import REGISTRY, fetch, load_pretraining_ids, load_pretraining_texts
+from ..data import load_pretraining_ids, load_pretraining_texts
+from ..io.downloads import REGISTRY, fetch
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from ..io.checkpoint import TrainingInterrupted
 from ..io.files import atomic_dir, check_output, replace_dir, sha256_file

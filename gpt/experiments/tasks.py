@@ -59,7 +59,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..data import PRETRAIN_BOOKS, REGISTRY, load_book, tokenize_to_array
+from ..data import load_book, tokenize_to_array
+from ..io.downloads import PRETRAIN_BOOKS, REGISTRY
 from ..tokenizer import course_tokenizer, tokenizer_fingerprint
 
 

@@ -3,9 +3,10 @@
 * :func:`check_output` is called by every command for every output path *before* any expensive work:
   an existing output is refused unless the caller allows overwriting, and an output whose folder
   cannot be written is reported at once, not after an hour of training.
-* :func:`atomic_write_bytes` / :func:`atomic_write_text` write a file in one step: the bytes go to a
-  temporary file next to the target, are flushed to disk (``fsync``) and then renamed over the target.
-  A crash leaves either the old file or the new one, never a half-written one.
+* :func:`atomic_file` (and :func:`atomic_write_bytes` / :func:`atomic_write_text` built on it) write a
+  file in one step: the bytes go to a temporary file next to the target, are flushed to disk (``fsync``)
+  and then renamed over the target. A crash leaves either the old file or the new one, never a half-written one.
+* :func:`sha256_file` / :func:`sha256_bytes`: the package's one sha256 helper.
 * :func:`atomic_dir` does the same for a folder of files (a checkpoint, an adapter): everything is
   written into a temporary folder that replaces the target in one rename.
 """
@@ -23,7 +24,8 @@ from typing import Iterator
 
 from ..errors import GPTError, OutputExistsError
 
-__all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "replace_dir", "fsync_dir", "OutputError"]
+__all__ = ["check_output", "atomic_file", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "replace_dir", "fsync_dir",
+           "OutputError", "sha256_bytes", "sha256_file"]
 
 
 class OutputError(GPTError, OSError):
@@ -100,29 +102,64 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` in one step (temporary file, fsync, rename); creates parent folders."""
+class AtomicFile:
+    """The open temporary file of :func:`atomic_file`: ``write`` it; a write the disk refuses is an :class:`OutputError`."""
+
+    def __init__(self, f, path: Path, temporary: Path):
+        self.f, self.path, self.temporary = f, path, temporary
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            raise OutputError(_explain(e, self.path)) from e
+
+    def sync(self) -> None:
+        """Flush what was written to disk (``fsync``), e.g. before reading the temporary file back."""
+        try:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError as e:
+            raise OutputError(_explain(e, self.path)) from e
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[AtomicFile]:
+    """Write a file in one step: ``with atomic_file(path) as f: f.write(data)``; creates parent folders.
+
+    The bytes go to a temporary file ``.<name>.<random><suffix>`` next to ``path``; when the block ends
+    without an error they are flushed to disk (``fsync``) and the file is renamed over ``path``. If the
+    block raises (Ctrl-C included) the temporary file is removed and ``path`` is untouched: that is also
+    how a caller refuses what it wrote (a download whose sha256 is wrong). A failure of the disk is an
+    :class:`OutputError` (the OSError is its ``__cause__``); the block's own exceptions pass through.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the permissions a plain open() would
     except OSError as e:
         raise OutputError(_explain(e, path)) from e
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the permissions a plain open() would
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(_explain(e, path)) from e
+            out = AtomicFile(f, path, Path(tmp))
+            yield out
+            out.sync()
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError(_explain(e, path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` in one step (:func:`atomic_file`: temporary file, fsync, rename); creates parent folders."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,25 +1,16 @@
-"""Adapter files: a trained LoRA adapter saved small, and loaded onto a base model.
+"""Adapters: what a trained LoRA adapter holds, saved small, and loaded onto a base model.
 
-Two formats, both a folder of two files written in one step (both appear together or not at all):
-the course's (``format="course"``, the default, below) and Hugging Face PEFT's (``format="peft"``:
-what ``PeftModel.from_pretrained(model, path)`` reads, see :func:`save_adapter`). :func:`load_adapter`
-reads both, also folders that PEFT's ``save_pretrained`` wrote.
+:func:`save_adapter` gathers an adapter from a model -- the LoRA factors (``<layer>.lora_A.weight``,
+``<layer>.lora_B.weight``), DoRA's magnitude vectors (``<layer>.lora_magnitude_vector``), and every
+deliberately trainable non-LoRA tensor (e.g. a classification head ``head.weight``) -- with the LoRA
+settings under PEFT's names, and writes it as a folder of two files in the course's format or in
+Hugging Face PEFT's (the files themselves are :mod:`gpt.io.adapters`). :func:`load_adapter` puts an
+adapter saved either way (or by PEFT's ``save_pretrained``) onto a model: it wraps the layers the
+adapter names with :class:`~gpt.lora.layer.LoRALinear` if the model has none yet, and copies the tensors in.
 
-The course's format:
-
-* ``adapter_model.safetensors`` -- the LoRA factors (``<layer>.lora_A.weight``, ``<layer>.lora_B.weight``)
-  plus every deliberately trainable non-LoRA tensor (e.g. a classification head ``head.weight``);
-  keys are the model's own state-dict keys (PEFT prefixes them with ``base_model.model.``; we don't).
-* ``adapter_config.json`` -- ``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules`` (the exact
-  qualified names of the wrapped layers), ``modules_to_save``, ``use_rslora``, ``use_dora``,
-  ``init_lora_weights``, ``converted_from`` (``"pissa"`` or null), ``bias`` ("none"),
-  ``base_model_name_or_path``, ``base_model_sha256`` (of the base .safetensors file), ``tensors``
-  (key -> shape), ``gpt_config`` and a free-form ``extra`` dict.
-
-DoRA's magnitude vectors are part of the adapter (``<layer>.lora_magnitude_vector``). A PiSSA model's
-frozen W is the residual, not the base file's W, so its adapter is written as the equivalent plain
-LoRA update of rank 2r for the untouched base (:func:`gpt.lora.variants.pissa_to_lora`, as PEFT's
-conversion): it loads onto the base checkpoint like any adapter.
+A PiSSA model's frozen W is the residual, not the base file's W, so its adapter is written as the
+equivalent plain LoRA update of rank 2r for the untouched base (:func:`gpt.lora.variants.pissa_to_lora`,
+as PEFT's conversion): it loads onto the base checkpoint like any adapter.
 
 Loading checks everything before a weight changes: an adapter that is damaged, incomplete, holds
 NaN/inf, or belongs to another model raises :class:`~gpt.errors.AdapterError`; an existing adapter
@@ -30,44 +21,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from ..errors import AdapterError, ConfigError, OutputExistsError
-from ..io.files import atomic_dir, check_output, sha256_file
-from .layer import LoRALinear, init_weights_name, lora_layers, lora_parameters, lora_settings_problem, wrap_layers
+from ..errors import AdapterError, ConfigError
+from ..io.adapters import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
+                           base_sha256, check_adapter_folder, read_adapter_files, write_adapter)
+from .layer import LoRALinear, check_lora_settings, init_weights_name, lora_layers, lora_parameters, wrap_layers
 from .variants import pissa_to_lora
 
 
 __all__ = ["save_adapter", "load_adapter", "read_adapter", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
            "ADAPTER_FORMATS", "PEFT_PREFIX"]
 
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_FORMAT = "gpt-course-lora"
-ADAPTER_FORMAT_VERSION = 1
 # GPTConfig fields that do not change what the weights mean; an adapter may be loaded across them.
 RUNTIME_FIELDS = ("dropout", "attn_impl")
-ADAPTER_FORMATS = ("course", "peft")
-PEFT_PREFIX = "base_model.model."  # PEFT's tensor keys: the model's own keys under this prefix
-PEFT_METADATA_KEY = "gpt_course"  # our metadata in a PEFT-format file's safetensors header (PEFT ignores it)
-
-
-def _base_sha256(base_checkpoint) -> str | None:
-    """sha256 of a base checkpoint given as a file path, or a 64-hex-digit digest passed through."""
-    if base_checkpoint is None:
-        return None
-    if Path(base_checkpoint).is_file():
-        return sha256_file(base_checkpoint)
-    if isinstance(base_checkpoint, str) and re.fullmatch(r"[0-9a-fA-F]{64}", base_checkpoint):
-        return base_checkpoint.lower()
-    raise AdapterError(f"base checkpoint {str(base_checkpoint)!r} is neither a file nor a sha256 digest; give the base model's .safetensors file")
 
 
 def _model_config(model: nn.Module) -> dict | None:
@@ -158,12 +129,8 @@ def save_adapter(
         json.dumps(extra or {}, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"extra is not JSON-serialisable ({e}); pass plain str, numbers, lists and dicts, e.g. str(path), float(x)") from e
-    folder = check_output(path, kind="dir", overwrite=overwrite, flag="overwrite=True")  # before any work
-    if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir() if p.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME))
-        if others:
-            raise OutputExistsError(f"{folder} holds files that are not part of an adapter ({others[:3]}); save the adapter into its own folder")
-    sha = _base_sha256(base_checkpoint)
+    folder = check_adapter_folder(path, overwrite)  # before any work
+    sha = base_sha256(base_checkpoint)
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     for key, t in tensors.items():
@@ -184,17 +151,8 @@ def save_adapter(
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
         "extra": extra or {},
     }
-    metadata = {"format": ADAPTER_FORMAT}
-    if format == "peft":
-        metadata = {"format": "pt", PEFT_METADATA_KEY: json.dumps(config, allow_nan=False)}
-        config = _peft_config(config)
-        tensors.update(_peft_suffix_matches(model, config["modules_to_save"] or [], tensors))
-        tensors = {PEFT_PREFIX + k: v for k, v in tensors.items()}
-    text = json.dumps(config, indent=2, allow_nan=False)
-    with atomic_dir(folder, overwrite=overwrite, flag="overwrite=True") as tmp:
-        save_file(tensors, str(tmp / ADAPTER_WEIGHTS_NAME), metadata=metadata)
-        (tmp / ADAPTER_CONFIG_NAME).write_text(text + "\n")
-    return folder
+    peft_extra = _peft_suffix_matches(model, config["modules_to_save"], tensors) if format == "peft" else None
+    return write_adapter(folder, config, tensors, format=format, overwrite=overwrite, peft_extra=peft_extra)
 
 
 def _peft_suffix_matches(model: nn.Module, modules_to_save: list[str], have: dict) -> dict[str, torch.Tensor]:
@@ -213,58 +171,12 @@ def _peft_suffix_matches(model: nn.Module, modules_to_save: list[str], have: dic
     return {k: v for k, v in extra.items() if k not in have}
 
 
-def _peft_config(course: dict) -> dict:
-    """PEFT's ``adapter_config.json`` (a ``LoraConfig``) for the course config ``course``."""
-    return {
-        "peft_type": "LORA",
-        "task_type": None,
-        "base_model_name_or_path": course["base_model_name_or_path"],
-        "r": course["r"],
-        "lora_alpha": course["lora_alpha"],
-        "lora_dropout": course["lora_dropout"],
-        "target_modules": course["target_modules"],
-        "modules_to_save": course["modules_to_save"] or None,
-        "use_rslora": course["use_rslora"],
-        "use_dora": course["use_dora"],
-        "init_lora_weights": True if course["init_lora_weights"] == "kaiming" else course["init_lora_weights"],
-        "bias": "none",
-        "lora_bias": False,
-        "fan_in_fan_out": False,
-        "inference_mode": True,
-        "rank_pattern": {},
-        "alpha_pattern": {},
-        "layers_to_transform": None,
-        "layers_pattern": None,
-    }
-
-
-def _check_adapter_config(config, source: Path) -> None:
-    """AdapterError naming the key and ``source`` for anything :func:`load_adapter` could not use."""
-    if not isinstance(config, dict):
-        raise AdapterError(f"{source} holds a JSON {type(config).__name__}, not an adapter config object")
-    if config.get("format") != ADAPTER_FORMAT:
-        raise AdapterError(f"{source} is not a {ADAPTER_FORMAT} adapter config (format={config.get('format')!r}); give a folder written by save_adapter")
-    for key in ("r", "lora_alpha", "target_modules"):
-        if key not in config:
-            raise AdapterError(f"{source} lacks the key {key!r}; the file is damaged or incomplete: save the adapter again")
-    problem = lora_settings_problem(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0), config.get("use_rslora", False),
-                            config.get("use_dora", False), config.get("init_lora_weights", "kaiming"))
-    if not problem and init_weights_name(config.get("init_lora_weights", "kaiming")) == "pissa":
-        problem = "init_lora_weights is 'pissa', but a saved adapter holds the converted plain LoRA update"
-    if problem:
-        raise AdapterError(f"{source}: {problem}; the file is damaged: save the adapter again")
-
-    def names(key: str) -> bool:
-        v = config.get(key)
-        return isinstance(v, list) and all(isinstance(s, str) and s for s in v) and len(set(v)) == len(v)
-
-    if not names("target_modules") or not config["target_modules"]:
-        raise AdapterError(f"{source}: 'target_modules' must be a non-empty list of distinct module names, got {config['target_modules']!r}")
-    if config.get("modules_to_save") is not None and not names("modules_to_save"):
-        raise AdapterError(f"{source}: 'modules_to_save' must be a list of distinct module names, got {config['modules_to_save']!r}")
-    for key, kind in (("gpt_config", dict), ("tensors", dict), ("base_model_sha256", str)):
-        if config.get(key) is not None and not isinstance(config[key], kind):
-            raise AdapterError(f"{source}: {key!r} must be a {kind.__name__} or null, got {config[key]!r}")
+def _check_saved_settings(config: dict) -> None:
+    """The LoRA settings of a saved adapter config (:func:`gpt.lora.layer.check_lora_settings`); a saved adapter is never PiSSA."""
+    check_lora_settings(config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0), config.get("use_rslora", False),
+                        config.get("use_dora", False), config.get("init_lora_weights", "kaiming"))
+    if init_weights_name(config.get("init_lora_weights", "kaiming")) == "pissa":
+        raise ConfigError("init_lora_weights is 'pissa', but a saved adapter holds the converted plain LoRA update")
 
 
 def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -272,98 +184,18 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
     or by PEFT's ``save_pretrained``: a PEFT-format folder comes back in the course's terms (the config's
     keys as the course format writes them, ``"source_format": "peft"``; keys without ``base_model.model.``).
 
-    Both are checked: :class:`AdapterError`, naming the file, for a missing folder or file, invalid
-    JSON, a damaged safetensors file, a missing or bad config key, tensors that disagree with the
-    config's ``tensors`` list, or a tensor that is not floating point or holds NaN/inf.
+    Both are checked (:func:`gpt.io.adapters.read_adapter_files`): :class:`AdapterError`, naming the file,
+    for a missing folder or file, invalid JSON, a damaged safetensors file, a missing or bad config key
+    (LoRA settings included), tensors that disagree with the config's ``tensors`` list, or a tensor that
+    is not floating point or holds NaN/inf.
     """
-    folder = Path(path)
-    if folder.is_file():
-        if folder.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
-            raise AdapterError(f"{folder} is a file, not an adapter; give the folder save_adapter wrote ({ADAPTER_CONFIG_NAME} + {ADAPTER_WEIGHTS_NAME})")
-        folder = folder.parent
-    if not folder.is_dir():
-        raise AdapterError(f"adapter folder {folder} does not exist; check the path")
-    cfg_file, weights_file = folder / ADAPTER_CONFIG_NAME, folder / ADAPTER_WEIGHTS_NAME
-    for f in (cfg_file, weights_file):
-        if not f.is_file():
-            raise AdapterError(f"{f} does not exist: {folder} is not a complete adapter folder")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # unreadable, not UTF-8, or not JSON
-        raise AdapterError(f"{cfg_file} is not valid JSON ({e}); the file is damaged: save the adapter again") from e
-    try:
-        tensors = load_file(str(weights_file))
-    except Exception as e:  # safetensors raises several types for a truncated or garbage file
-        raise AdapterError(f"{weights_file} is damaged or not a safetensors file ({e}); save the adapter again") from e
-    if isinstance(config, dict) and "peft_type" in config:
-        config, tensors = _from_peft(config, tensors, cfg_file, weights_file)
-    _check_adapter_config(config, cfg_file)
-
-    listed = config.get("tensors")
-    on_disk = {k: list(t.shape) for k, t in tensors.items()}
-    if listed is not None and listed != on_disk:
-        k = min(k for k in set(listed) | set(on_disk) if listed.get(k) != on_disk.get(k))
-        raise AdapterError(f"{weights_file} does not match {cfg_file}: tensor {k!r} has shape {on_disk.get(k, 'missing')} in "
-                           f"the weights and {listed.get(k, 'missing')} in the config; the files come from different saves")
-    for key, t in tensors.items():
-        if not t.is_floating_point():
-            raise AdapterError(f"adapter tensor {key!r} in {weights_file} has dtype {t.dtype}; adapter tensors are floating point")
-        if not bool(torch.isfinite(t).all()):
-            raise AdapterError(f"adapter tensor {key!r} in {weights_file} holds NaN or inf; the adapter is unusable: train and save it again")
-    return config, tensors
-
-
-_PEFT_MUTATING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")  # inits that change W: an unconverted adapter needs PEFT's altered base
-
-
-def _from_peft(peft: dict, tensors: dict, cfg_file: Path, weights_file: Path) -> tuple[dict, dict]:
-    """A PEFT LoRA adapter (its ``adapter_config.json`` and tensors) in the course's terms; AdapterError
-    for what the course's layers cannot hold (another PEFT method, rank or alpha patterns, LoRA biases,
-    fan_in_fan_out, an unconverted PiSSA-like adapter)."""
-    if peft.get("peft_type") != "LORA":
-        raise AdapterError(f"{cfg_file} is a PEFT {peft.get('peft_type')!r} adapter; only LoRA adapters (peft_type 'LORA') load here")
-    for key, bad, why in (("rank_pattern", lambda v: bool(v), "a rank per layer"), ("alpha_pattern", lambda v: bool(v), "an alpha per layer"),
-                          ("lora_bias", lambda v: bool(v), "LoRA biases"), ("fan_in_fan_out", lambda v: bool(v), "transposed (Conv1D) weights"),
-                          ("bias", lambda v: v not in (None, "none"), "trained biases")):
-        if bad(peft.get(key)):
-            raise AdapterError(f"{cfg_file}: {key}={peft[key]!r} ({why}) is not supported by gpt.lora; save the adapter without it")
-    init = peft.get("init_lora_weights", True)
-    if isinstance(init, str) and init.lower().startswith(_PEFT_MUTATING_INITS):
-        raise AdapterError(f"{cfg_file}: init_lora_weights={init!r} changed the base weights, so this adapter only fits PEFT's altered base; "
-                           "save it with save_pretrained(..., path_initial_model_for_weight_conversion=...) to get a plain LoRA adapter")
-    for key in ("r", "lora_alpha"):
-        if key not in peft:
-            raise AdapterError(f"{cfg_file} lacks the key {key!r}; the file is damaged or incomplete")
-    meta = {}
-    try:
-        with safe_open(str(weights_file), framework="pt") as f:
-            header = (f.metadata() or {}).get(PEFT_METADATA_KEY)
-        meta = json.loads(header) if header else {}
-    except (OSError, ValueError):
-        meta = {}
-    outside = sorted(k for k in tensors if not k.startswith(PEFT_PREFIX))
-    if outside:
-        raise AdapterError(f"{weights_file}: tensor {outside[0]!r} lacks PEFT's prefix {PEFT_PREFIX!r}; is this a PEFT adapter of another kind of model?")
-    tensors = {k[len(PEFT_PREFIX):]: v for k, v in tensors.items()}
-    targets = sorted(k[: -len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight"))
-    lora_keys = {f"{t}.{part}" for t in targets for part in ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")}
-    to_save = sorted({k.rpartition(".")[0] for k in tensors if k not in lora_keys})
-    config = {
-        "format": ADAPTER_FORMAT, "source_format": "peft",
-        "r": peft["r"], "lora_alpha": peft["lora_alpha"], "lora_dropout": peft.get("lora_dropout", 0.0) or 0.0,
-        "use_rslora": bool(peft.get("use_rslora", False)), "use_dora": bool(peft.get("use_dora", False)),
-        "init_lora_weights": "gaussian" if init == "gaussian" else "kaiming",
-        "target_modules": targets, "modules_to_save": to_save,
-        "base_model_sha256": meta.get("base_model_sha256"), "gpt_config": meta.get("gpt_config"),
-        "converted_from": meta.get("converted_from"), "extra": meta.get("extra") or {},
-    }
-    return config, tensors
+    return read_adapter_files(path, check_settings=_check_saved_settings)
 
 
 def _check_same_base(model: nn.Module, config: dict, path, base_checkpoint) -> None:
     """The adapter in ``path`` (its ``config``) was trained on this base: the same checkpoint sha256 (when
     both are known) and the same GPTConfig (``RUNTIME_FIELDS`` excepted); else an AdapterError."""
-    saved_sha, sha = config.get("base_model_sha256"), _base_sha256(base_checkpoint)
+    saved_sha, sha = config.get("base_model_sha256"), base_sha256(base_checkpoint)
     if sha is not None and saved_sha is not None and sha != saved_sha.lower():
         raise AdapterError(
             f"adapter {path} was trained on a base checkpoint with sha256 {saved_sha[:12]}..., but "

@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-import numbers
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,7 +48,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_bool, check_number, check_whole_number
 from ..errors import ConfigError
+from ..runtime.lowrank import low_rank_update_linear
 from .variants import INIT_LORA_WEIGHTS, dora_weight_norm, lora_scaling, pissa_factors
 
 __all__ = [
@@ -62,77 +63,15 @@ __all__ = [
 HEAD_NAMES = ("head", "classifier", "score")
 
 
-class _LowRankUpdateLinear(torch.autograd.Function):
-    """``y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ`` for a frozen ``W`` and ``b``, computed the way LoRA training wants it.
-
-    The numbers are the definition's, at the definition's precision:
-
-    * In fp32, ``W + s·B·A`` is formed once (a small (out × in) sum, exact to fp32 rounding) and used
-      in one matmul, so the update costs no extra product over the tokens.
-    * In bf16 (autocast), that sum would be rounded to bf16 as a whole, and an update much smaller
-      than ``W`` would be lost in W's rounding (measured: LoRA r=8 lost about a point of test
-      accuracy that way, ``scripts/lora_path_ab.py``). So the low-rank term stays a term of its own:
-      ``x·Wᵀ`` and ``(x·Aᵀ)·(s·B)ᵀ`` are summed inside one ``addmm`` (fp32 accumulation, one rounding).
-
-    Backward: ``x`` gets ``dy·W + (dy·s·B)·A``; ``A`` and ``B`` get their gradients from products
-    with the rank-r factors; the (out × in) gradient of ``W``, which full fine-tuning pays for and
-    LoRA does not need, is never computed. Nothing weight-sized is saved for the backward pass: the
-    bf16 copy of ``W`` (or ``W + s·B·A`` in fp32) is made again there, which costs one small cast and
-    saves a weight-sized copy per layer (autocast keeps one for a plain layer).
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, A, B, scaling):
-        with torch.autocast(x.device.type, enabled=False):
-            x2 = x.reshape(-1, x.shape[-1])  # (N, in)
-            b = None if bias is None else bias.to(x.dtype)
-            if torch.finfo(x.dtype).bits >= 32:  # fp32: one product with W + s·B·A
-                y = F.linear(x2, weight + scaling * (B @ A), b)  # (N, out)
-                h = None
-            else:  # bf16: x·Wᵀ (+ b) and the low-rank term, summed in one addmm
-                h = x2 @ A.to(x.dtype).t()  # (N, in) @ (in, r) -> (N, r)
-                y = F.linear(x2, weight.to(x.dtype), b)  # (N, out)
-                y = y.addmm_(h, (scaling * B).to(x.dtype).t())  # += (N, r) @ (r, out)
-        ctx.save_for_backward(x, h, weight, A, B)  # weight: the Parameter itself, no copy
-        ctx.scaling = scaling
-        return y.view(*x.shape[:-1], y.shape[-1])
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, h, weight, A, B = ctx.saved_tensors
-        s = ctx.scaling
-        with torch.autocast(dy.device.type, enabled=False):
-            x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1]).to(x.dtype)  # (N, in), (N, out)
-            A_, sB = A.to(x.dtype), (s * B).to(x.dtype)  # (r, in), (out, r)
-            # (products ordered so that none has an output only r wide: those are slow, in fp32 most of all)
-            gT = sB.t() @ dy2.t()  # (r, out) @ (out, N) -> (r, N): the gradient at the low-rank bottleneck
-            dx = None
-            if ctx.needs_input_grad[0]:
-                if h is None:  # fp32: dy·(W + s·B·A)
-                    dx = dy2 @ (weight + s * (B @ A))
-                else:
-                    dx = (dy2 @ weight.to(x.dtype)).addmm_(gT.t(), A_)  # dy·W + (dy·s·B)·A
-                dx = dx.view(x.shape)
-            dA = gT @ x2  # (r, N) @ (N, in) -> (r, in)
-            hT = A_ @ x2.t() if h is None else h.t()  # (r, N)
-            dB = s * (hT @ dy2).t()  # ((r, N) @ (N, out))ᵀ -> (out, r)
-        return dx, None, None, dA.to(A.dtype), dB.to(B.dtype), None
-
-
-def lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False, init_lora_weights="kaiming") -> str | None:
-    """What is wrong with these LoRA settings (a sentence), or None."""
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r <= 0:  # numpy ints welcome
-        return f"r (the LoRA rank) must be a positive integer, got {r!r}"
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or not 0 < lora_alpha < math.inf:
-        return f"lora_alpha must be a positive number, got {lora_alpha!r}"
-    if isinstance(lora_dropout, bool) or not isinstance(lora_dropout, numbers.Real) or not 0.0 <= lora_dropout < 1.0:
-        return f"lora_dropout must be a number in [0, 1), got {lora_dropout!r}"
-    for name, value in (("use_rslora", use_rslora), ("use_dora", use_dora)):
-        if not isinstance(value, bool):
-            return f"{name} must be True or False, got {value!r}"
+def check_lora_settings(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=False, init_lora_weights="kaiming") -> None:
+    """A :class:`~gpt.errors.ConfigError` naming the first of these LoRA settings that cannot work (:mod:`gpt.checks`)."""
+    check_whole_number("r (the LoRA rank)", r, minimum=1)  # numpy ints welcome
+    check_number("lora_alpha", lora_alpha, low=0.0, low_open=True)
+    check_number("lora_dropout", lora_dropout, low=0.0, high=1.0, high_open=True)
+    check_bool("use_rslora", use_rslora)
+    check_bool("use_dora", use_dora)
     if init_weights_name(init_lora_weights) not in INIT_LORA_WEIGHTS:
-        return f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)} (True means 'kaiming', as in PEFT), got {init_lora_weights!r}"
-    return None
+        raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)} (True means 'kaiming', as in PEFT), got {init_lora_weights!r}")
 
 
 def init_weights_name(init_lora_weights) -> str | None:
@@ -181,8 +120,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if problem := lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):
-            raise ConfigError(problem)
+        check_lora_settings(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights)
         self.in_features = base.in_features
         self.out_features = base.out_features
         self.r = int(r)
@@ -263,9 +201,8 @@ class LoRALinear(nn.Module):
             h = self.lora_A(self.lora_dropout(x))  # (..., in) -> (..., r)
             return y + self.scaling * self.lora_B(h)  # (..., r) -> (..., out)
         # Without dropout: the same sum, with a backward pass that never forms W's gradient and keeps
-        # no weight-sized copy (see _LowRankUpdateLinear).
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else self.weight.dtype
-        return _LowRankUpdateLinear.apply(x.to(dtype), self.weight, self.bias, self.lora_A.weight, self.lora_B.weight, self.scaling)
+        # no weight-sized copy (gpt.runtime.lowrank).
+        return low_rank_update_linear(x, self.weight, self.bias, self.lora_A.weight, self.lora_B.weight, self.scaling)
 
     def _dora_forward(self, x: torch.Tensor) -> torch.Tensor:
         """DoRA: ``(m / ‖W + ΔW‖) ⊙ (x·(W + ΔW)ᵀ) + b``, the norm detached; with dropout on, PEFT's form
@@ -431,10 +368,8 @@ def apply_lora(
     a wrapped layer whose weight is tied to another parameter (merging would silently change that
     one too); or a module that is both LoRA-wrapped and fully trainable.
     """
-    if problem := lora_settings_problem(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights):  # before anything changes
-        raise ConfigError(problem)
-    if not isinstance(train_head, bool):
-        raise ConfigError(f"train_head must be True or False, got {train_head!r}")
+    check_lora_settings(r, lora_alpha, lora_dropout, use_rslora, use_dora, init_lora_weights)  # before anything changes
+    check_bool("train_head", train_head)
     if list(lora_layers(model)):
         raise ConfigError("this model already has LoRA layers; apply_lora works on a model without adapters")
 

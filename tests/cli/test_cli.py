@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import gpt.cli.pretrain as cli
-import gpt.data
+import gpt.io.downloads
 import gpt.train as train_module
 from gpt.cli import main
 from gpt.cli.pretrain import auto_checkpoint_interval
@@ -170,7 +170,7 @@ def test_pretrain_writes_a_run(finished_run):
     run_dir, out = finished_run
     assert sorted(p.name for p in run_dir.iterdir()) == ["MODEL_CARD.md", "checkpoint", "model.safetensors", "model_card.json"]
     card = json.loads((run_dir / "model_card.json").read_text())
-    assert card["corpus"] == {gpt.data.REGISTRY[BOOK].relpath: gpt.data.REGISTRY[BOOK].sha256}
+    assert card["corpus"] == {gpt.io.downloads.REGISTRY[BOOK].relpath: gpt.io.downloads.REGISTRY[BOOK].sha256}
     assert card["steps"] == 6 and card["heldout_eval_batches"] == 1
     assert card["command"].startswith("python -m gpt pretrain --preset course-tiny") and "--resume" not in card["command"]
     state = read_training_state(run_dir)

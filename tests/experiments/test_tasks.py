@@ -41,7 +41,7 @@ def splits(data_env):
 def test_labels_and_books():
     assert AUTHOR_LABELS == ("twain", "dickens")
     assert AUTHOR_BOOKS == {"twain": ("pg76", "pg74"), "dickens": ("pg1400", "pg98")}
-    from gpt.data import PRETRAIN_BOOKS, REGISTRY
+    from gpt.io.downloads import PRETRAIN_BOOKS, REGISTRY
 
     assert set(BOOKS) <= set(PRETRAIN_BOOKS)
     titles = {REGISTRY[b].meta["title"] for b in BOOKS}
@@ -56,7 +56,7 @@ def test_heldout_fraction_is_the_reference_models():
     except FileNotFoundError:
         pytest.skip("no reference model card in this installation")
     assert card["val_fraction"] == T.HELDOUT_FRACTION
-    from gpt.data import REGISTRY
+    from gpt.io.downloads import REGISTRY
 
     assert all(REGISTRY[b].relpath in card["corpus"] for b in BOOKS)
 

@@ -247,7 +247,7 @@ def test_finetune_command_with_base_records_it(tiny_base, tmp_path, mirror_dir, 
     import pandas as pd
 
     from gpt.cli import main
-    from gpt.data import sha256_file
+    from gpt.io.files import sha256_file
 
     monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
     monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))

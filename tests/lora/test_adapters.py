@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-import gpt.lora.adapters
+import gpt.io.adapters
 from gpt.lora.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError, OutputExistsError
 from gpt.io.files import OutputError
@@ -173,7 +173,7 @@ def test_a_crash_while_saving_keeps_the_previous_adapter_and_leaves_no_temporary
         Path(filename).write_bytes(b"\x00" * 10)  # half a file, then the crash
         raise crash
 
-    monkeypatch.setattr(gpt.lora.adapters, "save_file", crashing_save_file)
+    monkeypatch.setattr(gpt.io.adapters, "save_file", crashing_save_file)
     randomize_lora(model, seed=2)
     with pytest.raises(type(crash)):
         save_adapter(model, folder, overwrite=True)
@@ -240,11 +240,11 @@ def test_save_onto_a_file_or_with_a_bad_base_checkpoint_is_refused(tmp_path):
         (dict(r=DROP), r"adapter_config.json lacks the key 'r'"),
         (dict(lora_alpha=DROP), r"adapter_config.json lacks the key 'lora_alpha'"),
         (dict(target_modules=DROP), r"adapter_config.json lacks the key 'target_modules'"),
-        (dict(r=0), r"adapter_config.json: r \(the LoRA rank\) must be a positive integer, got 0"),
-        (dict(r="4"), r"adapter_config.json: r \(the LoRA rank\) must be a positive integer, got '4'"),
-        (dict(r=4.0), r"adapter_config.json: r \(the LoRA rank\) must be a positive integer, got 4.0"),
-        (dict(lora_alpha=-8), r"adapter_config.json: lora_alpha must be a positive number, got -8"),
-        (dict(lora_dropout=1.5), r"adapter_config.json: lora_dropout must be a number in \[0, 1\), got 1.5"),
+        (dict(r=0), r"adapter_config.json: r \(the LoRA rank\) must be a whole number >= 1, got 0"),
+        (dict(r="4"), r"adapter_config.json: r \(the LoRA rank\) must be a whole number >= 1, got '4'"),
+        (dict(r=4.0), r"adapter_config.json: r \(the LoRA rank\) must be a whole number >= 1, got 4.0"),
+        (dict(lora_alpha=-8), r"adapter_config.json: lora_alpha must be a finite number > 0, got -8"),
+        (dict(lora_dropout=1.5), r"adapter_config.json: lora_dropout must be a finite number in \[0, 1\), got 1.5"),
         (dict(target_modules="blocks.0.attn.q_proj"), r"adapter_config.json: 'target_modules' must be a non-empty list"),
         (dict(target_modules=[]), r"adapter_config.json: 'target_modules' must be a non-empty list"),
         (dict(modules_to_save=[1]), r"adapter_config.json: 'modules_to_save' must be a list of distinct module names"),

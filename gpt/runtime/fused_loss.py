@@ -1,4 +1,4 @@
-"""The next-token loss: cross-entropy over the vocabulary, computed in a way that is cheap on a CPU.
+"""The next-token loss made cheap on a CPU: cross-entropy over the vocabulary, a few rows at a time.
 
 ``F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())`` is the textbook loss, and what
 notebook 04 teaches. With bf16 logits of shape (B·T, V) = (4,096, 4,096) it makes several full
@@ -20,6 +20,7 @@ temporaries stay in the CPU's cache, in one pass:
   gradients of h and W, so the (N, V) logits never exist in full (~20 % faster again on a CPU).
 
 Under ``torch.compile`` both fall back to the textbook formula, which the compiler fuses by itself.
+The loss the pretraining loop uses is :func:`gpt.train.lm_loss`, which calls these.
 """
 
 from __future__ import annotations

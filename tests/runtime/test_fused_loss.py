@@ -1,10 +1,10 @@
-"""gpt.loss.cross_entropy: the same loss and gradient as F.cross_entropy, in one pass over the logits."""
+"""gpt.runtime.fused_loss.cross_entropy: the same loss and gradient as F.cross_entropy, in one pass over the logits."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt.loss import cross_entropy, linear_cross_entropy
+from gpt.runtime.fused_loss import cross_entropy, linear_cross_entropy
 
 
 def _logits(n=37, v=50, dtype=torch.float32, seed=0):
