@@ -109,6 +109,17 @@ class FinetuneResult:
 # Building the model a config describes
 
 
+def check_lora_rank(r: int, width: int | None, source: str = "the model") -> None:
+    """LoRA's rank is bounded by the layers it adapts: refuse (:class:`~gpt.errors.ConfigError`) ``r`` above
+    ``width``, the smallest ``min(in, out)`` of the layers (``n_embd`` for every Linear of a GPT block)."""
+    if width is not None and r > width:
+        raise ConfigError(
+            f"r (the LoRA rank, --rank) {r} is larger than the layers of {source} allow: its adapted layers are {width} wide, so "
+            f"B·A reaches full rank at r = {width} and a larger r only adds parameters (r·(in + out) per layer). "
+            f"Choose r <= {width}"
+        )
+
+
 def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = None, tokenizer=None,
                 base: str | os.PathLike | None = None) -> GPTClassifier:
     """The classifier ``config`` describes, ready to train: built from ``checkpoint`` (default: the
@@ -129,6 +140,8 @@ def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = N
             attn_impl=config.attn_impl,
         )
     if config.strategy == "lora":
+        check_lora_rank(config.r, min((min(m.in_features, m.out_features) for m in model.gpt.blocks.modules() if isinstance(m, nn.Linear)),
+                                      default=None))
         with torch.random.fork_rng(devices=[]):  # the LoRA init depends on the seed, not on what ran before
             torch.manual_seed(config.seed)
             apply_lora(model, r=config.r, lora_alpha=config.lora_alpha, train_head=True,

@@ -81,6 +81,7 @@ class FinetuneConfig:
     class_weight: str | None = None  # None, or "balanced": each class's loss weighted by n / (2 · n_class) of the training set
     fold: int | None = None  # None: the pinned splits; i: fold i of gpt.sms.kfold_splits(folds, i) (what run_finetune loads)
     folds: int = 5
+    name: str | None = None  # the configuration's label in results (python -m gpt finetune --label); None: derived (label)
 
     def __post_init__(self):
         object.__setattr__(self, "eval_splits", tuple(self.eval_splits))
@@ -124,6 +125,7 @@ class FinetuneConfig:
             raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
+        _check_name(self.name)
         check_whole_number("folds", self.folds, minimum=2)
         if self.fold is not None:
             check_whole_number("fold", self.fold, minimum=0)
@@ -132,8 +134,12 @@ class FinetuneConfig:
 
     @property
     def label(self) -> str:
-        """The name of this configuration in result tables: the strategy, or ``lora-r8`` for LoRA, with
-        the variants as suffixes (:func:`lora_variant_suffix`: ``lora-r8-dora``, ``lora-r8-qv``, ...)."""
+        """The name of this configuration in result tables: ``name`` when given, else the strategy, or
+        ``lora-r8`` for LoRA, with the variants as suffixes (:func:`lora_variant_suffix`: ``lora-r8-dora``,
+        ``lora-r8-qv``, ...). A results folder keeps one configuration per label
+        (:func:`gpt.experiments.results.check_results_dir`), so its seeds can be averaged."""
+        if self.name is not None:
+            return self.name
         return lora_label(self.r) + lora_variant_suffix(self) if self.strategy == "lora" else self.strategy
 
     def to_dict(self) -> dict:
@@ -149,6 +155,15 @@ class FinetuneConfig:
         if unknown:
             raise ConfigError(f"unknown FinetuneConfig fields {unknown}")
         return cls(**d)
+
+
+def _check_name(name) -> None:
+    if name is None:
+        return
+    ok = isinstance(name, str) and name and not name.startswith((".", "-")) and "_seed" not in name and len(name) <= 64
+    if not ok or not all(ch.isascii() and (ch.isalnum() or ch in "-+.") for ch in name):
+        raise ConfigError(f"name (--label) must be 1 to 64 letters, digits, '-', '+' or '.' (not first), without '_seed', "
+                          f"since it names the run's files; got {name!r}")
 
 
 def lora_label(r: int) -> str:

@@ -27,9 +27,10 @@ from .io.checkpoint import InterruptFlag, TrainingInterrupted
 from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
                         read_training_state, run_record, save_training_state)
 from .io.weights import load_model, read_checkpoint, save_model
-from .model import GPT, load_state_dict_strict
+from .model import GPT, count_parameters, load_state_dict_strict
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.fused_loss import cross_entropy, linear_cross_entropy, prepare_compile
+from .runtime.memory import check_training_memory
 from .runtime.progress import progress_bar
 from .checks import is_whole_number
 from .train_config import TrainConfig
@@ -232,6 +233,7 @@ def _setup(model, train_ids, val_ids, cfg, run_dir, resume, overwrite, run_info,
     precision = resolve_precision(cfg.precision, device)
     if parallel:
         parallel.check_batch_size(cfg.batch_size)
+    check_training_memory(model.config, count_parameters(model), cfg.batch_size, device, processes=parallel.world_size if parallel else 1)
     if cfg.compile:
         require_compiler()
     train_t, val_t = token_streams(model, train_ids, val_ids)

@@ -56,6 +56,9 @@ def test_default_configs_and_labels():
         (dict(r=8), "apply to strategy 'lora' only"),
         (dict(labels=("ham",)), "two different class names"),
         (dict(labels=("ham", "ham")), "two different class names"),
+        (dict(name="my run"), r"name \(--label\) must be 1 to 64 letters, digits"),
+        (dict(name="x_seed1"), "without '_seed'"),
+        (dict(name="../up"), r"name \(--label\) must be"),
         (dict(train_split="all"), "train_split must be one of"),
         (dict(class_weight="inverse"), "class_weight must be one of"),
         (dict(fold=5), "fold must be below folds"),
@@ -301,3 +304,42 @@ def test_class_weight_changes_the_loss_and_train_split_picks_the_data():
     FT.finetune(tiny_classifier(), {**no_train, "train_natural": skewed}, cfg(train_split="train_natural", epochs=1), progress=False)
     with pytest.raises(ConfigError, match="at least 'train_natural' and 'val'"):
         FT.finetune(tiny_classifier(), splits, cfg(train_split="train_natural"), progress=False)
+
+
+@pytest.mark.parametrize(
+    "change, phrase",
+    [
+        ({"epoch": "three"}, "the field 'epoch' is 'three', not a whole number: the checkpoint is damaged and cannot be resumed"),
+        ({"epoch": 2 + 3}, "epoch 5 is outside the run's 0..2 epochs; the checkpoint does not belong to this run or is damaged"),
+        ({"step": -1}, "step -1 is outside the run's"),
+        ({"best_epoch": 7}, "best_epoch 7 is not one of the epochs done (1..2)"),
+        ({"best_key": "x"}, "the field 'best_key' is 'x', not a list or null"),
+        ({"loss_sum": None}, "the field 'loss_sum' is None, not a number"),
+        ({"history": {"epoch": [1]}}, "its history records the epochs [1], but epoch is 2"),
+    ],
+)
+def test_resume_type_checks_the_state(tmp_path, change, phrase):
+    def run(resume=False):
+        model = tiny_classifier()
+        set_trainable(model, "head")
+        return FT.finetune(model, toy_splits(), cfg("head", epochs=2), progress=False, checkpoint_dir=tmp_path / "ck", resume=resume)
+
+    run()
+    path = tmp_path / "ck" / STATE_FILE
+    state = json.loads(path.read_text())
+    assert state["epoch"] == 2
+    state.update(change)
+    path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError) as e:
+        run(resume=True)
+    assert phrase in str(e.value)
+
+
+def test_lora_rank_is_bounded_by_the_layers():
+    config = cfg("lora", r=100_000, lora_alpha=16.0)
+    with pytest.raises(ConfigError) as e:
+        FT.build_model(config, checkpoint=None)
+    width = FT.build_model(cfg("head")).gpt.config.n_embd
+    assert f"r (the LoRA rank, --rank) 100000 is larger than the layers of the model allow: its adapted layers are {width} wide" in str(e.value)
+    assert f"Choose r <= {width}" in str(e.value)
+    assert FT.build_model(cfg("lora", r=width, lora_alpha=16.0)) is not None  # full rank: allowed

@@ -14,7 +14,10 @@ from ..errors import ConfigError
 from ..experiments.dapt import DEFAULT_OUT, HELDOUT_FRACTION, dapt
 from ..experiments import dapt as library
 from ..io.files import atomic_dir, check_output, display_path
+from ..io.lock import output_lock
 from ..io.sms_files import splits_dir
+from ..runtime.device import pick_device
+from ..runtime.memory import check_training_memory
 from ..sms import load_splits
 from ..teaching.reference import machine_description, reference_path
 from ..tokenizer import course_tokenizer, tokenizer_fingerprint
@@ -25,13 +28,21 @@ from .args import int_at_least, nonnegative_float, positive_float
 
 def _cmd_dapt(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else reference_path()
-    config, _, meta = read_checkpoint(checkpoint)
+    config, state, meta = read_checkpoint(checkpoint)
     tok = course_tokenizer()
     if config.vocab_size != tok.n_vocab or meta.get("tokenizer_fingerprint", tokenizer_fingerprint(tok)) != tokenizer_fingerprint(tok):
         raise ConfigError(f"{checkpoint} was not trained with the course tokenizer; DAPT needs a course checkpoint")
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
                       warmup_steps=min(args.warmup, args.steps), eval_interval=max(1, args.steps // 5), eval_batches=args.eval_batches,
                       weight_decay=args.weight_decay, device=args.device, seed=args.seed)
+    check_training_memory(config, sum(t.numel() for t in state.values()), cfg.batch_size, pick_device(cfg.device))
+    del state
+    with output_lock(args.out, command="python -m gpt " + " ".join(args._argv), what=f"--out {args.out}"):
+        return _dapt_into(args, checkpoint, config, tok, cfg)
+
+
+def _dapt_into(args, checkpoint: Path, config, tok, cfg: TrainConfig) -> int:
+    """The work, under the lock of ``--out``: DAPT, then the model and its card written in one step."""
     out = check_output(args.out, kind="dir", overwrite=args.overwrite)
     splits = load_splits()
     texts = splits["train"]["text"].tolist()

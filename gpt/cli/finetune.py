@@ -22,12 +22,14 @@ from ..experiments.ablations import run_variants, variant_runs
 from ..experiments.compare import write_kfold_summary
 from ..experiments.results import check_results_dir, refresh_summary, strategy_order
 from ..experiments.run_folder import RUNS_ROOT, default_run_folder, experiment_plan, splits_of
-from ..experiments.runner import (COMMITTED, FINETUNE_OUT, INTERRUPTED, LORA_RANKS, ExperimentConfig, check_base, check_checkpoint,
-                                  checkpoint_folder, run_experiment, run_in_child, run_job)
+from ..experiments.compare import run_recipe
+from ..experiments.runner import (COMMITTED, FINETUNE_OUT, INTERRUPTED, LORA_RANKS, ExperimentConfig, base_sha256, check_base,
+                                  check_checkpoint, checkpoint_folder, run_experiment, run_in_child, run_job)
 from ..io.files import sha256_file
-from ..finetune import ALL_STRATEGIES, FinetuneConfig, default_config
+from ..finetune import ALL_STRATEGIES, FinetuneConfig, check_lora_rank, default_config
+from ..io.weights import read_checkpoint
 from ..finetune_config import ONLY_FOR
-from ..io.files import check_output
+from ..io.files import check_output, display_path
 from ..runtime.device import pick_device
 from ..runtime.profile import get_profile
 from ..teaching.reference import reference_path
@@ -52,6 +54,8 @@ def configs_from_flags(args) -> list[FinetuneConfig]:
             raise ConfigError(f"{args.config_flags[field]} does not apply to the strategy {args.strategy!r}")
     if args.strategy != "baseline":
         overrides.update(device=args.device, precision=args.precision)
+    if args.label:
+        overrides["name"] = args.label
     return [default_config(args.strategy, **overrides, seed=s) for s in args.seeds]
 
 
@@ -65,6 +69,9 @@ def _command(args) -> str:
 
 def _cmd_finetune(args) -> int:
     command = _command(args)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume keeps the rows already in results.csv and continues interrupted runs, --overwrite reruns "
+                          "and replaces them; give one of the two")
     configs = configs_from_flags(args)
     if args.strategy != "baseline":
         pick_device(args.device)  # an unknown or unavailable device is a ConfigError, before any run
@@ -72,7 +79,11 @@ def _cmd_finetune(args) -> int:
             check_checkpoint(args.checkpoint)
         if args.base:
             check_base(args.base, args.checkpoint)
-    done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume)
+        elif args.strategy == "lora":  # the rank against the model's width, before any run (--base: when its model is built)
+            ckpt = args.checkpoint or reference_path()
+            check_lora_rank(configs[0].r, read_checkpoint(ckpt)[0].n_embd, source=display_path(ckpt))
+    recipes = {configs[0].label: run_recipe(configs[0].to_dict(), base_sha256(configs[0], args.checkpoint or None, args.base or None))}
+    done = check_results_dir(args.out, [(c.label, c.seed) for c in configs], overwrite=args.overwrite or args.resume, recipes=recipes)
     if args.resume:
         skipped = [c for c in configs if (c.label, c.seed) in done and not checkpoint_folder(args.out, c).exists()]
         for c in skipped:
@@ -165,7 +176,7 @@ def _cmd_variants(args, command: str) -> int:
         ckpt = args.checkpoint or reference_path()
         plan = experiment_plan(variant_runs(), args.seeds, sha256_file(ckpt), epochs=args.epochs, device=args.device)
         out, resumed = default_run_folder(plan, RUNS_ROOT / "variants")
-        args.skip_existing = True
+        args.skip_existing = not args.overwrite  # its own folder: resume what is there, unless asked to rerun
         print(f"experiment --suite variants: {'resuming the unfinished run in' if resumed else 'a new run folder'} {out}")
     try:
         path = run_variants(out, args.seeds, args.checkpoint, args.epochs, args.skip_existing, command, args.device, args.overwrite)
@@ -232,8 +243,11 @@ def _register_finetune(subparsers) -> None:
     f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
     f.add_argument("--out", default=FINETUNE_OUT, help=f"results folder (default {FINETUNE_OUT}; the committed "
                    "results are replaced only when named here, e.g. --out results/finetune --overwrite)")
-    f.add_argument("--resume", action="store_true", help="continue interrupted runs; skip seeds whose rows exist")
-    f.add_argument("--overwrite", action="store_true", help="replace existing rows of the same strategy and seed")
+    f.add_argument("--label", default="", help="this configuration's name in results.csv and summary.md (default: the strategy's, "
+                   "e.g. lora-r8). A results folder keeps one configuration per label: a run whose settings differ from the "
+                   "rows already under its label is refused; give it a --label of its own")
+    f.add_argument("--resume", action="store_true", help="continue interrupted runs; skip seeds whose rows exist (not with --overwrite)")
+    f.add_argument("--overwrite", action="store_true", help="replace existing rows of the same label and seed (not with --resume)")
     f.add_argument("--in-process", action="store_true", default=None, help=argparse.SUPPRESS)
     f.add_argument("--command-line", default="", help=argparse.SUPPRESS)
     f.set_defaults(func=_cmd_finetune, config_flags=flags)

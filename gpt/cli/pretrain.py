@@ -7,6 +7,7 @@ checkpoint and prints the command that resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,11 +21,13 @@ from ..data import load_pretraining_ids, load_pretraining_texts
 from ..io.downloads import REGISTRY, fetch
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from ..io.checkpoint import TrainingInterrupted
-from ..io.files import atomic_dir, check_output, sha256_file
-from ..io.resume import check_resume, read_training_state
+from ..io.files import atomic_dir, check_output, replace_dir, sha256_file
+from ..io.lock import output_lock
+from ..io.resume import check_resume, has_checkpoint, read_training_state
 from ..io.weights import load_model, read_checkpoint, save_model
 from ..model import GPT, PRESETS, GPTConfig, count_parameters
 from ..runtime.device import pick_device
+from ..runtime.memory import check_training_memory
 from ..runtime.distributed import from_environment, shutdown
 from ..runtime.speed import training_flops_per_token
 from ..teaching.reference import machine_description, reference_path, write_card
@@ -84,7 +87,11 @@ def _cmd_train_tokenizer(args) -> int:
     return 0
 
 
-_RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md")
+def staging_dir(out: Path) -> Path:
+    """Where ``pretrain --overwrite`` trains when ``--out`` already holds a run: ``.<name>.overwrite``
+    beside it. The old run stays in ``--out`` until the new one is complete (model and card written);
+    then the staging folder replaces it in one rename (:func:`gpt.io.files.replace_dir`)."""
+    return out.parent / f".{out.name}.overwrite"
 
 
 @dataclass
@@ -100,6 +107,7 @@ class _PretrainPlan:
     run_info: dict
     out: Path
     exp: Path | None
+    work: Path | None = None  # where training writes: out, or staging_dir(out) while --overwrite replaces a run
 
 
 def _plan(args) -> _PretrainPlan:
@@ -117,7 +125,10 @@ def _plan(args) -> _PretrainPlan:
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
                       warmup_steps=min(args.warmup, args.steps), eval_interval=args.eval_interval, precision=args.precision,
                       device=args.device, seed=args.seed, checkpoint_interval=interval, compile=args.compile)
-    pick_device(cfg.device)
+    device = pick_device(cfg.device)
+    with torch.device("meta"):  # the parameter count, without allocating the weights
+        n_parameters = count_parameters(GPT(config))
+    check_training_memory(config, n_parameters, cfg.batch_size, device, processes=int(os.environ.get("WORLD_SIZE", "1") or 1))
     if cfg.compile:
         require_compiler()
     run_info = {"preset": args.preset, "books": books, "val_fraction": args.val_fraction, "tokenizer_fingerprint": tokenizer_fingerprint(tok)}
@@ -127,15 +138,20 @@ def _plan(args) -> _PretrainPlan:
 def _check_outputs(args, plan: _PretrainPlan) -> None:
     """2. Every output, before any work."""
     out, exp = plan.out, plan.exp
-    if args.resume:
-        check_resume(read_training_state(out), cfg=plan.cfg, model_config=plan.config, run_info=plan.run_info, source=str(out))
+    staging = staging_dir(out)
+    if args.resume:  # with --overwrite: the interrupted replacement run, if there is one
+        plan.work = staging if args.overwrite and has_checkpoint(staging) else out
+        check_resume(read_training_state(plan.work), cfg=plan.cfg, model_config=plan.config, run_info=plan.run_info,
+                     source=str(plan.work))
     else:
-        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        occupied = out.is_dir() and any(out.iterdir())
+        if occupied and not args.overwrite:
             raise OutputExistsError(
                 f"--out {out} already exists; pass --resume to continue the run in it, --overwrite to replace it, "
                 "or choose another --out"
             )
         check_output(out, kind="dir", overwrite=True)
+        plan.work = staging if occupied else out
     if exp is not None:
         check_output(exp, kind="dir", overwrite=args.overwrite)
         a, b = out.resolve(), exp.resolve()
@@ -145,15 +161,21 @@ def _check_outputs(args, plan: _PretrainPlan) -> None:
 
 def _cmd_pretrain(args) -> int:
     plan = _plan(args)
-    cfg, out = plan.cfg, plan.out
-    parallel = from_environment(cfg.device)  # under torchrun: this process's rank (None: the only process)
+    parallel = from_environment(plan.cfg.device)  # under torchrun: this process's rank (None: the only process)
     if parallel:
-        parallel.check_batch_size(cfg.batch_size)
+        parallel.check_batch_size(plan.cfg.batch_size)
         if not parallel.is_main:  # rank 0 alone prints and writes
             sys.stdout = open(os.devnull, "w")
-    _check_outputs(args, plan)
+    main = parallel is None or parallel.is_main
+    with output_lock(plan.out, command=command_line(args._argv), what=f"--out {plan.out}") if main else contextlib.nullcontext():
+        _check_outputs(args, plan)
+        return _train_and_finish(args, plan, parallel)
 
-    # 3. The work.
+
+def _train_and_finish(args, plan: _PretrainPlan, parallel) -> int:
+    """3. The work, in ``plan.work``; then the model, its card, and (--overwrite) the swap into ``--out``."""
+    cfg, out, work = plan.cfg, plan.out, plan.work
+
     if parallel:
         parallel.barrier()  # every rank has checked the outputs before rank 0 writes any
     train_ids, val_ids = load_pretraining_ids(plan.tok, plan.books, val_fraction=args.val_fraction, progress=parallel is None or parallel.is_main)
@@ -161,12 +183,9 @@ def _cmd_pretrain(args) -> int:
     torch.manual_seed(args.seed)
     model = GPT(plan.config)
     print(f"model: {args.preset}, {count_parameters(model):,} parameters; checkpoint every {cfg.checkpoint_interval or cfg.max_steps} steps "
-          f"in {out}/checkpoint")
-    if args.overwrite and not args.resume and (parallel is None or parallel.is_main):
-        for name in _RUN_OUTPUTS:  # the previous run's results; its checkpoint is replaced by pretrain()
-            (out / name).unlink(missing_ok=True)
+          f"in {work}/checkpoint" + (f" (the run in {out} is replaced when this one is complete)" if work != out else ""))
     try:
-        hist = pretrain(model, train_ids, val_ids, cfg, run_dir=out, resume=args.resume, run_info=plan.run_info,
+        hist = pretrain(model, train_ids, val_ids, cfg, run_dir=work, resume=args.resume, run_info=plan.run_info,
                         overwrite=args.overwrite and not args.resume, parallel=parallel)
         if parallel and not parallel.is_main:
             return 0  # rank 0 writes the model and its card
@@ -175,7 +194,8 @@ def _cmd_pretrain(args) -> int:
             return 130
         if e.checkpoint:
             print(f"\ninterrupted after step {e.step} of {cfg.max_steps}; checkpoint saved in {e.checkpoint}.\n"
-                  f"resume with:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
+                  + (f"the previous run in {out} is untouched.\n" if work != out else "")
+                  + f"resume with:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
         else:
             print("\ninterrupted before the first step; nothing was saved", file=sys.stderr, flush=True)
         return 130
@@ -184,7 +204,7 @@ def _cmd_pretrain(args) -> int:
     try:
         return _finish_pretrain(args, plan, hist, model, train_ids, val_ids)
     except KeyboardInterrupt:
-        print(f"\ninterrupted after training finished; the checkpoint in {out}/checkpoint is complete.\n"
+        print(f"\ninterrupted after training finished; the checkpoint in {work}/checkpoint is complete.\n"
               f"to write the model and its card, run:\n  {resume_command(args._argv)}", file=sys.stderr, flush=True)
         return 130
 
@@ -229,8 +249,10 @@ def _finish_pretrain(args, plan: _PretrainPlan, hist: dict, model, train_ids, va
         "train_config": {k: v for k, v in vars(cfg).items() if k != "betas"},
     }
     meta = {"tokenizer_fingerprint": fingerprint}
-    save_model(model, out / "model.safetensors", metadata=meta)
-    write_card(out, card)
+    save_model(model, plan.work / "model.safetensors", metadata=meta)
+    write_card(plan.work, card)
+    if plan.work != out:  # --overwrite: the new run is complete; now it replaces the old one
+        replace_dir(plan.work, out)
     print(f"held-out loss (fp32): {heldout:.4f}; wrote {out}/model.safetensors and {out}/MODEL_CARD.md")
     if exp is not None:
         with atomic_dir(exp, overwrite=args.overwrite) as tmp:

@@ -34,7 +34,7 @@ from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, pa
 __all__ = ["load_outcomes", "run_intervals", "comparison_table", "outcomes_table", "display_table", "prior_corrected", "comparison_markdown",
            "against_table", "against_markdown", "kfold_outcomes", "kfold_markdown", "write_kfold_summary", "ablation_table",
            "ablation_markdown", "display_ablation", "reproduction_table", "reproduction_markdown", "REFERENCES",
-           "IDENTICAL", "SAME_WITHIN_NOISE", "DIFFERS"]
+           "IDENTICAL", "SAME_WITHIN_NOISE", "DIFFERS", "NOT_RECIPE", "run_recipe", "recipe_difference"]
 
 REFERENCES = ("baseline", "full")  # what every strategy is compared with
 SPLITS = {"test": "balanced test", "test_natural": "natural test"}
@@ -297,30 +297,36 @@ DIFFERS = "differs"
 # What may differ between a rerun and the committed run of the same recipe: the seed is paired
 # explicitly, device / precision ("auto") are the machine's, not the recipe's, and padding and the
 # attention implementation change how the same numbers are computed (rounding), not what is learned.
-_NOT_RECIPE = ("seed", "device", "precision", "pad_to_multiple_of", "attn_impl")
+NOT_RECIPE = ("seed", "device", "precision", "pad_to_multiple_of", "attn_impl")
+
+
+def run_recipe(config: dict, checkpoint_sha256: str | None) -> dict:
+    """What a run learned from, as a dict: its :class:`~gpt.finetune.FinetuneConfig` (``config``, as a run
+    file stores it) without the fields of :data:`NOT_RECIPE`, and the base model's sha256. A field that
+    runs made before it existed lack has its default (what those runs used). Two runs of the same
+    recipe differ only by seed and rounding: they may share a label and be averaged."""
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
+    defaults = json.loads(json.dumps(defaults))  # as a run file stores them (tuples as lists)
+    recipe = {k: v for k, v in {**defaults, **json.loads(json.dumps(config))}.items() if k not in NOT_RECIPE}
+    recipe["checkpoint_sha256"] = checkpoint_sha256 or None  # the base model is part of the recipe
+    return recipe
 
 
 def _recipes(out_dir: str | os.PathLike) -> dict:
-    """``{strategy: (the config of its runs without seed / device / precision, the precisions it trained in)}``;
-    a field that runs made before it existed lack has its default (what those runs used)."""
-
-
-    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.default is not dataclasses.MISSING}
-    defaults = json.loads(json.dumps(defaults))  # as a run file stores them (tuples as lists)
+    """``{strategy: (the recipe of its runs (:func:`run_recipe`), the precisions it trained in)}``."""
     found: dict = {}
     for path in sorted(Path(out_dir, "runs").glob("*_seed*.json")):
         doc = json.loads(path.read_text())
         strategy = doc.get("row", {}).get("strategy")
         if strategy is None:
             continue
-        recipe = {k: v for k, v in {**defaults, **doc.get("config", {})}.items() if k not in _NOT_RECIPE}
-        recipe["checkpoint_sha256"] = doc.get("row", {}).get("checkpoint_sha256") or None  # the base model is part of the recipe
+        recipe = run_recipe(doc.get("config", {}), doc.get("row", {}).get("checkpoint_sha256"))
         entry = found.setdefault(strategy, (recipe, set()))
         entry[1].add(doc.get("precision") or doc.get("row", {}).get("precision"))
     return found
 
 
-def _recipe_difference(a: dict, b: dict) -> str:
+def recipe_difference(a: dict, b: dict) -> str:
     """"" when two recipes are the same, else the first differing fields as "epochs 1 vs 5"."""
     keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     shown = [f"{k} {str(a.get(k))[:12]!r} vs {str(b.get(k))[:12]!r}" if k == "checkpoint_sha256" else f"{k} {a.get(k)!r} vs {b.get(k)!r}"
@@ -365,7 +371,7 @@ def reproduction_table(out_dir: str | os.PathLike, reference_dir: str | os.PathL
         r.update(reference_seeds=" ".join(map(str, t["seeds"])), reference_precision="/".join(sorted(map(str, reference_recipes[s][1]))),
                  reference_accuracy=float(np.mean(t["test"] == truth[None, :])),
                  reference_natural_f1=f1_of(y_nat, (t["test_natural"] == POSITIVE).astype(int), 1))
-        other = _recipe_difference(recipes[s][0], reference_recipes[s][0])
+        other = recipe_difference(recipes[s][0], reference_recipes[s][0])
         if other:
             r["verdict"], r["note"] = "other recipe", other
             continue

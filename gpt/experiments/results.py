@@ -9,6 +9,7 @@ be written. :func:`write_result` writes every file atomically.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -21,12 +22,13 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from ..classifier import STRATEGIES
-from ..errors import OutputExistsError
+from ..errors import ConfigError, OutputExistsError
 from ..finetune import FinetuneResult
 from ..io.files import OutputError, atomic_write_text, check_output
+from ..io.lock import output_lock
 from ..lora.adapters import save_adapter
 from ..lora.layer import lora_layers
-from .compare import against_markdown, comparison_markdown
+from .compare import against_markdown, comparison_markdown, recipe_difference, run_recipe
 
 
 RESULT_COLUMNS = [
@@ -101,13 +103,15 @@ def _read_table(csv_path: Path):
     return table
 
 
-def check_results_dir(out_dir: str | os.PathLike, runs=(), overwrite: bool = False) -> set[tuple[str, int]]:
+def check_results_dir(out_dir: str | os.PathLike, runs=(), overwrite: bool = False, recipes: dict | None = None) -> set[tuple[str, int]]:
     """Check before any training that results can be written to ``out_dir``.
 
     ``runs``: the (strategy label, seed) pairs about to run. Refuses (:class:`~gpt.errors.OutputExistsError`)
     a pair that already has a row unless ``overwrite``; refuses (:class:`~gpt.io.files.OutputError`) a
     file where the folder should be, an unwritable folder, or a ``results.csv`` that is not a results
-    table. Returns the pairs that already have rows.
+    table. ``recipes``: ``{label: recipe}`` (:func:`gpt.experiments.compare.run_recipe`) of the runs about
+    to start, checked by :func:`check_one_recipe_per_label` (the rows ``overwrite`` replaces excepted).
+    Returns the pairs that already have rows.
     """
     out = check_output(out_dir, kind="dir", overwrite=True)
     csv_path = out / "results.csv"
@@ -124,7 +128,40 @@ def check_results_dir(out_dir: str | os.PathLike, runs=(), overwrite: bool = Fal
             f"{csv_path} already has results for {shown}{' ...' if len(clash) > 4 else ''}; pass --overwrite to replace them, "
             "or choose another --out"
         )
+    if recipes:
+        check_one_recipe_per_label(out, recipes, replaced=set(runs) if overwrite else set())
     return done
+
+
+def check_one_recipe_per_label(out_dir: str | os.PathLike, recipes: dict, replaced=frozenset()) -> None:
+    """One configuration per label: refuse (:class:`~gpt.errors.ConfigError`) a run whose recipe
+    (``recipes[label]``, :func:`gpt.experiments.compare.run_recipe`) differs from that of runs already
+    under its label in ``out_dir`` (``runs/<label>_seed<seed>.json``), except the (label, seed) pairs
+    about to be ``replaced``. The seeds of a label are averaged in ``summary.md``: they must be seeds of
+    one configuration. How a run computes (device, precision, padding, attention: ``NOT_RECIPE``) may differ."""
+    out = Path(out_dir)
+    for label, recipe in recipes.items():
+        differing = {}
+        for path in sorted((out / "runs").glob(f"{glob.escape(label)}_seed*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                row = doc["row"]
+                seed = int(row["seed"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if row.get("strategy") != label or (label, seed) in replaced:
+                continue
+            diff = recipe_difference(run_recipe(doc.get("config", {}), row.get("checkpoint_sha256")), recipe)
+            if diff:
+                differing[seed] = diff
+        if differing:
+            seeds = sorted(differing)
+            raise ConfigError(
+                f"{out} already holds {label} seed{'s' if len(seeds) > 1 else ''} {' '.join(map(str, seeds))} with another "
+                f"configuration ({differing[seeds[0]]}, theirs vs this run's); a label names one configuration, so that its "
+                f"seeds can be averaged. Give this run a label of its own (finetune --label NAME), write it to another --out, "
+                f"or rerun every seed of {label} with --overwrite"
+            )
 
 
 def write_result(out_dir: str | os.PathLike, row: dict, result: FinetuneResult | None = None, overwrite: bool = False) -> Path:
@@ -132,9 +169,22 @@ def write_result(out_dir: str | os.PathLike, row: dict, result: FinetuneResult |
     as ``<out_dir>/runs/<strategy>_seed<seed>.json``, and refresh ``<out_dir>/summary.md``.
 
     A row of the same strategy and seed is replaced only with ``overwrite``. Every file is written
-    atomically. Returns the path of ``results.csv``."""
+    atomically, and ``results.csv`` is read, changed and rewritten under its lock (:func:`results_lock`),
+    so that runs writing into one folder in parallel all keep their rows. Returns the path of ``results.csv``."""
+    with results_lock(out_dir):
+        return _write_result(Path(out_dir), row, result, overwrite)
 
-    out = Path(out_dir)
+
+RESULTS_LOCK_WAIT = 600.0  # seconds a run waits for another one to finish writing results.csv
+
+
+def results_lock(out_dir: str | os.PathLike):
+    """The lock of ``<out_dir>/results.csv`` (:func:`gpt.io.lock.output_lock`), waited for up to
+    :data:`RESULTS_LOCK_WAIT` seconds: held while a run reads, changes and rewrites it and ``summary.md``."""
+    return output_lock(Path(out_dir) / "results.csv", wait=RESULTS_LOCK_WAIT)
+
+
+def _write_result(out: Path, row: dict, result: FinetuneResult | None, overwrite: bool) -> Path:
     check_results_dir(out, [(row["strategy"], row["seed"])], overwrite)
     csv_path = out / "results.csv"
     if result is not None:
@@ -186,6 +236,11 @@ def refresh_summary(out_dir: str | os.PathLike, splits: dict | None = None, agai
     (:func:`gpt.experiments.compare.comparison_markdown`, from the predictions in ``<out_dir>/runs``), and with
     ``against`` another results folder, each strategy against the same strategy there."""
     out = Path(out_dir)
+    with results_lock(out):
+        return _refresh_summary(out, splits, against)
+
+
+def _refresh_summary(out: Path, splits: dict | None, against) -> Path:
     text = summary_markdown(_read_table(out / "results.csv"))
     if splits is not None:
         section = comparison_markdown(out, splits, order=strategy_order)

@@ -27,6 +27,7 @@ command that resumes (``finetune ... --resume``, ``experiment ... --skip-existin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -45,6 +46,7 @@ from ..errors import ConfigError
 from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune, lora_label
 from ..io.files import display_path
 from ..io.hf import resolve_pretrained
+from ..io.lock import output_lock
 from ..model import count_parameters
 from ..runtime.device import pick_device
 from ..sms import run_splits
@@ -53,8 +55,8 @@ from ..teaching.reference import machine_description, reference_path, source_com
 from ..tokenizer import course_tokenizer
 from ..io.weights import read_checkpoint
 from .baseline import train_baseline
-from .compare import write_kfold_summary
-from .results import (check_results_dir, plot_accuracy_vs_params, refresh_summary, result_row, strategy_order, task_storage_bytes,
+from .compare import run_recipe, write_kfold_summary
+from .results import (check_one_recipe_per_label, check_results_dir, plot_accuracy_vs_params, refresh_summary, result_row, strategy_order, task_storage_bytes,
                       write_result)
 from .run_folder import Progress, default_run_folder, experiment_plan, finished_row, print_comparison, write_plan
 
@@ -86,9 +88,39 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
     ``checkpoint_sha256`` that of its ``model.safetensors``). With ``resume``, a run
     interrupted earlier continues from ``<out>/checkpoints/``. A :class:`~gpt.finetune.TrainingInterrupted`
     propagates after the state was saved. Returns the row.
+
+    The run holds the lock of its (label, seed) in ``out`` (:func:`run_lock`) from start to end: a second
+    process running the same label and seed into the same folder is refused, naming this one. Runs of
+    other labels or seeds may write into the same folder at the same time. A label keeps one
+    configuration (:func:`gpt.experiments.results.check_one_recipe_per_label`).
     """
+    with run_lock(out, config, command):
+        row = _run_locked(config, Path(out), checkpoint, command, resume, overwrite, progress, base)
+    ck_parent = checkpoint_folder(out, config).parent
+    with contextlib.suppress(OSError):  # another run may be creating its checkpoint there right now
+        if ck_parent.is_dir() and not any(ck_parent.iterdir()):
+            ck_parent.rmdir()
+    return row
+
+
+def run_lock(out: str | Path, config: FinetuneConfig, command: str = ""):
+    """The lock a run holds while it runs: that of ``<out>/runs/<label>_seed<seed>`` (:func:`gpt.io.lock.output_lock`)."""
+    return output_lock(Path(out) / "runs" / f"{config.label}_seed{config.seed}", command=command or None,
+                       what=f"{config.label} seed {config.seed} in {out}")
+
+
+def base_sha256(config: FinetuneConfig, checkpoint=None, base: str | None = None) -> str:
+    """The sha256 of the weights a run starts from ("" for the baseline, which starts from none)."""
+    if config.strategy == "baseline":
+        return ""
+    return sha256_file(check_base(base) if base else Path(checkpoint) if checkpoint else reference_path())
+
+
+def _run_locked(config: FinetuneConfig, out: Path, checkpoint, command: str, resume: bool, overwrite: bool, progress: bool,
+                base: str | None) -> dict:
     label = config.label
-    check_results_dir(out, [(label, config.seed)], overwrite=overwrite)
+    base_sha = base_sha256(config, checkpoint, base)
+    check_results_dir(out, [(label, config.seed)], overwrite=overwrite, recipes={label: run_recipe(config.to_dict(), base_sha)})
     ck_dir = checkpoint_folder(out, config)
     if ck_dir.exists() and not resume:
         if not overwrite:
@@ -111,14 +143,12 @@ def run_finetune(config: FinetuneConfig, out: str | Path, checkpoint: str | Path
             model = build_model(config, ckpt)
         print(f"{label}: {count_parameters(model, trainable_only=True):,} of {count_parameters(model):,} parameters train (seed {config.seed})")
         result = finetune(model, splits, config, progress=progress, checkpoint_dir=ck_dir, resume=resume and ck_dir.exists())
-        extra.update(checkpoint=str(base) if base else display_path(ckpt), checkpoint_sha256=sha256_file(ckpt),
+        extra.update(checkpoint=str(base) if base else display_path(ckpt), checkpoint_sha256=base_sha,
                      stored_bytes=task_storage_bytes(model, ckpt))
     row = result_row(result, extra)
     write_result(out, row, result, overwrite=True)  # checked above; a resumed run replaces nothing else
     refresh_summary(out, splits)  # with the intervals and paired comparisons of every run so far
     shutil.rmtree(ck_dir, ignore_errors=True)
-    if ck_dir.parent.is_dir() and not any(ck_dir.parent.iterdir()):
-        ck_dir.parent.rmdir()
     print(
         f"{label} seed {config.seed}: best epoch {row['best_epoch']}, balanced test accuracy {row['test_accuracy']:.4f}, "
         f"F1 {row['test_f1']:.4f}; natural test accuracy {row['natural_accuracy']:.4f}, F1 {row['natural_f1']:.4f}; "
@@ -284,6 +314,9 @@ def run_experiment(out: str | Path | None = None, config: ExperimentConfig | Non
     folds' predictions: every message of the collection is then tested once
     (:func:`gpt.experiments.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.
     """
+    if skip_existing and overwrite:
+        raise ConfigError("--skip-existing keeps the rows already in results.csv and --overwrite reruns and replaces them; "
+                          "give one of the two")
     config = dataclasses.replace(config or ExperimentConfig(), **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
     config.check()
     ckpt = check_base(config.base, config.checkpoint) if config.base else Path(config.checkpoint or reference_path())
@@ -297,6 +330,12 @@ def run_experiment(out: str | Path | None = None, config: ExperimentConfig | Non
         skip_existing = True  # its own folder: resume what is there
         print(f"experiment: {'resuming the unfinished run in' if resumed else 'a new run folder'} {out}")
     out = Path(out)
+    with output_lock(out, command=command, what=f"the experiment folder {out}"):  # one experiment per folder at a time
+        return _run_experiment_locked(out, config, plan, command, skip_existing, overwrite, against)
+
+
+def _run_experiment_locked(out: Path, config: ExperimentConfig, plan: dict, command: str, skip_existing: bool, overwrite: bool,
+                           against) -> Path:
     if config.kfold is not None:
         return _run_folds(out, config, plan, command, skip_existing, overwrite)
     reference = _reference_for(against, out)  # a bad --against is an error before any run
@@ -347,6 +386,10 @@ def _run_all(out: Path, config: ExperimentConfig, plan: dict, command: str, skip
     pairs = [(label, seed) for label, _ in runs for seed in seeds]
     existing = check_results_dir(out, pairs, overwrite=overwrite or skip_existing)
     done = _rows_to_keep(out, plan["checkpoint_sha256"]) if skip_existing else set()
+    replaced = set(pairs) if overwrite else (existing & set(pairs)) - done  # skip_existing: rows of another checkpoint are rerun
+    recipes = {label: run_recipe(config.run_config(overrides, seeds[0]).to_dict(),
+                                 plan["checkpoint_sha256"] if overrides["strategy"] != "baseline" else "") for label, overrides in runs}
+    check_one_recipe_per_label(out, recipes, replaced)
     todo = [(label, overrides, seed) for label, overrides in runs for seed in seeds if (label, seed) not in done]
     out.mkdir(parents=True, exist_ok=True)
     write_plan(out, plan, command)

@@ -120,10 +120,22 @@ def read_state(folder: str | os.PathLike, format: str, required: dict[str, type 
         if key not in state:
             raise CheckpointError(f"{path} lacks the field {key!r}: the checkpoint is damaged and cannot be resumed")
         if not isinstance(state[key], typ) or isinstance(state[key], bool):
-            raise CheckpointError(f"{path}: the field {key!r} is {state[key]!r}, not a {getattr(typ, '__name__', 'number')}")
+            raise CheckpointError(f"{path}: the field {key!r} is {state[key]!r}, not {type_name(typ)}: the checkpoint is damaged "
+                                  "and cannot be resumed; start the run afresh")
     if not all(isinstance(v, str) for v in state["files"].values()):
         raise CheckpointError(f"{path} records no valid sha256 for its files: the checkpoint is damaged and cannot be resumed")
     return state
+
+
+_TYPE_NAMES = {int: "a whole number", float: "a number", dict: "a JSON object", list: "a list", str: "a string", type(None): "null"}
+
+
+def type_name(typ) -> str:
+    """How a message names a JSON type (or a tuple of them): ``(int, type(None))`` -> "a whole number or null"."""
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if int in types and float in types:
+        types = tuple(t for t in types if t not in (int, float)) + (float,)
+    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
 
 
 def read_verified(folder: str | os.PathLike, name: str, state: dict) -> bytes:

@@ -24,8 +24,8 @@ from typing import Iterator
 
 from ..errors import GPTError, OutputExistsError
 
-__all__ = ["check_output", "atomic_file", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "fsync_dir", "OutputError",
-           "sha256_bytes", "sha256_file"]
+__all__ = ["check_output", "atomic_file", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "replace_dir", "fsync_dir",
+           "OutputError", "sha256_bytes", "sha256_file"]
 
 
 class OutputError(GPTError, OSError):
@@ -194,26 +194,36 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: str = 
         raise OutputError(_explain(e, path)) from e
     try:
         yield tmp
-        _fsync_tree(tmp)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if old is not None:
-                os.replace(old, path)  # put the previous folder back
-            raise
-        fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(_explain(e, path)) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Put the complete folder ``new`` in the place of ``path`` (which may exist): ``new`` is fsynced,
+    the old ``path`` is moved aside, ``new`` renamed to ``path``, and only then the old one deleted.
+    A crash leaves the old folder or the new one at ``path`` (or, between the two renames, the old
+    one in ``.<name>.old-<pid>`` beside it); both must be on the same filesystem (siblings)."""
+    new, path = Path(new), Path(path)
+    _fsync_tree(new)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        if old is not None:
+            os.replace(old, path)  # put the previous folder back
+        raise
+    fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def display_path(path: str | os.PathLike) -> str:

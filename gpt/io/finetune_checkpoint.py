@@ -63,6 +63,33 @@ def save_checkpoint(run, folder: str | os.PathLike) -> Path:
     return write_checkpoint(folder, {CHECKPOINT_WEIGHTS: save(tensors)}, state, CHECKPOINT_FORMAT)
 
 
+_NUMBER, _OPTIONAL_INT = (int, float), (int, type(None))
+_STATE_FIELDS = {"config": dict, "step": int, "epoch": int, "epoch_batches": (list, type(None)), "batch_in_epoch": int,
+                 "loss_sum": _NUMBER, "correct": int, "seen": int, "history": dict, "best_key": (list, type(None)),
+                 "best_epoch": _OPTIONAL_INT, "step_seconds": _NUMBER, "train_seconds": _NUMBER, "activation_peak": int}
+
+
+def _check_progress(state: dict, run, path: Path) -> None:
+    """The position a checkpoint records must lie inside this run: refused (CheckpointError) otherwise."""
+    epochs, batches = run.config.epochs, state["epoch_batches"]
+    problems = [
+        (0 <= state["epoch"] <= epochs, f"epoch {state['epoch']} is outside the run's 0..{epochs} epochs"),
+        (0 <= state["step"] <= run.total_steps, f"step {state['step']} is outside the run's 0..{run.total_steps} steps"),
+        (isinstance(done := state["history"].get("epoch"), list) and len(done) == state["epoch"],
+         f"its history records the epochs {state['history'].get('epoch')!r}, but epoch is {state['epoch']}"),
+        (0 <= state["batch_in_epoch"] <= (len(batches) if batches is not None else 0),
+         f"batch_in_epoch {state['batch_in_epoch']} is outside the epoch's {len(batches or [])} batches"),
+        (state["best_epoch"] is None or 1 <= state["best_epoch"] <= state["epoch"],
+         f"best_epoch {state['best_epoch']} is not one of the epochs done (1..{state['epoch']})"),
+        (min(state["seen"], state["correct"], state["activation_peak"]) >= 0 and state["correct"] <= state["seen"],
+         "its counts (seen, correct, activation_peak) are negative or inconsistent"),
+    ]
+    for ok, problem in problems:
+        if not ok:
+            raise CheckpointError(f"{path}: {problem}; the checkpoint does not belong to this run or is damaged. Start the run "
+                                  "afresh (without --resume, or with --overwrite)")
+
+
 def load_checkpoint(run, folder: str | os.PathLike) -> None:
     """Continue ``run`` (fresh from :func:`gpt.finetune.setup`) from the checkpoint in ``folder``.
 
@@ -74,7 +101,7 @@ def load_checkpoint(run, folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"{folder} holds no complete fine-tuning checkpoint (needs {STATE_FILE} and {CHECKPOINT_WEIGHTS})")
-    state = read_state(folder, CHECKPOINT_FORMAT, {"config": dict, "step": int, "history": dict})
+    state = read_state(folder, CHECKPOINT_FORMAT, _STATE_FIELDS)
     tensors = load(read_verified(folder, CHECKPOINT_WEIGHTS, state))
     mine = run_fingerprint(run)
     if state["config"] != mine["config"]:
@@ -88,6 +115,7 @@ def load_checkpoint(run, folder: str | os.PathLike) -> None:
                       ("trainable", "trainable tensors")):
         if state.get(key) != mine[key]:
             raise CheckpointError(f"the checkpoint in {folder} was made with other {what} than this run; it cannot be resumed")
+    _check_progress(state, run, folder / STATE_FILE)
     check_finite(tensors, folder / CHECKPOINT_WEIGHTS)
     named = dict(run.model.named_parameters())
     with torch.no_grad():

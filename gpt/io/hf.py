@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import SimpleNamespace
 
 import torch
@@ -96,6 +96,19 @@ def _offline_help(name: str) -> str:
     )
 
 
+def _check_shard_names(shards: list, index: Path) -> None:
+    """A shard index's ``weight_map`` names files inside the index's own folder: plain relative names,
+    never an absolute path or one with ``..`` (which would load weights from elsewhere)."""
+    for shard in shards:
+        parts = PurePosixPath(shard).parts if isinstance(shard, str) else ()
+        if not shard or not parts or "\\" in shard or PurePosixPath(shard).is_absolute() or PureWindowsPath(shard).is_absolute() \
+                or ".." in parts or not shard.endswith(".safetensors"):
+            raise CheckpointError(
+                f"{index} names the shard {shard!r}, which is not a .safetensors file inside {index.parent}; a shard index may only "
+                "name files in its own folder. The index is damaged or was tampered with: use the model's original files"
+            )
+
+
 def _folder_files(folder: Path, name: str) -> PretrainedFiles:
     config = folder / CONFIG_FILE
     if not config.is_file():
@@ -111,6 +124,7 @@ def _folder_files(folder: Path, name: str) -> PretrainedFiles:
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{index} is not a safetensors shard index ({type(e).__name__}: {e})") from e
+        _check_shard_names(shards, index)
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise CheckpointError(f"{folder} lacks the shards {missing} that {index.name} names; copy them into {folder}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -85,12 +86,30 @@ def read_training_state(run_dir: str | os.PathLike) -> dict:
             )
         raise CheckpointError(f"nothing to resume in {run_dir}: it holds no checkpoint ({path})")
     state = read_state(ckpt, CHECKPOINT_FORMAT, _REQUIRED)
-    if state["step"] < 0:
-        raise CheckpointError(f"{path}: step {state['step']} is negative")
+    _check_progress(state, path)
     for f in (MODEL_FILE, OPTIMIZER_FILE):
         if f not in state["files"]:
             raise CheckpointError(f"{path} records no sha256 for {f}: the checkpoint is damaged and cannot be resumed")
     return state
+
+
+def _check_progress(state: dict, path: Path) -> None:
+    """The step a checkpoint records must lie inside its run, and agree with its history."""
+    step, max_steps = state["step"], state["train_config"].get("max_steps")
+    history = state["history"]
+    steps = history.get("step")
+    problems = [
+        (step >= 0, f"step {step} is negative"),
+        (not isinstance(max_steps, int) or step <= max_steps, f"step {step} is beyond the run's {max_steps} steps"),
+        (all(isinstance(v, list) for k, v in history.items() if k != "compile_seconds"), "its history holds a value that is not a list"),
+        (isinstance(steps, list) and len(steps) == step and steps[-1:] in ([], [step]),
+         f"its history records {len(steps) if isinstance(steps, list) else steps!r} steps, but step is {step}"),
+        (math.isfinite(state["seconds"]) and state["seconds"] >= 0, f"seconds {state['seconds']} is not a finite number >= 0"),
+    ]
+    for ok, problem in problems:
+        if not ok:
+            raise CheckpointError(f"{path}: {problem}; the checkpoint is damaged and cannot be resumed. Start a new run "
+                                  "(another folder, or --overwrite)")
 
 
 def canonical(x):

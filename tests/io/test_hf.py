@@ -344,3 +344,29 @@ def test_lora_variant_configs_finetune_a_loaded_gpt2(tiny_base):
         model = build_model(config, base=tiny_base)
         result = finetune(model, toy_splits(), config, progress=False)
         assert result.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad) > 66
+
+
+@pytest.mark.parametrize("shard", ["../ok/model.safetensors", "/etc/model.safetensors", "sub/../../x.safetensors",
+                                   "C:\\\\x\\\\model.safetensors", "model.bin", ""])
+def test_a_shard_index_names_only_files_in_its_folder(hf_folder, tmp_path, shard):
+    folder, _ = hf_folder
+    ok = tmp_path / "ok"
+    shutil.copytree(folder, ok)  # a valid model just outside the folder the index is in
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(folder / "config.json", bad / "config.json")
+    (bad / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {"wte.weight": shard}}))
+    with pytest.raises(CheckpointError) as e:
+        resolve_pretrained(bad)
+    assert f"names the shard {shard!r}, which is not a .safetensors file inside {bad}" in str(e.value)
+    assert "a shard index may only name files in its own folder" in str(e.value)
+
+
+def test_a_shard_index_of_files_in_its_folder_is_read(hf_folder, tmp_path):
+    folder, _ = hf_folder
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    shutil.copy(folder / "config.json", sharded / "config.json")
+    shutil.copy(folder / "model.safetensors", sharded / "model-00001-of-00001.safetensors")
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"wte.weight": "model-00001-of-00001.safetensors"}}))
+    assert resolve_pretrained(sharded).weights == (sharded / "model-00001-of-00001.safetensors",)

@@ -1,0 +1,51 @@
+"""gpt.runtime.memory: a run that cannot fit is refused before its first step, naming --batch-size."""
+
+import pytest
+import torch
+
+from gpt.errors import ConfigError
+from gpt.model import GPT, GPTConfig, count_parameters
+from gpt.runtime.memory import available_bytes, check_training_memory, training_bytes_lower_bound
+from gpt.runtime.meters import SavedActivations
+from gpt.train import lm_loss
+
+COURSE = GPTConfig.from_preset("course")
+
+
+def test_the_estimate_is_below_what_a_training_forward_saves():
+    config = GPTConfig.from_preset("course-tiny")
+    model = GPT(config).train()
+    x = torch.randint(0, config.vocab_size, (4, config.context_length))
+    meter = SavedActivations(model)
+    with meter.track():
+        lm_loss(model, x, x)
+    assert 0 < training_bytes_lower_bound(config, 0, 4) < meter.peak_bytes
+
+
+def test_a_batch_that_cannot_fit_is_refused_naming_the_flag():
+    n = 2_600_000
+    with pytest.raises(ConfigError) as e:
+        check_training_memory(COURSE, n, 100_000, "cpu", available=int(21.9e9))
+    msg = str(e.value)
+    assert msg.startswith("--batch-size 100000 needs at least ") and "but only 21.9 GB is available on this machine" in msg
+    fits = int(msg.rsplit("lower --batch-size to ", 1)[1].split(" ")[0])
+    assert 1 <= fits < 100_000
+    check_training_memory(COURSE, n, fits, "cpu", available=int(21.9e9))  # the advice fits
+    with pytest.raises(ConfigError):
+        check_training_memory(COURSE, n, fits + 1, "cpu", available=int(21.9e9))
+    with pytest.raises(ConfigError, match="the model alone does not fit"):
+        check_training_memory(COURSE, n, 1, "cpu", available=1000)
+    check_training_memory(COURSE, n, 10**9, "meta")  # memory unknown: nothing is checked
+
+
+def test_gpus_hold_a_share_of_the_global_batch():
+    need_one = training_bytes_lower_bound(COURSE, 0, 64)
+    check_training_memory(COURSE, 0, 256, "cuda", processes=4, available=need_one)
+    with pytest.raises(ConfigError, match="on the GPU"):
+        check_training_memory(COURSE, 0, 256, "cuda", processes=2, available=need_one)
+
+
+def test_available_memory_is_read_on_linux():
+    avail = available_bytes("cpu")
+    assert avail is None or avail > 0
+    assert count_parameters(GPT(COURSE)) > 0
