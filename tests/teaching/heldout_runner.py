@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = Path(__file__).resolve().parent / "heldout"
 
 
-class ForbiddenCall(RuntimeError):
-    pass
+FORBIDDEN_PREFIX = "forbidden call: "
 
 
 @dataclass(frozen=True)
@@ -177,10 +176,18 @@ def _resolve(dotted: str):
 
 
 def _tripwire(name: str):
-    message = f"the exercise asks you to write {name} yourself; calling the package's {name} scores 0"
-    scope = {"ForbiddenCall": ForbiddenCall}
-    exec(f"def tripwire(*args, **kwargs):\n    raise ForbiddenCall({message!r})", scope)
+    """A function that raises; it names only builtins, so its __code__ can replace any function's."""
+    message = f"{FORBIDDEN_PREFIX}the exercise asks you to write {name} yourself; calling the package's {name} scores 0"
+    scope: dict = {}
+    exec(f"def tripwire(*args, **kwargs):\n    raise RuntimeError({message!r})", scope)
     return scope["tripwire"]
+
+
+def _shown(dotted: str) -> str:
+    """The name a learner knows: "CausalSelfAttention.forward" for a method, "lm_loss" for a function."""
+    parts = dotted.split(".")
+    classes = [i for i, p in enumerate(parts) if p[:1].isupper()]
+    return ".".join(parts[classes[0]:]) if classes else parts[-1]
 
 
 def install_tripwires(forbidden: list[str]):
@@ -188,7 +195,7 @@ def install_tripwires(forbidden: list[str]):
     undo = []
     for dotted in forbidden:
         owner, attr, obj = _resolve(dotted)
-        trip = _tripwire(dotted.rsplit(".", 1)[-1])
+        trip = _tripwire(_shown(dotted))
         targets = [(obj, k, v) for k, v in vars(obj).items() if isinstance(v, types.FunctionType)] if isinstance(obj, type) else [(owner, attr, obj)]
         for holder, key, fn in targets:
             undo.append(("attr", holder, key, vars(holder).get(key, fn) if isinstance(holder, type) else fn))
