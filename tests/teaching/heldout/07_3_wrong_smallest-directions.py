@@ -1,0 +1,8 @@
+# exercise: 07.3
+# expect: wrong
+# why: takes the r smallest singular directions
+def my_pissa(W, r, scaling):
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    root = (S[-r:] / scaling).sqrt()
+    A, B = root[:, None] * Vh[-r:], U[:, -r:] * root
+    return A, B, W - scaling * B @ A
