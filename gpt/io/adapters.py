@@ -267,7 +267,7 @@ def _verify_checksum(config: dict, tensors: dict, peft_config: dict | None, cfg_
                                "edited or damaged; restore it from a copy or save the adapter again")
         source = "written by PEFT" if peft_config is not None else f"saved before adapters carried one (format_version {version})"
         warnings.warn(f"adapter {cfg_file.parent} carries no checksum ({source}): loaded unverified; save it again with "
-                      "gpt.lora.save_adapter to record one", stacklevel=4)
+                      "gpt.lora.save_adapter to record one", stacklevel=5)
         return
     if not (isinstance(checksum, dict) and all(isinstance(checksum.get(k), str) for k in ("tensors_sha256", "config_sha256"))):
         raise AdapterError(f"{cfg_file}: 'checksum' must be {{'tensors_sha256': ..., 'config_sha256': ...}}, got {checksum!r}; "

@@ -228,8 +228,8 @@ def _check_architecture(model: nn.Module, config: dict, path) -> None:
             raise AdapterError(f"adapter {path} was trained on a model with {shown}: another architecture; load it into the model it was trained on")
 
 
-def _check_same_base(model: nn.Module, config: dict, tensors: dict, path, base_checkpoint, allow_other_base: bool) -> None:
-    """The adapter in ``path`` (its ``config``, ``tensors``) was trained on this base: the same base
+def _check_same_base(model: nn.Module, config: dict, adapter_keys, path, base_checkpoint, allow_other_base: bool) -> None:
+    """The adapter in ``path`` (its ``config``, the keys of its tensors) was trained on this base: the same base
     checkpoint sha256 (when both are known) and the same :func:`base_weights_sha256` (when recorded).
     Another base is an AdapterError, or with ``allow_other_base`` a warning naming both sha256s; an
     adapter that records neither loads with a warning."""
@@ -239,7 +239,7 @@ def _check_same_base(model: nn.Module, config: dict, tensors: dict, path, base_c
     if file_sha is not None and saved_file is not None and file_sha != saved_file.lower():
         others.append((f"a base checkpoint, but {base_checkpoint} has another", saved_file.lower(), file_sha))
     if saved_weights is not None:
-        weights = base_weights_sha256(model, config["target_modules"], tensors)
+        weights = base_weights_sha256(model, config["target_modules"], adapter_keys)
         if weights != saved_weights.lower():
             others.append(("base weights (those it leaves alone), but this model's differ", saved_weights.lower(), weights))
     elif file_sha is None or saved_file is None:
@@ -276,6 +276,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
     check_bool("allow_other_base", allow_other_base)
     config, tensors = read_adapter(path)
     _check_architecture(model, config, path)
+    adapter_keys = list(tensors)  # all of them: the base weights' sha256 leaves them out (tied copies are dropped below)
     r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
     variant = dict(use_rslora=config.get("use_rslora", False), use_dora=config.get("use_dora", False),
                    init_lora_weights=init_weights_name(config.get("init_lora_weights", "kaiming")))
@@ -332,7 +333,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
         del tensors[key]
         to_save = [m for m in to_save if not key.startswith(m + ".")]
 
-    _check_same_base(model, config, tensors, path, base_checkpoint, allow_other_base)  # the last check: the model is right otherwise
+    _check_same_base(model, config, adapter_keys, path, base_checkpoint, allow_other_base)  # the last check: the model is right otherwise
     if not existing:
         wrap_layers(model, targets, r, lora_alpha, lora_dropout, to_save, **variant)
     params = dict(model.named_parameters(remove_duplicate=False))
