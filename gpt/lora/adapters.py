@@ -254,6 +254,22 @@ def _check_same_base(model: nn.Module, config: dict, adapter_keys, path, base_ch
         warnings.warn(f"{message}; loading it anyway (allow_other_base=True)", stacklevel=3)
 
 
+def _without_tied_copies(model: nn.Module, tensors: dict, to_save: list[str]) -> tuple[dict, list[str]]:
+    """``(tensors, to_save)`` without the tensors of tied parameters (PEFT's copy of a GPT's ``lm_head``),
+    which must equal the model's (else AdapterError), and without the modules to save that held them."""
+    tensors = dict(tensors)
+    owners: dict[int, int] = {}
+    named_all = dict(model.named_parameters(remove_duplicate=False))
+    for p in named_all.values():
+        owners[id(p)] = owners.get(id(p), 0) + 1
+    for key in [k for k in tensors if k in named_all and owners[id(named_all[k])] > 1]:  # a tied parameter
+        if not torch.equal(tensors[key].to(named_all[key].dtype), named_all[key].detach().cpu()):
+            raise AdapterError(f"adapter tensor {key!r} is a trained copy of a weight this model ties to another; it cannot be loaded here")
+        del tensors[key]
+        to_save = [m for m in to_save if not key.startswith(m + ".")]
+    return tensors, to_save
+
+
 def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None, *,
                  allow_other_base: bool = False) -> nn.Module:
     """Load an adapter saved by :func:`save_adapter` (either format) or by PEFT into ``model`` (in place) and return it.
@@ -322,16 +338,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
     for key in needed:
         if key not in tensors:
             raise AdapterError(f"adapter file lacks tensor {key!r}; the adapter is incomplete: save it again")
-    tensors = dict(tensors)
-    owners: dict[int, int] = {}
-    named_all = dict(model.named_parameters(remove_duplicate=False))
-    for p in named_all.values():
-        owners[id(p)] = owners.get(id(p), 0) + 1
-    for key in [k for k in tensors if k in named_all and owners[id(named_all[k])] > 1]:  # a tied parameter
-        if not torch.equal(tensors[key].to(named_all[key].dtype), named_all[key].detach().cpu()):
-            raise AdapterError(f"adapter tensor {key!r} is a trained copy of a weight this model ties to another; it cannot be loaded here")
-        del tensors[key]
-        to_save = [m for m in to_save if not key.startswith(m + ".")]
+    tensors, to_save = _without_tied_copies(model, tensors, to_save)
 
     _check_same_base(model, config, adapter_keys, path, base_checkpoint, allow_other_base)  # the last check: the model is right otherwise
     if not existing:
