@@ -41,7 +41,7 @@ from .finetune_config import (ALL_STRATEGIES, CLASS_WEIGHTS,  # noqa: F401  (par
                               lora_variant_suffix)
 from .io.checkpoint import InterruptFlag, TrainingInterrupted
 from .io.finetune_checkpoint import load_checkpoint, save_checkpoint
-from .lora.layer import apply_lora
+from .lora.layer import apply_lora, check_lora_rank  # noqa: F401  (check_lora_rank: part of this module's API, used by the CLI)
 from .lora.variants import lora_plus_param_groups
 from .metrics import metrics_from_probs
 from .model import count_parameters
@@ -107,17 +107,6 @@ class FinetuneResult:
 
 # ---------------------------------------------------------------------------------------------
 # Building the model a config describes
-
-
-def check_lora_rank(r: int, width: int | None, source: str = "the model") -> None:
-    """LoRA's rank is bounded by the layers it adapts: refuse (:class:`~gpt.errors.ConfigError`) ``r`` above
-    ``width``, the smallest ``min(in, out)`` of the layers (``n_embd`` for every Linear of a GPT block)."""
-    if width is not None and r > width:
-        raise ConfigError(
-            f"r (the LoRA rank, --rank) {r} is larger than the layers of {source} allow: its adapted layers are {width} wide, so "
-            f"B·A reaches full rank at r = {width} and a larger r only adds parameters (r·(in + out) per layer). "
-            f"Choose r <= {width}"
-        )
 
 
 def build_model(config: FinetuneConfig, checkpoint: str | os.PathLike | None = None, tokenizer=None,

@@ -158,7 +158,7 @@ def test_tokenize_to_array_and_cache(tmp_path):
     # the second call loads the cache and does not tokenize
     assert tokenize_to_array(texts, tok, cache=cache).tolist() == want
     assert tok.calls == 4
-    assert [p.name for p in cache.parent.iterdir()] == ["ids.npy"]
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["ids.npy", "ids.npy.sha256"]  # the cache and its recorded sha256
 
 
 def test_tokenize_to_array_uint32_for_big_vocab():

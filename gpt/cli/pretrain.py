@@ -21,9 +21,10 @@ from ..data import load_pretraining_ids, load_pretraining_texts
 from ..io.downloads import REGISTRY, fetch
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from ..io.checkpoint import TrainingInterrupted
-from ..io.files import atomic_dir, check_output, replace_dir, sha256_file
+from ..io.files import atomic_dir, check_output, others_in, replace_dir, sha256_file
 from ..io.lock import output_lock
-from ..io.resume import check_resume, has_checkpoint, read_training_state
+from ..io.resume import CHECKPOINT_DIR, OPTIMIZER_FILE, check_resume, has_checkpoint, read_training_state
+from ..io.checkpoint import STATE_FILE
 from ..io.weights import load_model, read_checkpoint, save_model
 from ..model import GPT, PRESETS, GPTConfig, count_parameters
 from ..runtime.device import pick_device
@@ -87,10 +88,21 @@ def _cmd_train_tokenizer(args) -> int:
     return 0
 
 
+# What a run writes into --out (and the old layout's checkpoint files): ``--overwrite`` replaces these; every
+# other entry of the old --out (a user's notes, plots, ...) is moved into the new run folder (gpt.io.files.replace_dir).
+RUN_OUTPUTS = ("model.safetensors", "model_card.json", "MODEL_CARD.md", CHECKPOINT_DIR, STATE_FILE, OPTIMIZER_FILE)
+
+
+def run_outputs(folder: Path) -> list[str]:
+    """:data:`RUN_OUTPUTS` plus the temporary checkpoint folders a killed run may have left in ``folder``."""
+    return [*RUN_OUTPUTS, *(p.name for p in folder.glob(f".{CHECKPOINT_DIR}.*"))]
+
+
 def staging_dir(out: Path) -> Path:
     """Where ``pretrain --overwrite`` trains when ``--out`` already holds a run: ``.<name>.overwrite``
     beside it. The old run stays in ``--out`` until the new one is complete (model and card written);
-    then the staging folder replaces it in one rename (:func:`gpt.io.files.replace_dir`)."""
+    then the staging folder replaces it in one rename (:func:`gpt.io.files.replace_dir`), taking along
+    every entry of the old ``--out`` that is not one of the run's outputs (:data:`RUN_OUTPUTS`)."""
     return out.parent / f".{out.name}.overwrite"
 
 
@@ -251,8 +263,11 @@ def _finish_pretrain(args, plan: _PretrainPlan, hist: dict, model, train_ids, va
     meta = {"tokenizer_fingerprint": fingerprint}
     save_model(model, plan.work / "model.safetensors", metadata=meta)
     write_card(plan.work, card)
-    if plan.work != out:  # --overwrite: the new run is complete; now it replaces the old one
-        replace_dir(plan.work, out)
+    if plan.work != out:  # --overwrite: the new run is complete; now it replaces the old one, keeping the user's files
+        kept = others_in(out, plan.work, run_outputs(out))
+        replace_dir(plan.work, out, outputs=run_outputs(out))
+        if kept:
+            print(f"kept {len(kept)} file(s) of the old {out} that are not the run's outputs: {', '.join(kept[:5])}" + (", ..." if len(kept) > 5 else ""))
     print(f"held-out loss (fp32): {heldout:.4f}; wrote {out}/model.safetensors and {out}/MODEL_CARD.md")
     if exp is not None:
         with atomic_dir(exp, overwrite=args.overwrite) as tmp:

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ..errors import GPTError, OutputExistsError
 
@@ -203,12 +203,27 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, flag: str = 
         raise
 
 
-def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> Path:
+def others_in(path: str | os.PathLike, new: str | os.PathLike, outputs: Iterable[str]) -> list[str]:
+    """Names of the entries of the folder ``path`` that are neither one of ``outputs`` (what a run writes there)
+    nor in the folder ``new``: the files a user kept in ``path``, which :func:`replace_dir` moves into ``new``."""
+    path, new, outputs = Path(path), Path(new), set(outputs)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if p.name not in outputs and not (new / p.name).exists())
+
+
+def replace_dir(new: str | os.PathLike, path: str | os.PathLike, outputs: Iterable[str] | None = None) -> Path:
     """Put the complete folder ``new`` in the place of ``path`` (which may exist): ``new`` is fsynced,
     the old ``path`` is moved aside, ``new`` renamed to ``path``, and only then the old one deleted.
     A crash leaves the old folder or the new one at ``path`` (or, between the two renames, the old
-    one in ``.<name>.old-<pid>`` beside it); both must be on the same filesystem (siblings)."""
+    one in ``.<name>.old-<pid>`` beside it); both must be on the same filesystem (siblings).
+
+    ``outputs``: the names of what the run writes into ``path``; every other entry of the old ``path``
+    (:func:`others_in`: a user's notes, plots, ...) is first moved into ``new``, so it is kept, not deleted.
+    A crash after that move leaves those entries in ``new`` (the staging folder), never lost."""
     new, path = Path(new), Path(path)
+    for name in others_in(path, new, outputs) if outputs is not None else []:
+        os.replace(path / name, new / name)
     _fsync_tree(new)
     old = None
     if path.exists():

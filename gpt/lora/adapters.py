@@ -19,6 +19,7 @@ folder is replaced only with ``overwrite=True`` (else :class:`~gpt.errors.Output
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..checks import check_bool
 from ..errors import AdapterError, ConfigError
 from ..io.adapters import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
                            base_sha256, check_adapter_folder, read_adapter_files, write_adapter)
@@ -34,7 +36,7 @@ from .layer import LoRALinear, check_lora_settings, init_weights_name, lora_laye
 from .variants import pissa_to_lora
 
 
-__all__ = ["save_adapter", "load_adapter", "read_adapter", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
+__all__ = ["save_adapter", "load_adapter", "read_adapter", "base_weights_sha256", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
            "ADAPTER_FORMATS", "PEFT_PREFIX"]
 
 # GPTConfig fields that do not change what the weights mean; an adapter may be loaded across them.
@@ -48,6 +50,25 @@ def _model_config(model: nn.Module) -> dict | None:
         if hasattr(cfg, "to_dict"):
             return cfg.to_dict()
     return None
+
+
+def base_weights_sha256(model: nn.Module, target_modules, adapter_keys) -> str:
+    """sha256 of the base weights an adapter leaves alone: every parameter of ``model`` except the wrapped
+    layers' weight matrices (``<target>.weight``: merged or PiSSA layers change them), LoRA's own tensors and
+    the adapter's tensors ``adapter_keys`` (a trained head). Floating-point weights are hashed rounded to
+    bfloat16, so a float32 base and its bfloat16 copy agree; two different bases (another seed, more
+    training) differ in their embeddings already. What :func:`load_adapter` compares, with or without a
+    ``base_checkpoint``."""
+    skip = set(adapter_keys) | {f"{t}.weight" for t in target_modules}
+    h = hashlib.sha256()
+    for key, p in sorted(model.named_parameters(remove_duplicate=False), key=lambda kv: kv[0]):
+        if key in skip or ".lora_" in key:
+            continue
+        t = p.detach()
+        t = (t.to(torch.bfloat16) if t.is_floating_point() else t).cpu().contiguous()
+        h.update(f"{key}|{list(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def _adapter_contents(model: nn.Module) -> tuple[dict, dict[str, torch.Tensor], list[str]]:
@@ -107,7 +128,9 @@ def save_adapter(
     weights: for the course classifier that is ``gpt.lm_head.weight``, the tied token embedding (3 MB).
 
     ``base_checkpoint``: the base model's .safetensors file (its sha256 is recorded, so loading onto
-    another base fails) or that sha256. ``extra``: a dict of JSON-serialisable metadata (labels,
+    another base fails) or that sha256. Without it too, the sha256 of the base weights the adapter leaves
+    alone (:func:`base_weights_sha256`) is recorded, which :func:`load_adapter` checks; and the files carry a
+    checksum of their content (:func:`gpt.io.adapters.adapter_checksum`), verified when read. ``extra``: a dict of JSON-serialisable metadata (labels,
     metrics); anything else is a ConfigError. Saving a merged model is fine. Returns the folder.
 
     Nothing is lost: an existing non-empty ``path`` raises OutputExistsError unless ``overwrite=True``
@@ -147,11 +170,13 @@ def save_adapter(
         "bias": "none",
         "base_model_name_or_path": base_name,
         "base_model_sha256": sha,
+        "base_weights_sha256": None,  # below, once the tensors are known
         "gpt_config": _model_config(model),
         "tensors": {k: list(v.shape) for k, v in tensors.items()},
         "extra": extra or {},
     }
     peft_extra = _peft_suffix_matches(model, config["modules_to_save"], tensors) if format == "peft" else None
+    config["base_weights_sha256"] = base_weights_sha256(model, config["target_modules"], [*tensors, *(peft_extra or {})])
     return write_adapter(folder, config, tensors, format=format, overwrite=overwrite, peft_extra=peft_extra)
 
 
@@ -192,17 +217,9 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
     return read_adapter_files(path, check_settings=_check_saved_settings)
 
 
-def _check_same_base(model: nn.Module, config: dict, path, base_checkpoint) -> None:
-    """The adapter in ``path`` (its ``config``) was trained on this base: the same checkpoint sha256 (when
-    both are known) and the same GPTConfig (``RUNTIME_FIELDS`` excepted); else an AdapterError."""
-    saved_sha, sha = config.get("base_model_sha256"), base_sha256(base_checkpoint)
-    if sha is not None and saved_sha is not None and sha != saved_sha.lower():
-        raise AdapterError(
-            f"adapter {path} was trained on a base checkpoint with sha256 {saved_sha[:12]}..., but "
-            f"{base_checkpoint} has sha256 {sha[:12]}...: a different base model; load the base it was trained on"
-        )
-    if sha is not None and saved_sha is None:
-        warnings.warn(f"adapter {path} records no base checkpoint sha256; cannot check the base model", stacklevel=2)
+def _check_architecture(model: nn.Module, config: dict, path) -> None:
+    """The adapter in ``path`` (its ``config``) was trained on a model with this GPTConfig (``RUNTIME_FIELDS``
+    excepted); else AdapterError."""
     saved_cfg, model_cfg = config.get("gpt_config"), _model_config(model)
     if saved_cfg and model_cfg:
         diff = [k for k in saved_cfg if k in model_cfg and k not in RUNTIME_FIELDS and saved_cfg[k] != model_cfg[k]]
@@ -211,7 +228,50 @@ def _check_same_base(model: nn.Module, config: dict, path, base_checkpoint) -> N
             raise AdapterError(f"adapter {path} was trained on a model with {shown}: another architecture; load it into the model it was trained on")
 
 
-def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None) -> nn.Module:
+def _check_same_base(model: nn.Module, config: dict, adapter_keys, path, base_checkpoint, allow_other_base: bool) -> None:
+    """The adapter in ``path`` (its ``config``, the keys of its tensors) was trained on this base: the same base
+    checkpoint sha256 (when both are known) and the same :func:`base_weights_sha256` (when recorded).
+    Another base is an AdapterError, or with ``allow_other_base`` a warning naming both sha256s; an
+    adapter that records neither loads with a warning."""
+    saved_file, file_sha = config.get("base_model_sha256"), base_sha256(base_checkpoint)
+    saved_weights = config.get("base_weights_sha256")
+    others = []  # (what, the adapter's base sha256, this base's sha256)
+    if file_sha is not None and saved_file is not None and file_sha != saved_file.lower():
+        others.append((f"a base checkpoint, but {base_checkpoint} has another", saved_file.lower(), file_sha))
+    if saved_weights is not None:
+        weights = base_weights_sha256(model, config["target_modules"], adapter_keys)
+        if weights != saved_weights.lower():
+            others.append(("base weights (those it leaves alone), but this model's differ", saved_weights.lower(), weights))
+    elif file_sha is None or saved_file is None:
+        warnings.warn(f"adapter {path} records no sha256 of its base weights (saved by an older version of gpt, or by PEFT): "
+                      "this model cannot be verified to be the base it was trained on; save the adapter again with "
+                      "gpt.lora.save_adapter to record it", stacklevel=3)
+    for what, theirs, ours in others:
+        message = (f"adapter {path} was trained on {what}: sha256 {theirs} at save time, {ours} here: a different base model, "
+                   "whose outputs with this adapter are not the trained model's")
+        if not allow_other_base:
+            raise AdapterError(f"{message}; load the base it was trained on, or pass allow_other_base=True to load it anyway")
+        warnings.warn(f"{message}; loading it anyway (allow_other_base=True)", stacklevel=3)
+
+
+def _without_tied_copies(model: nn.Module, tensors: dict, to_save: list[str]) -> tuple[dict, list[str]]:
+    """``(tensors, to_save)`` without the tensors of tied parameters (PEFT's copy of a GPT's ``lm_head``),
+    which must equal the model's (else AdapterError), and without the modules to save that held them."""
+    tensors = dict(tensors)
+    owners: dict[int, int] = {}
+    named_all = dict(model.named_parameters(remove_duplicate=False))
+    for p in named_all.values():
+        owners[id(p)] = owners.get(id(p), 0) + 1
+    for key in [k for k in tensors if k in named_all and owners[id(named_all[k])] > 1]:  # a tied parameter
+        if not torch.equal(tensors[key].to(named_all[key].dtype), named_all[key].detach().cpu()):
+            raise AdapterError(f"adapter tensor {key!r} is a trained copy of a weight this model ties to another; it cannot be loaded here")
+        del tensors[key]
+        to_save = [m for m in to_save if not key.startswith(m + ".")]
+    return tensors, to_save
+
+
+def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str | os.PathLike | None = None, *,
+                 allow_other_base: bool = False) -> nn.Module:
     """Load an adapter saved by :func:`save_adapter` (either format) or by PEFT into ``model`` (in place) and return it.
 
     A model without LoRA layers gets them first (the saved ``r``, ``lora_alpha``, ``lora_dropout``,
@@ -222,9 +282,17 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
     another sha256 than at save time, a GPTConfig that differs from the saved ``gpt_config``
     (``RUNTIME_FIELDS`` excepted), a layer the model lacks, a missing, unexpected or mis-shaped tensor,
     LoRA layers with another ``r`` / ``lora_alpha``, or a merged model (unmerge first).
+
+    Another base: the adapter records the sha256 of the base weights it leaves alone
+    (:func:`base_weights_sha256`), compared with ``model``'s whether or not ``base_checkpoint`` is given
+    (and ``base_checkpoint``'s file sha256 with the recorded one). A mismatch is an AdapterError, unless
+    ``allow_other_base=True``, which loads it with a warning naming both sha256s. An adapter that records no
+    base sha256 (saved before they were recorded, or by PEFT) loads with a warning that its base cannot be verified.
     """
+    check_bool("allow_other_base", allow_other_base)
     config, tensors = read_adapter(path)
-    _check_same_base(model, config, path, base_checkpoint)
+    _check_architecture(model, config, path)
+    adapter_keys = list(tensors)  # all of them: the base weights' sha256 leaves them out (tied copies are dropped below)
     r, lora_alpha, lora_dropout = config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0)
     variant = dict(use_rslora=config.get("use_rslora", False), use_dora=config.get("use_dora", False),
                    init_lora_weights=init_weights_name(config.get("init_lora_weights", "kaiming")))
@@ -270,17 +338,9 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, base_checkpoint: str
     for key in needed:
         if key not in tensors:
             raise AdapterError(f"adapter file lacks tensor {key!r}; the adapter is incomplete: save it again")
-    tensors = dict(tensors)
-    owners: dict[int, int] = {}
-    named_all = dict(model.named_parameters(remove_duplicate=False))
-    for p in named_all.values():
-        owners[id(p)] = owners.get(id(p), 0) + 1
-    for key in [k for k in tensors if k in named_all and owners[id(named_all[k])] > 1]:  # a tied parameter
-        if not torch.equal(tensors[key].to(named_all[key].dtype), named_all[key].detach().cpu()):
-            raise AdapterError(f"adapter tensor {key!r} is a trained copy of a weight this model ties to another; it cannot be loaded here")
-        del tensors[key]
-        to_save = [m for m in to_save if not key.startswith(m + ".")]
+    tensors, to_save = _without_tied_copies(model, tensors, to_save)
 
+    _check_same_base(model, config, adapter_keys, path, base_checkpoint, allow_other_base)  # the last check: the model is right otherwise
     if not existing:
         wrap_layers(model, targets, r, lora_alpha, lora_dropout, to_save, **variant)
     params = dict(model.named_parameters(remove_duplicate=False))

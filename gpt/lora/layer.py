@@ -54,7 +54,7 @@ from ..runtime.lowrank import low_rank_update_linear
 from .variants import INIT_LORA_WEIGHTS, dora_weight_norm, lora_scaling, pissa_factors
 
 __all__ = [
-    "LoRAConfig", "LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
+    "LoRAConfig", "LoRALinear", "apply_lora", "check_lora_rank", "lora_layers", "merge_lora", "unmerge_lora",
     "disable_lora", "lora_disabled", "count_lora_parameters", "lora_parameters",
 ]  # fmt: skip
 
@@ -72,6 +72,20 @@ def check_lora_settings(r, lora_alpha, lora_dropout, use_rslora=False, use_dora=
     check_bool("use_dora", use_dora)
     if init_weights_name(init_lora_weights) not in INIT_LORA_WEIGHTS:
         raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)} (True means 'kaiming', as in PEFT), got {init_lora_weights!r}")
+
+
+def check_lora_rank(r: int, width: int | None, source: str = "the model", layer: str | None = None) -> None:
+    """LoRA's rank is bounded by the layers it adapts: refuse (:class:`~gpt.errors.ConfigError`) ``r`` above
+    ``width``, the smallest ``min(in, out)`` of the layers (``n_embd`` for every Linear of a GPT block).
+    ``layer``: the one layer (its name and shape) that sets the bound, named in the message."""
+    if width is None or r <= width:
+        return
+    what = (f"the layer {layer} of {source} allows: its min(in, out) is {width}" if layer
+            else f"the layers of {source} allow: its adapted layers are {width} wide")
+    raise ConfigError(
+        f"r (the LoRA rank, --rank) {r} is larger than {what}, so B·A reaches full rank at r = {width} and a larger r only adds "
+        f"parameters (r·(in + out) per layer). Choose r <= {width}"
+    )
 
 
 def init_weights_name(init_lora_weights) -> str | None:
@@ -363,7 +377,8 @@ def apply_lora(
     ``lora_config`` attribute (:class:`LoRAConfig`) recording what was done. Returns ``model`` itself.
 
     Raises :class:`~gpt.errors.ConfigError` -- before anything changes -- for a bad ``r``,
-    ``lora_alpha`` or ``lora_dropout``; ``target_modules`` / ``modules_to_save`` of the wrong type, an
+    ``lora_alpha`` or ``lora_dropout``; an ``r`` above ``min(in_features, out_features)`` of a layer
+    to wrap (:func:`check_lora_rank`, naming the layer and the bound); ``target_modules`` / ``modules_to_save`` of the wrong type, an
     empty ``target_modules`` or a pattern that matches nothing; a model that already has LoRA layers;
     a wrapped layer whose weight is tied to another parameter (merging would silently change that
     one too); or a module that is both LoRA-wrapped and fully trainable.
@@ -384,8 +399,12 @@ def apply_lora(
                               "(every nn.Linear in the blocks) or name at least one layer, e.g. ['q_proj', 'v_proj']")
         names = _select(model, targets, "target_modules pattern", kinds=(nn.Linear,))
     to_save = _as_target_list(modules_to_save if modules_to_save is not None else (), "modules_to_save")
+    trainable = _trainable_names(model, names, train_head, to_save)
+    for name in names:  # the rank is bounded by each layer's size
+        layer = model.get_submodule(name)
+        check_lora_rank(r, min(layer.in_features, layer.out_features), layer=f"{name} ({layer.out_features} x {layer.in_features})")
     variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=init_weights_name(init_lora_weights))
-    return wrap_layers(model, names, r, lora_alpha, lora_dropout, _trainable_names(model, names, train_head, to_save), **variant)
+    return wrap_layers(model, names, r, lora_alpha, lora_dropout, trainable, **variant)
 
 
 def _trainable_names(model: nn.Module, lora_names: list[str], train_head: bool, to_save: list) -> list[str]:
@@ -420,12 +439,6 @@ def wrap_layers(model: nn.Module, names: list[str], r, lora_alpha, lora_dropout,
                 "LoRA on it would also change the tied tensor. Untie it (tie_weights=False) or leave it out."
             )
 
-    if init_lora_weights == "pissa":
-        for name in names:
-            layer = model.get_submodule(name)
-            if r > min(layer.in_features, layer.out_features):
-                raise ConfigError(f"init_lora_weights='pissa' needs r <= min(in, out) of every layer; {name} has "
-                                  f"{layer.out_features} x {layer.in_features}, r={r}: lower r or leave the layer out")
     variant = dict(use_rslora=use_rslora, use_dora=use_dora, init_lora_weights=init_lora_weights)
     model.requires_grad_(False)  # freeze everything, then wrap (LoRA factors start trainable)
     for name in names:

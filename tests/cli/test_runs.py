@@ -119,6 +119,9 @@ def test_overwrite_replaces_only_when_complete_and_ctrl_c_resumes(env, capsys, m
 
     rc, _, err = run(capsys, pretrain("run", 6))
     assert rc == 0, err
+    (env / "run" / "notes.txt").write_text("my notes")  # a user's files in the run folder: kept by the replacement
+    (env / "run" / "plots").mkdir()
+    (env / "run" / "plots" / "loss.png").write_bytes(b"png")
     before = snapshot(env / "run")
     real, count = train_module.lm_loss, [0]
 
@@ -139,7 +142,10 @@ def test_overwrite_replaces_only_when_complete_and_ctrl_c_resumes(env, capsys, m
     monkeypatch.setattr(train_module, "lm_loss", real)
     rc, out, err = run(capsys, shlex.split(resume)[3:])
     assert rc == 0, err
+    assert "kept 2 file(s) of the old run that are not the run's outputs: notes.txt, plots" in out
     assert not (env / ".run.overwrite").exists()
+    assert (env / "run" / "notes.txt").read_text() == "my notes" and (env / "run" / "plots" / "loss.png").read_bytes() == b"png"
+    assert (env / "run" / "model.safetensors").read_bytes() != before["model.safetensors"]  # the run's outputs are the new run's
     assert read_training_state(env / "run")["step"] == 8
     assert json.loads((env / "run" / "model_card.json").read_text())["steps"] == 8
     assert sorted(p.name for p in env.iterdir() if p.name.startswith(".run")) == []  # no staging, no lock, no old copy left

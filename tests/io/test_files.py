@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from gpt.errors import OutputExistsError
-from gpt.io.files import OutputError, atomic_dir, atomic_write_text, check_output
+from gpt.io.files import OutputError, atomic_dir, atomic_write_text, check_output, others_in, replace_dir
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
@@ -63,3 +63,26 @@ def test_check_output_below_a_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert check_output(empty, kind="dir") == empty  # an empty folder may be filled
+
+
+def test_replace_dir_keeps_the_entries_that_are_not_the_runs_outputs(tmp_path):
+    old, new = tmp_path / "run", tmp_path / ".run.new"
+    for folder, text in ((old, "old"), (new, "new")):
+        (folder / "checkpoint").mkdir(parents=True)
+        (folder / "model.safetensors").write_text(text)
+        (folder / "checkpoint" / "state.json").write_text(text)
+    (old / "MODEL_CARD.md").write_text("old card")  # an output the new run lacks: not carried over
+    (old / "notes.txt").write_text("mine")
+    (old / "plots").mkdir()
+    (old / "plots" / "a.png").write_text("png")
+    outputs = ["model.safetensors", "MODEL_CARD.md", "checkpoint"]
+    assert others_in(old, new, outputs) == ["notes.txt", "plots"]
+    replace_dir(new, old, outputs=outputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging, no old copy left
+    assert sorted(p.name for p in old.iterdir()) == ["checkpoint", "model.safetensors", "notes.txt", "plots"]
+    assert (old / "model.safetensors").read_text() == "new" and (old / "checkpoint" / "state.json").read_text() == "new"
+    assert (old / "notes.txt").read_text() == "mine" and (old / "plots" / "a.png").read_text() == "png"
+    # without outputs: the whole folder is replaced, as before
+    (tmp_path / "b").mkdir()
+    replace_dir(tmp_path / "b", old)
+    assert list(old.iterdir()) == []

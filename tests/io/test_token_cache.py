@@ -1,8 +1,10 @@
 """Token caches: written in one step, or only a warning when the disk refuses (the next run tokenizes again)."""
 
 import errno
+import hashlib
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -38,3 +40,29 @@ def test_save_npy_interrupted(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         token_cache.save_npy(tmp_path / "x.npy", np.arange(10))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_changed_after_it_was_written_is_detected_and_rebuilt(tmp_path):
+    """Every id set to one value: still valid token ids, so only the recorded sha256 can tell."""
+    tok = Tok()
+    path = tmp_path / "ids.npy"
+    want = tokenize_to_array(["Hello", "there"], tok, cache=path)
+    assert token_cache.hash_path(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+    np.save(path, np.full_like(want, 3))  # every id set to one valid id (Tok has 4 tokens; the course's 7)
+    with pytest.warns(RuntimeWarning, match=rf"token cache {re.escape(str(path))} does not match its recorded sha256 \(it has [0-9a-f]{{12}}\.\.\., "
+                                            rf"ids.npy.sha256 records [0-9a-f]{{12}}\.\.\.: changed after it was written\); rebuilding it"):
+        assert tokenize_to_array(["Hello", "there"], tok, cache=path).tolist() == want.tolist()
+    assert np.load(path).tolist() == want.tolist()  # rebuilt, and verified from now on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert token_cache.load_token_cache(path, tok.n_vocab).tolist() == want.tolist()
+
+
+def test_a_cache_without_a_recorded_sha256_is_rebuilt(tmp_path):
+    tok = Tok()
+    path = tmp_path / "ids.npy"
+    want = tokenize_to_array("Hello", tok, cache=path)
+    token_cache.hash_path(path).unlink()  # a cache written before sha256s were recorded, or cut short
+    with pytest.warns(RuntimeWarning, match=r"has no recorded sha256 \(ids.npy.sha256 is missing or unreadable: an older cache, or a write cut short\); rebuilding it"):
+        assert tokenize_to_array("Hello", tok, cache=path).tolist() == want.tolist()
+    assert token_cache.hash_path(path).exists()

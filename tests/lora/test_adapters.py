@@ -4,6 +4,8 @@ message) for every bad adapter file or save call."""
 import hashlib
 import json
 import math
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 import gpt.io.adapters
+from gpt.io.adapters import adapter_checksum
 from gpt.lora.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError, OutputExistsError
 from gpt.io.files import OutputError
@@ -45,14 +48,18 @@ def adapter(tmp_path, base_checkpoint):
     return save_adapter(model, tmp_path / "adapter", base_checkpoint=base_checkpoint)
 
 
-def edit_config(folder: Path, **changes) -> None:
-    """Rewrite the adapter's JSON with keys changed (a value of ``DROP`` deletes the key)."""
+def edit_config(folder: Path, sign: bool = True, **changes) -> None:
+    """Rewrite the adapter's JSON with keys changed (a value of ``DROP`` deletes the key); with ``sign``, its
+    checksum is recomputed (a file written wrong, not changed afterwards), so the check under test is reached."""
     config = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
     for k, v in changes.items():
         if v is DROP:
             config.pop(k, None)
         else:
             config[k] = v
+    if sign and "checksum" in config:
+        config["checksum"] = adapter_checksum({k: v for k, v in config.items() if k != "checksum"},
+                                              load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
     (folder / ADAPTER_CONFIG_NAME).write_text(json.dumps(config))
 
 
@@ -116,8 +123,13 @@ def test_adapter_loads_across_runtime_only_config_fields(adapter, base_checkpoin
 
 
 def test_adapter_written_before_gpt_config_and_tensor_lists_still_loads(adapter, base_checkpoint):
-    edit_config(adapter, gpt_config=None, tensors=DROP, lora_dropout=DROP, modules_to_save=DROP)  # an older, sparser file
-    target = load_adapter(with_head(load_model(base_checkpoint), seed=3), adapter)
+    edit_config(adapter, gpt_config=None, tensors=DROP, lora_dropout=DROP, modules_to_save=DROP, checksum=DROP,
+                base_weights_sha256=DROP, base_model_sha256=DROP, format_version=1)  # an older, sparser file
+    with pytest.warns(UserWarning) as caught:
+        target = load_adapter(with_head(load_model(base_checkpoint), seed=3), adapter)
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(r"carries no checksum \(saved before adapters carried one \(format_version 1\)\): loaded unverified", m) for m in messages)
+    assert any(re.search(r"records no sha256 of its base weights .*cannot be verified to be the base it was trained on", m) for m in messages)
     assert lora_names(target) == BLOCK_LINEARS
     assert not target.head.weight.requires_grad  # no modules_to_save recorded: only the factors train
 
@@ -368,3 +380,65 @@ def test_loading_into_mismatched_or_merged_lora_layers_is_refused(adapter, base_
     unmerge_lora(merged)
     load_adapter(merged, adapter)  # the same layers: only the tensors are copied
     assert torch.equal(merged.blocks[0].attn.q_proj.lora_B.weight, read_adapter(adapter)[1]["blocks.0.attn.q_proj.lora_B.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Another base, checksums, and the config against the weights (issue 23)
+
+
+def test_adapter_on_another_base_is_refused_without_base_checkpoint_unless_allowed(tmp_path, adapter, base_checkpoint):
+    other = tmp_path / "other.safetensors"
+    save_model(tiny_gpt(seed=5), other)
+    target = with_head(load_model(other), seed=3)
+    saved = json.loads((adapter / ADAPTER_CONFIG_NAME).read_text())["base_weights_sha256"]
+    with pytest.raises(AdapterError, match=rf"was trained on base weights \(those it leaves alone\), but this model's differ: sha256 {saved} at "
+                                           r"save time, [0-9a-f]{64} here: a different base model.*pass allow_other_base=True"):
+        load_adapter(target, adapter)  # no base_checkpoint: the recorded sha256 of the base weights tells
+    assert lora_names(target) == []
+    with pytest.warns(UserWarning, match=rf"sha256 {saved} at save time, [0-9a-f]{{64}} here: a different base.*loading it anyway \(allow_other_base=True\)"):
+        load_adapter(target, adapter, allow_other_base=True)
+    assert lora_names(target) == BLOCK_LINEARS
+    with pytest.raises(ConfigError, match=r"allow_other_base must be True or False, got 'yes'"):
+        load_adapter(with_head(load_model(other), seed=3), adapter, allow_other_base="yes")
+
+
+def test_the_same_base_loads_without_a_warning_in_bfloat16_and_after_merge_unmerge(adapter, base_checkpoint):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_adapter(with_head(load_model(base_checkpoint), seed=3).to(torch.bfloat16), adapter)  # the same base, rounded
+        merged = merge_lora(apply_lora(with_head(load_model(base_checkpoint), seed=3), r=4, lora_alpha=8, train_head=True))
+        load_adapter(unmerge_lora(merged), adapter)  # the wrapped weights, changed by rounding, are not part of the sha256
+
+
+def test_a_bit_flip_in_the_adapter_weights_is_refused_naming_the_file(adapter, base_checkpoint):
+    raw = bytearray((adapter / ADAPTER_WEIGHTS_NAME).read_bytes())
+    raw[-3] ^= 0x01  # one bit of the last tensor's data: still a valid safetensors file, still finite
+    (adapter / ADAPTER_WEIGHTS_NAME).write_bytes(bytes(raw))
+    target = with_head(load_model(base_checkpoint), seed=3)
+    with pytest.raises(AdapterError, match=r"adapter_model.safetensors was changed after it was saved: its tensors have sha256 [0-9a-f]{64}, but "
+                                           r"the adapter's checksum records [0-9a-f]{64} .*restore the adapter from a copy or save it again"):
+        load_adapter(target, adapter)
+    assert lora_names(target) == []
+
+
+@pytest.mark.parametrize("changes", [dict(lora_alpha=400), dict(lora_alpha=4.0000001), dict(use_rslora=True), dict(extra={"labels": ["x"]})])
+def test_an_edited_adapter_config_is_refused_by_its_checksum(adapter, base_checkpoint, changes):
+    edit_config(adapter, sign=False, **changes)  # each a valid value: only the checksum can tell
+    target = with_head(load_model(base_checkpoint), seed=3)
+    with pytest.raises(AdapterError, match=r"adapter_config.json was changed after it was saved: its content has sha256 [0-9a-f]{64}, but the "
+                                           r"adapter's checksum records [0-9a-f]{64} \(an edited value such as lora_alpha"):
+        load_adapter(target, adapter)
+    assert lora_names(target) == []
+
+
+def test_a_removed_checksum_is_refused(adapter):
+    edit_config(adapter, checksum=DROP)
+    with pytest.raises(AdapterError, match=r"adapter_config.json has no 'checksum', but a format_version 2 adapter carries one"):
+        read_adapter(adapter)
+
+
+@pytest.mark.parametrize("r, key, shape", [(2, "blocks.0.attn.q_proj.lora_A.weight", r"\[4, 32\]"), (8, "blocks.0.attn.q_proj.lora_A.weight", r"\[4, 32\]")])
+def test_an_r_that_disagrees_with_the_factors_is_refused(adapter, r, key, shape):
+    edit_config(adapter, r=r)  # even with a checksum that matches (a file written wrong)
+    with pytest.raises(AdapterError, match=rf"adapter_config.json says r={r}, but adapter_model.safetensors holds '{key}' of shape {shape}"):
+        read_adapter(adapter)

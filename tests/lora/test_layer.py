@@ -312,6 +312,22 @@ def test_targets_that_cannot_work_are_refused_before_anything_changes(kwargs, ph
     assert_untouched(model)
 
 
+@pytest.mark.parametrize("r, targets, phrase", [
+    (100_000, None, r"r \(the LoRA rank, --rank\) 100000 is larger than the layer blocks.0.attn.q_proj \(32 x 32\) of the model allows: "
+                    r"its min\(in, out\) is 32, .*Choose r <= 32"),
+    (33, None, r"layer blocks.0.attn.q_proj \(32 x 32\) .*Choose r <= 32"),
+    (3, "head", r"layer head \(2 x 32\) of the model allows: its min\(in, out\) is 2, .*Choose r <= 2"),
+    (20, "pissa", r"layer blocks.0.attn.q_proj \(32 x 32\).*Choose r <= 32"),
+])
+def test_a_rank_above_a_layers_size_is_refused_naming_the_layer_and_the_bound(r, targets, phrase):
+    model = tiny_gpt(head=True)
+    kwargs = dict(init_lora_weights="pissa") if targets == "pissa" else dict(target_modules=targets)
+    with pytest.raises(GPTError, match=phrase):
+        apply_lora(model, r=r if targets != "pissa" else 33, lora_alpha=8, **kwargs)
+    assert_untouched(model)
+    apply_lora(tiny_gpt(head=True), r=2 if targets == "head" else 32, lora_alpha=8, target_modules=targets if targets != "pissa" else None)
+
+
 def test_a_module_both_wrapped_and_fully_trainable_is_refused():
     model = tiny_gpt(head=True)
     with pytest.raises(ConfigError, match=r"module 'head' is both LoRA-wrapped and asked to be fully trainable"):
@@ -343,7 +359,7 @@ def test_targets_by_name_pattern_and_by_type():
     assert lora_names(apply_lora(tiny_gpt(), 4, 8, target_modules="blocks.1.*")) == [n for n in BLOCK_LINEARS if n.startswith("blocks.1.")]
     assert lora_names(apply_lora(tiny_gpt(), 4, 8, target_modules=MLP)) == [n for n in BLOCK_LINEARS if ".mlp." in n]
     untied = tiny_gpt(head=True, tie_weights=False)
-    assert lora_names(apply_lora(untied, 4, 8, target_modules=nn.Linear)) == BLOCK_LINEARS + ["lm_head", "head"]
+    assert lora_names(apply_lora(untied, 2, 8, target_modules=nn.Linear)) == BLOCK_LINEARS + ["lm_head", "head"]  # r <= 2: the head is 2 x 32
 
 
 def test_head_excluded_by_default_and_included_when_asked():
@@ -352,7 +368,7 @@ def test_head_excluded_by_default_and_included_when_asked():
     assert type(default.head) is nn.Linear and type(default.lm_head) is nn.Linear
     assert not default.head.weight.requires_grad
 
-    asked = apply_lora(tiny_gpt(head=True), r=4, lora_alpha=8, target_modules=["*.attn.*", "head"])
+    asked = apply_lora(tiny_gpt(head=True), r=2, lora_alpha=8, target_modules=["*.attn.*", "head"])  # r <= 2: the head is 2 x 32
     assert isinstance(asked.head, LoRALinear)
     assert lora_names(asked) == [n for n in BLOCK_LINEARS if ".attn." in n] + ["head"]
 

@@ -151,3 +151,28 @@ def test_a_pissa_adapter_converted_by_peft_loads_onto_the_untouched_base(tmp_pat
     x = token_ids()
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), **TOL)
+
+
+def test_our_peft_format_carries_a_checksum_and_peft_written_folders_load_unverified(tmp_path):
+    import json
+    import warnings
+
+    from gpt.errors import AdapterError
+
+    base, ours, theirs = _pair(VARIANTS["lora"], head=True)
+    save_adapter(ours, tmp_path / "a", format="peft")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: no warning
+        load_adapter(copy.deepcopy(base), tmp_path / "a")
+    cfg = tmp_path / "a" / "adapter_config.json"
+    peft_cfg = json.loads(cfg.read_text())
+    cfg.write_text(json.dumps({**peft_cfg, "lora_alpha": 400}))  # PEFT's own config, edited: the checksum covers it
+    with pytest.raises(AdapterError, match=r"adapter_config.json was changed after it was saved"):
+        load_adapter(copy.deepcopy(base), tmp_path / "a")
+    _, plain, _ = _pair(VARIANTS["lora"])
+    save_adapter(plain, tmp_path / "b", format="peft")
+    with pytest.raises(AdapterError, match=r"was trained on base weights .*a different base model"):  # another base, no base_checkpoint
+        load_adapter(tiny_gpt(seed=5), tmp_path / "b")
+    theirs.save_pretrained(tmp_path / "p")  # PEFT's own files carry no checksum and no base sha256
+    with pytest.warns(UserWarning, match=r"carries no checksum \(written by PEFT\): loaded unverified"):
+        load_adapter(copy.deepcopy(base), tmp_path / "p")
