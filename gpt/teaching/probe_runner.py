@@ -146,7 +146,7 @@ def guards(dotted: str) -> list[tuple]:
     return [(owner, attr, original, scope["_tripwire"])]
 
 
-def _set(swaps: list[tuple], armed: bool) -> None:
+def arm(swaps: list[tuple], armed: bool = True) -> None:
     """Put each swap's tripwire (armed) or original in place."""
     for holder, attr, original, tripwire in swaps:
         value = tripwire if armed else original
@@ -184,7 +184,7 @@ def _run_exercise(ns: dict, exercise: dict, swaps: list[tuple]) -> dict:
             stage = label
             exec(compile(code, f"<{label}>", "exec"), ns)
         stage = "solution"
-        _set(swaps, armed=True)
+        arm(swaps, armed=True)
         _start_timer(exercise["timeout"])  # the student's code and the probe; not the teacher's cells
         exec(compile(exercise["solution"], f"<solution cell {exercise['id']}>", "exec"), ns)
         stage = "probe"
@@ -239,7 +239,7 @@ def main(path: str) -> int:
             line = {"exercise": exercise["id"], "timeout": exercise["timeout"], "stage": "probe"}
         finally:
             _stop_timer()
-            _set(mine, armed=False)
+            arm(mine, armed=False)
             kill_leftovers()
         channel.write(json.dumps(line) + "\n")
         channel.flush()

@@ -211,12 +211,12 @@ def test_every_kind_of_forbidden_callable_is_guarded_and_restored(entry, call, s
                     "CausalSelfAttention": CausalSelfAttention})
     swaps, problems = probe_runner.prepare_guards([entry])
     assert not problems and swaps[entry]
-    probe_runner._set(swaps[entry], armed=True)
+    probe_runner.arm(swaps[entry], armed=True)
     try:
         with pytest.raises(RuntimeError) as e:
             f()
     finally:
-        probe_runner._set(swaps[entry], armed=False)
+        probe_runner.arm(swaps[entry], armed=False)
     assert str(e.value) == f"the exercise asks you to write {shown} yourself; calling the package's {entry} scores 0"
     if entry != "gpt.model.GPT.generate":
         f()  # restored: the original runs again
