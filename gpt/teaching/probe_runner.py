@@ -138,12 +138,13 @@ def guards(dotted: str) -> list[tuple]:
     scope = {}
     exec(TRIPWIRE.format(message=message), scope)
     original = vars(owner).get(attr, _INHERITED) if isinstance(owner, type) else obj
+    swap = (owner, attr, original, scope["_tripwire"])
     try:  # check now that the owner accepts the swap, not in the middle of an exercise
-        setattr(owner, attr, scope["_tripwire"])
-        setattr(owner, attr, obj) if original is not _INHERITED else delattr(owner, attr)
+        arm([swap], armed=True)
+        arm([swap], armed=False)
     except (AttributeError, TypeError) as e:
         raise ForbiddenError(f"{dotted} has no Python code and its owner {owner!r} cannot be changed ({e})") from None
-    return [(owner, attr, original, scope["_tripwire"])]
+    return [swap]
 
 
 def arm(swaps: list[tuple], armed: bool = True) -> None:
