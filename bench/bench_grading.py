@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -26,34 +25,32 @@ from _common import BUSY, OtherLoad, run_info, write_results  # noqa: E402
 
 from gpt.teaching import grading  # noqa: E402
 from gpt.teaching.classroom import source_notebooks  # noqa: E402
+from gpt.teaching.handouts import make_handout  # noqa: E402
 
-BLANK = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?### END SOLUTION[ \t]*$", re.MULTILINE | re.DOTALL)
 
-
-def submission(nb: dict, student: int) -> tuple[dict, set[str]]:
-    """The student's copy: solutions kept where (student + k) is even, blanked elsewhere; and the solved grade ids."""
-    nb = json.loads(json.dumps(nb))
-    solved, k = set(), 0
-    for cell in nb["cells"]:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
-        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        if gid.endswith("_test"):
-            cell["source"] = text.split("### BEGIN HIDDEN TESTS")[0]
-        elif gid:
-            k += 1
-            if (student + k) % 2 == 0:
-                solved.add(gid)
-            else:
-                cell["source"] = BLANK.sub(lambda m: f"{m[1]}raise NotImplementedError()", text)
-    return nb, solved
+def submission(nb: dict, handout: dict, student: int) -> tuple[dict, set[str]]:
+    """The student's copy: the handout (:func:`gpt.teaching.handouts.make_handout`, the one blanking logic) with the
+    solved notebook's solution cell put back where (student + k) is even; and the solved grade ids."""
+    solutions = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in nb["cells"]
+                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    copy = json.loads(json.dumps(handout))
+    solved = set()
+    for k, cell in enumerate((c for c in copy["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                              in solutions), start=1):
+        if (student + k) % 2 == 0:
+            gid = cell["metadata"]["nbgrader"]["grade_id"]
+            cell["source"] = solutions[gid]
+            solved.add(gid)
+    return copy, solved
 
 
 def build_class(notebooks: list[Path], students: int, root: Path) -> dict[tuple[str, str], set[str]]:
     solved = {}
     for path in notebooks:
         nb = json.loads(path.read_text(encoding="utf-8"))
+        handout = make_handout(nb, path.name)
         for i in range(students):
-            copy, ids = submission(nb, i)
+            copy, ids = submission(nb, handout, i)
             folder = root / f"student{i:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / path.name).write_text(json.dumps(copy))
@@ -83,8 +80,8 @@ def main(argv=None) -> int:
         import pandas as pd  # here, not at the top: only the result check needs it
 
         details = pd.read_csv(subs / "grades_details.csv", dtype={"exercise": str}).fillna("")
-    wrong = [f"{r.student} {r.exercise}: {r.reason}" for r in details.itertuples()
-             if (r.points > 0) != (f"ex{r.exercise.replace('.', '_')}" in solved[(r.student, r.notebook)])]
+    wrong = [f"{r.student} {r.exercise}: {r.reason}" for r in details.itertuples()  # other notebooks: not submitted
+             if (r.points > 0) != (f"ex{r.exercise.replace('.', '_')}" in solved.get((r.student, r.notebook), ()))]
     rows = [{"students": args.students, "notebooks": len(notebooks), "jobs": args.jobs, "seconds": round(seconds, 1),
              "submissions": args.students * len(notebooks), "scored_as_expected": not wrong,
              "other_load_cores": round(load.cores, 2)}]

@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..io.files import atomic_dir, atomic_write_text, check_output
 from ..runtime.progress import progress_bar
-from . import sandbox
+from . import probe_runner, sandbox
 from .classroom import ClassroomError, Exercise, binds, cell_source, check_notebook, parse_cell, read_notebook, \
     source_notebooks, uses
 from .course import course_root
@@ -116,6 +116,11 @@ def _hidden_test(path: Path, exercise: Exercise, text: str, position: int, solut
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "FORBIDDEN" for t in node.targets):
             forbidden = tuple(ast.literal_eval(node.value))
+    _, unguarded = probe_runner.prepare_guards(forbidden)
+    if unguarded:
+        raise ClassroomError(f"{where}: FORBIDDEN cannot be guarded: {'; '.join(unguarded.values())}. Fix the hidden "
+                             "region (dotted paths importable with importlib, e.g. gpt.lora.merge_lora or "
+                             "gpt.lora.LoRALinear.forward)")
     probe_tree = ast.parse(defs["probe"])
     solution_tree = parse_cell(solution) or ast.Module(body=[], type_ignores=[])
     return HiddenTest(exercise, defs["probe"], defs["check"], forbidden, position, frozenset(binds(solution_tree)),
@@ -214,7 +219,7 @@ def _needed_cells(teacher: TeacherNotebook, test: HiddenTest, solution: str, don
 
 def plan(teacher: TeacherNotebook, cells: list[tuple[str, str]], cell_timeout: float) -> tuple[dict, dict[str, str]]:
     """The sandbox's program for one submission, and the notes (or reasons) per exercise found while planning."""
-    program = {"forbidden": sorted({n for t in teacher.tests for n in t.forbidden}), "exercises": []}
+    program = {"exercises": []}
     notes, done = {}, set()
     for test in teacher.tests:
         solution, note = _solution(test, cells)
@@ -222,7 +227,8 @@ def plan(teacher: TeacherNotebook, cells: list[tuple[str, str]], cell_timeout: f
         if solution is None:
             continue
         program["exercises"].append({"id": test.exercise.id, "setup": _needed_cells(teacher, test, solution, done),
-                                     "solution": solution, "probe": test.probe, "timeout": cell_timeout})
+                                     "solution": solution, "probe": test.probe, "forbidden": list(test.forbidden),
+                                     "timeout": cell_timeout})
     return program, notes
 
 
@@ -353,6 +359,9 @@ def _reason(test: HiddenTest, line: dict | None) -> str | None:
     """Why an exercise scores nothing, from its line of the sandbox; None when its result goes to the check."""
     if line is None:
         return "not run"
+    if "forbidden_error" in line:  # checked in teacher_notebook already: the sandbox's package differs from ours
+        raise ClassroomError(f"exercise {test.exercise.id}: the sandbox could not guard its FORBIDDEN names "
+                             f"({str(line['forbidden_error'])[:500]}); the teacher's notebook or the package is wrong")
     if "timeout" in line:
         which = "the notebook's time limit, --notebook-timeout" if line.get("notebook") else "--cell-timeout"
         return f"timed out after {line['timeout']:g} s ({which})"

@@ -62,12 +62,14 @@ SOLUTIONS = {
 }
 
 HIDDEN = {
-    "ex01_1": '''def probe():
+    "ex01_1": '''FORBIDDEN = ["operator.add"]  # a builtin: no __code__, replaced on its module
+def probe():
     return {"sums": [add(1, 2), add(-1, 1), add(2.5, 0.5)]}
 
 def check(got):
     assert got["sums"] == [3, 0, 3.0], f"for (1, 2), (-1, 1) and (2.5, 0.5) expected the sums [3, 0, 3.0], got {got['sums']}"''',
-    "ex01_2": '''def probe():
+    "ex01_2": '''FORBIDDEN = ["gpt.model.CausalSelfAttention.__init__"]  # a closure (super()); 01.4's probe needs it
+def probe():
     torch.manual_seed(0)
     return {"y": scaled(torch.randn(5)).tolist()}
 
@@ -156,7 +158,7 @@ def blank_except(**cells):
 def test_teacher_notebook_extracts_probe_check_and_forbidden(tmp_path):
     t = grading.teacher_notebook(write(teacher_notebook(), tmp_path / "01_toy.ipynb"))
     assert [x.exercise.id for x in t.tests] == ["01.1", "01.2", "01.3", "01.4"]
-    assert t.tests[2].forbidden == ("gpt.loss.cross_entropy",) and t.tests[0].forbidden == ()
+    assert t.tests[2].forbidden == ("gpt.loss.cross_entropy",) and t.tests[0].forbidden == ("operator.add",)
     assert t.tests[0].probe.startswith("def probe():") and "assert" in t.tests[0].check
     assert all("COURSE_REF" not in c for _, c in t.cells)  # the setup cell is left out
     assert any("pass" in c and "%matplotlib" not in c for _, c in t.cells)  # magics made `pass`
@@ -170,8 +172,54 @@ def test_plan_runs_only_the_cells_an_exercise_needs_and_never_the_teachers_solut
     assert setups == [[], ["the notebook's cell 2", "the notebook's cell 3"], [], []]  # each cell once, when first needed
     text = json.dumps(program)
     assert "this_module_does_not_exist" not in text and "def check" not in text and "COURSE_REF" not in text
-    assert program["forbidden"] == ["gpt.loss.cross_entropy", "gpt.model.CausalSelfAttention.forward"]
+    assert [e["forbidden"] for e in program["exercises"]] == [  # each exercise's own, armed only while it runs
+        ["operator.add"], ["gpt.model.CausalSelfAttention.__init__"], ["gpt.loss.cross_entropy"],
+        ["gpt.model.CausalSelfAttention.forward"]]
     assert set(notes.values()) == {""}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("gpt.model.no_such_function", "gpt.model.no_such_function cannot be found"),
+    ("no_such_package.f", "no_such_package.f cannot be imported"),
+    ("gpt.model", "gpt.model is a module"),
+    ("gpt.model.GPTConfig.n_embd", "not callable"),
+])
+def test_a_forbidden_entry_that_cannot_be_guarded_is_the_teachers_error(tmp_path, entry, message):
+    nb = teacher_notebook()
+    test_cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "ex01_3_test")
+    test_cell["source"] = test_cell["source"].replace('FORBIDDEN = ["gpt.loss.cross_entropy"]', f"FORBIDDEN = [{entry!r}]")
+    with pytest.raises(ClassroomError, match="01_toy.ipynb ex01_3_test: FORBIDDEN cannot be guarded") as e:
+        grading.teacher_notebook(write(nb, tmp_path / "01_toy.ipynb"))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("entry, call, shown", [
+    ("gpt.model.CausalSelfAttention.__init__", "lambda: CausalSelfAttention(GPTConfig(vocab_size=5, context_length=4, "
+     "n_embd=4, n_head=1))", "CausalSelfAttention.__init__"),  # uses super(): a closure over __class__
+    ("gpt.lora.LoRALinear.__init__", "lambda: LoRALinear(torch.nn.Linear(2, 2), r=1, lora_alpha=1)", "LoRALinear.__init__"),
+    ("torch.nn.functional.gelu", "lambda: F.gelu(torch.zeros(2))", "gelu"),  # a builtin: replaced on its module
+    ("gpt.model.GPT.generate", "lambda: GPT.generate(None, None, 1)", "GPT.generate"),  # decorated
+])
+def test_every_kind_of_forbidden_callable_is_guarded_and_restored(entry, call, shown):
+    import torch
+    import torch.nn.functional as F
+    from gpt.lora import LoRALinear
+    from gpt.model import GPT, CausalSelfAttention, GPTConfig
+    from gpt.teaching import probe_runner
+
+    f = eval(call, {"torch": torch, "F": F, "LoRALinear": LoRALinear, "GPT": GPT, "GPTConfig": GPTConfig,
+                    "CausalSelfAttention": CausalSelfAttention})
+    swaps, problems = probe_runner.prepare_guards([entry])
+    assert not problems and swaps[entry]
+    probe_runner.arm(swaps[entry], armed=True)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            f()
+    finally:
+        probe_runner.arm(swaps[entry], armed=False)
+    assert str(e.value) == f"the exercise asks you to write {shown} yourself; calling the package's {entry} scores 0"
+    if entry != "gpt.model.GPT.generate":
+        f()  # restored: the original runs again
 
 
 def test_plan_finds_a_solution_cell_without_its_metadata_and_names_missing_ones(tmp_path):
@@ -249,6 +297,14 @@ CHEATS = {
                                     "def scaled(x):\n    return x")),
     "forbidden": solved(ex01_3="import gpt.loss\ndef my_loss(logits, targets):\n    return gpt.loss.cross_entropy(logits, targets)"),
     "bypass": solved(ex01_4="def mha(x, attn):\n    return type(attn).forward(attn, x)"),
+    "builtin": solved(ex01_1="import operator\ndef add(a, b):\n    return operator.add(a, b)",
+                      ex01_2="CausalSelfAttention(GPTConfig(vocab_size=5, context_length=4, n_embd=4, n_head=1))\n"
+                             "def scaled(x):\n    return x * scale"),
+    # what one exercise forbids, another may use: 01.3's answer builds an attention layer (01.2 forbids its __init__)
+    # and calls attention's forward (01.4 forbids it); 01.4's probe builds one too
+    "crossover": solved(ex01_3=("from gpt.model import CausalSelfAttention, GPTConfig\n"
+                                "_attn = CausalSelfAttention(GPTConfig(vocab_size=5, context_length=4, n_embd=4, n_head=1))\n"
+                                "_attn(torch.zeros(1, 2, 4))\n" + SOLUTIONS["ex01_3"])),
     "bomb": blank_except(ex01_1="import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
                          ex01_2="big = bytearray(64 * 2**30)"),
     "detached": blank_except(ex01_1=(
@@ -375,6 +431,14 @@ def test_calling_a_forbidden_package_function_scores_zero_even_through_the_class
                                         "gpt.loss.cross_entropy scores 0")
     assert points(graded, "bypass") == [1, 2, 1, 0]  # type(attn).forward(attn, x) is the same tripwired function
     assert "calling the package's gpt.model.CausalSelfAttention.forward scores 0" in d[("bypass", "01.4")]
+    assert points(graded, "builtin") == [0, 0, 1, 1]
+    assert d[("builtin", "01.1")] == "the exercise asks you to write add yourself; calling the package's operator.add scores 0"
+    assert d[("builtin", "01.2")] == ("the exercise asks you to write CausalSelfAttention.__init__ yourself; calling the "
+                                      "package's gpt.model.CausalSelfAttention.__init__ scores 0")
+
+
+def test_each_exercise_arms_only_its_own_forbidden_names(graded):
+    assert points(graded, "crossover") == [1, 2, 1, 1], graded["details"]["crossover"]
 
 
 def test_reading_the_teachers_notebook_finds_nothing(graded):
