@@ -39,8 +39,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..io.downloads import data_dir, fetch
 from ..io.files import atomic_dir, atomic_write_text, check_output
 from ..runtime.progress import progress_bar
+from ..sms import load_splits
 from . import probe_runner, sandbox
 from .classroom import ClassroomError, Exercise, binds, cell_source, check_notebook, parse_cell, read_notebook, \
     source_notebooks, uses
@@ -237,6 +239,7 @@ def _sandbox_env(options: Options, package: Path) -> dict[str, str]:
            "PYTHONPATH": str(package.parent), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "GPT_PROGRESS": "text",
            "GPT_PROFILE": options.profile, "LANG": "C.UTF-8", "HF_HUB_OFFLINE": "1"}
+    env["GPT_DATA_DIR"] = str(data_dir().resolve())  # the grader's data folder, read-only inside (prepare_data)
     if os.environ.get("GPT_DATA_MIRROR"):
         env["GPT_DATA_MIRROR"] = os.environ["GPT_DATA_MIRROR"]
     return env
@@ -245,7 +248,7 @@ def _sandbox_env(options: Options, package: Path) -> dict[str, str]:
 def _readable(package: Path) -> list[Path]:
     """What the sandbox may read besides the system and Python: the package folder itself (never the course
     folder around it, which holds the solutions) and the data."""
-    paths = [package, course_root() / "data"]
+    paths = [package, data_dir().resolve()]
     if os.environ.get("GPT_DATA_MIRROR"):
         paths.append(Path(os.environ["GPT_DATA_MIRROR"]))
     return [p for p in paths if p.exists()]
@@ -506,6 +509,18 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, before)
 
 
+GRADING_DATA = ("the_verdict", "sms_spam")  # what the exercises' setup cells read (01-04: the text; 05-08: the SMS)
+
+
+def prepare_data(print_fn=print) -> None:
+    """Fetch (verified by sha256) the files the notebooks' setup cells read, and build the SMS splits, here in the
+    trusted grader: a sandbox reads the data folder but cannot write it, so one student cannot change another's data."""
+    for name in GRADING_DATA:
+        fetch(name, progress=False)
+    load_splits()
+    print_fn(f"data ready in {data_dir()}")
+
+
 def grade(submissions: str | os.PathLike, source=None, *, out: str | os.PathLike | None = None, overwrite: bool = False,
           options: Options | None = None, keep: str | os.PathLike | None = None, print_fn=print) -> pd.DataFrame:
     """Grade ``submissions/<student>/<NN_name>.ipynb`` against the source notebooks; returns the table.
@@ -531,6 +546,7 @@ def grade(submissions: str | os.PathLike, source=None, *, out: str | os.PathLike
     if keep:
         check_output(keep, kind="dir", overwrite=overwrite)
     jobs = [(t, *_find_submission(s, t.path.name)) for s in students for t in teachers]
+    prepare_data(print_fn)
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="gpt-grading-") as tmp:
         os.chmod(tmp, 0o755)  # the sandbox's setup (root of its namespace) mounts its new root in here
         results = _grade_all(jobs, Path(tmp), options)
