@@ -69,8 +69,10 @@ bind() {  # bind PATH read-only at the same path in the new root
   mount --bind "$1" "$R$1"
   mount -o remount,bind,ro,nosuid,nodev "$R$1"
 }
+mkdir -p "$R/tmp"  # /tmp first: what is bound below may live under the host's /tmp (a venv made by mktemp)
+mount -t tmpfs -o size=256m,mode=1777,nosuid,nodev gpt-tmp "$R/tmp"
 while [ "$1" != "--" ]; do bind "$2"; shift 2; done; shift
-mkdir -p "$R/scratch" "$R/proc" "$R/dev/shm" "$R/tmp" "$R/.old"
+mkdir -p "$R/scratch" "$R/proc" "$R/dev/shm" "$R/.old"
 mount --bind "$SCRATCH" "$R/scratch"
 mount -o remount,bind,nosuid,nodev "$R/scratch"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
@@ -78,7 +80,6 @@ mount --bind "$R/proc/sys" "$R/proc/sys"
 mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/sys"
 for d in null zero full random urandom; do : > "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
 ln -s /proc/self/fd "$R/dev/fd"
-mount -t tmpfs -o size=256m,mode=1777,nosuid,nodev gpt-tmp "$R/tmp"
 mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev gpt-shm "$R/dev/shm"
 cd "$R"
 pivot_root . .old
