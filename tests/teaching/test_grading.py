@@ -320,9 +320,15 @@ CHEATS = {
 def reader(source):
     """Reads the teacher's notebook (path known) or finds any notebook by walking up, and runs its solutions."""
     return blank_except(ex01_1=(
-        "import glob, json, os, pathlib, gpt\n"
+        "import json, os, pathlib, sys, gpt\n"
         "up = [*pathlib.Path(gpt.__file__).parents, *pathlib.Path.cwd().parents]\n"
-        f"paths = [{str(source)!r}] + glob.glob('/tmp/**/*.ipynb', recursive=True) + glob.glob('/scratch/**/*.ipynb', recursive=True)\n"
+        f"paths = [{str(source)!r}]\n"
+        # every notebook under /tmp and /scratch, but not inside Python itself (a venv made by mktemp lies under /tmp)
+        "python = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}\n"
+        "for top in ('/tmp', '/scratch'):\n"
+        "    for d, dirs, files in os.walk(top):\n"
+        "        dirs[:] = [x for x in dirs if os.path.realpath(os.path.join(d, x)) not in python]\n"
+        "        paths += [os.path.join(d, f) for f in files if f.endswith('.ipynb')]\n"
         "paths += [str(p) for d in up for p in [*d.glob('*.ipynb'), *d.glob('notebooks/**/*.ipynb'), *d.glob('*/*.ipynb')]]\n"
         "for p in paths:\n    try:\n        nb = json.load(open(p))\n    except OSError:\n        continue\n"
         "    for c in nb['cells']:\n        if c['metadata'].get('nbgrader', {}).get('solution'):\n"
