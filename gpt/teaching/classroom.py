@@ -81,11 +81,17 @@ def cell_source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+def runnable_code(text: str) -> str:
+    """A cell's code with its ``%`` magics and ``!`` shell lines made ``pass`` (same indentation): plain Python."""
+    lines = [line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+             for line in text.splitlines()]
+    return "\n".join(lines)
+
+
 def parse_cell(text: str) -> ast.Module | None:
-    """A code cell's syntax tree, its ``%`` magics and ``!`` shell lines blanked; None if it is not Python."""
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in text.splitlines())
+    """A code cell's syntax tree (:func:`runnable_code` of it); None if it is not Python."""
     try:
-        return ast.parse(code)
+        return ast.parse(runnable_code(text))
     except SyntaxError:
         return None
 

@@ -45,7 +45,7 @@ from ..runtime.progress import progress_bar
 from ..sms import load_splits
 from . import probe_runner, sandbox
 from .classroom import ClassroomError, Exercise, binds, cell_source, check_notebook, parse_cell, read_notebook, \
-    source_notebooks, uses
+    runnable_code, source_notebooks, uses
 from .course import course_root
 
 DEFAULT_CELL_TIMEOUT = 300  # seconds one exercise (the student's solution cells and the probe) may run
@@ -129,13 +129,6 @@ def _hidden_test(path: Path, exercise: Exercise, text: str, position: int, solut
                       frozenset(uses(probe_tree) | uses(solution_tree)))
 
 
-def _runnable(text: str) -> str:
-    """A cell's code with its ``%`` magics and ``!`` shell lines made ``pass`` (same indentation)."""
-    lines = [line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
-             for line in text.splitlines()]
-    return "\n".join(lines)
-
-
 def teacher_notebook(path: Path) -> TeacherNotebook:
     """The hidden tests and ordinary cells of one source notebook (checked with :func:`check_notebook` first)."""
     exercises = {e.test_id: e for e in check_notebook(path)}
@@ -152,7 +145,7 @@ def teacher_notebook(path: Path) -> TeacherNotebook:
         elif gid:
             solutions[gid] = solutions.get(gid, "") + text + "\n"
         elif not SETUP_LINE.search(text):  # the setup cell installs and reports; the sandbox has the package
-            ordinary.append((i, _runnable(text)))
+            ordinary.append((i, runnable_code(text)))
     return TeacherNotebook(path, tuple(tests), tuple(ordinary))
 
 
@@ -181,7 +174,7 @@ def _student_cells(path: Path) -> list[tuple[str, str]]:
 
 def _defines(code: str) -> set[str]:
     try:
-        tree = ast.parse(_runnable(code))
+        tree = ast.parse(runnable_code(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return set()
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
@@ -192,11 +185,11 @@ def _solution(test: HiddenTest, cells: list[tuple[str, str]]) -> tuple[str | Non
     sid = test.exercise.solution_id
     found = [code for gid, code in cells if gid == sid]
     if found:
-        return "\n".join(_runnable(c) for c in found), ""
+        return "\n".join(runnable_code(c) for c in found), ""
     fallback = [code for gid, code in cells if "### BEGIN SOLUTION" in code and test.solution_names & _defines(code)]
     if fallback:
         names = ", ".join(sorted(test.solution_names & set().union(*map(_defines, fallback))))
-        return "\n".join(_runnable(c) for c in fallback), (
+        return "\n".join(runnable_code(c) for c in fallback), (
             f"no cell has grade_id {sid} (its metadata was changed); graded the solution cell that defines {names}")
     return None, MISSING.format(sid=sid)
 
