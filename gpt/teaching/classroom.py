@@ -33,6 +33,9 @@ from ..errors import GPTError
 from .course import course_root
 
 
+# The region markers nbgrader's format uses (the handouts, the format check and the grader all read these).
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HEADING = re.compile(r"^###\s+Exercise\s+(\d\d)\.(\d+)\s+·\s+(.+?)\s+\((\d+)\s+points?\)\s*$", re.MULTILINE)
 SOLUTION_ID = re.compile(r"^ex(\d\d)_(\d+)$")
 TEST_ID = re.compile(r"^ex(\d\d)_(\d+)_test$")
@@ -170,16 +173,16 @@ def check_notebook(path: str | os.PathLike) -> list[Exercise]:
         if meta.get("solution") and not meta.get("grade"):
             if not SOLUTION_ID.match(gid):
                 problems.append(f"{where}: a solution cell's grade_id must be exNN_k")
-            if "### BEGIN SOLUTION" not in text or "### END SOLUTION" not in text:
-                problems.append(f"{where}: the solution cell has no ### BEGIN SOLUTION / ### END SOLUTION region")
+            if BEGIN_SOLUTION not in text or END_SOLUTION not in text:
+                problems.append(f"{where}: the solution cell has no {BEGIN_SOLUTION} / {END_SOLUTION} region")
             solutions[gid] = i
         elif meta.get("grade") and not meta.get("solution"):
             m = TEST_ID.match(gid)
             if not m:
                 problems.append(f"{where}: a graded test cell's grade_id must be exNN_k_test")
                 continue
-            if "### BEGIN HIDDEN TESTS" not in text or "### END HIDDEN TESTS" not in text:
-                problems.append(f"{where}: the test cell has no ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS region")
+            if BEGIN_HIDDEN not in text or END_HIDDEN not in text:
+                problems.append(f"{where}: the test cell has no {BEGIN_HIDDEN} / {END_HIDDEN} region")
             if not meta.get("locked"):
                 problems.append(f"{where}: a graded test cell must be locked")
             ex_id, points = f"{m[1]}.{m[2]}", meta.get("points")

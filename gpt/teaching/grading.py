@@ -44,8 +44,8 @@ from ..io.files import atomic_dir, atomic_write_text, check_output
 from ..runtime.progress import progress_bar
 from ..sms import load_splits
 from . import probe_runner, sandbox
-from .classroom import ClassroomError, Exercise, binds, cell_source, check_notebook, parse_cell, read_notebook, \
-    runnable_code, source_notebooks, uses
+from .classroom import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, ClassroomError, Exercise, binds, cell_source, check_notebook, parse_cell,
+                        read_notebook, runnable_code, source_notebooks, uses)
 from .course import course_root
 
 DEFAULT_CELL_TIMEOUT = 300  # seconds one exercise (the student's solution cells and the probe) may run
@@ -99,7 +99,7 @@ class Options:
 
 
 def _hidden_region(text: str) -> str:
-    start, end = text.find("### BEGIN HIDDEN TESTS"), text.find("### END HIDDEN TESTS")
+    start, end = text.find(BEGIN_HIDDEN), text.find(END_HIDDEN)
     return text[text.index("\n", start) + 1:end] if 0 <= start < end else ""
 
 
@@ -186,7 +186,7 @@ def _solution(test: HiddenTest, cells: list[tuple[str, str]]) -> tuple[str | Non
     found = [code for gid, code in cells if gid == sid]
     if found:
         return "\n".join(runnable_code(c) for c in found), ""
-    fallback = [code for gid, code in cells if "### BEGIN SOLUTION" in code and test.solution_names & _defines(code)]
+    fallback = [code for gid, code in cells if BEGIN_SOLUTION in code and test.solution_names & _defines(code)]
     if fallback:
         names = ", ".join(sorted(test.solution_names & set().union(*map(_defines, fallback))))
         return "\n".join(runnable_code(c) for c in fallback), (

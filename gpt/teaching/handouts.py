@@ -34,12 +34,11 @@ import re
 from pathlib import Path
 
 from ..io.files import atomic_dir, atomic_write_text, display_path
-from .classroom import ClassroomError, cell_source, check_notebook, exercises_table, read_notebook, source_notebooks
+from .classroom import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, ClassroomError, cell_source, check_notebook, exercises_table,
+                        read_notebook, source_notebooks)
 from .course import course_root
 
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 BANNER = (
