@@ -33,6 +33,7 @@ from ..io.files import check_output, display_path
 from ..runtime.device import pick_device
 from ..runtime.profile import get_profile
 from ..teaching.reference import reference_path
+from ..model import ATTN_IMPLS
 
 
 def config_flag(parser, flags: dict, flag: str, field: str | None = None, **kwargs) -> None:
@@ -229,6 +230,8 @@ def _register_finetune(subparsers) -> None:
     config_flag(f, flags, "--l2", type=float, help="L2 penalty (baseline)")
     config_flag(f, flags, "--dropout", type=float, help="dropout inside the transformer")
     config_flag(f, flags, "--classifier-dropout", type=float, help="dropout before the head")
+    config_flag(f, flags, "--pad-to-multiple-of", type=int, help="pad each batch to a multiple of this many tokens (default 16)")
+    config_flag(f, flags, "--attn-impl", choices=list(ATTN_IMPLS), help="attention kernel: auto (default), sdpa or explicit (the same function, computed differently)")
     config_flag(f, flags, "--rank", "r", type=int, help="LoRA rank r (strategy lora)")
     config_flag(f, flags, "--alpha", "lora_alpha", type=float, help="LoRA lora_alpha; scale = alpha / r (strategy lora)")
     config_flag(f, flags, "--use-rslora", action="store_true", help="rsLoRA: scale = alpha / sqrt(r) (strategy lora)")

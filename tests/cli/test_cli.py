@@ -450,3 +450,22 @@ def test_python_dash_m_gpt_exits_with_the_status(env, mirror_dir, data_cache):
     done = subprocess.run([sys.executable, "-m", "gpt", "sample", "--prompt", ""], cwd=env, env=penv, capture_output=True, text=True, timeout=HANG)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: the prompt '' is empty; give some text to continue"
+
+
+def test_finetune_flags_reach_pad_to_multiple_of_and_attn_impl():
+    import argparse
+
+    from gpt.cli import finetune as finetune_cli
+    from gpt.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    finetune_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["finetune", "--strategy", "lora", "--pad-to-multiple-of", "8", "--attn-impl", "explicit", "--seeds", "0"])
+    [config] = finetune_cli.configs_from_flags(args)
+    assert (config.pad_to_multiple_of, config.attn_impl) == (8, "explicit")
+    [default] = finetune_cli.configs_from_flags(parser.parse_args(["finetune", "--strategy", "lora", "--seeds", "0"]))
+    assert (default.pad_to_multiple_of, default.attn_impl) == (16, "auto")
+    with pytest.raises(ConfigError, match="--pad-to-multiple-of does not apply"):
+        finetune_cli.configs_from_flags(parser.parse_args(["finetune", "--strategy", "baseline", "--pad-to-multiple-of", "8"]))
+    with pytest.raises(SystemExit):  # argparse's own refusal of an unknown kernel
+        parser.parse_args(["finetune", "--attn-impl", "flash"])
