@@ -78,7 +78,7 @@ def check(got):
     torch.manual_seed(0)
     want = torch.randn(5) * 3
     assert torch.allclose(torch.tensor(got["y"]), want), f"for x = torch.randn(5) with seed 0 expected 3 * x = {want.tolist()}, got {got['y']}"''',
-    "ex01_3": '''FORBIDDEN = ["gpt.loss.cross_entropy"]
+    "ex01_3": '''FORBIDDEN = ["gpt.runtime.fused_loss.cross_entropy"]
 def probe():
     torch.manual_seed(1)
     logits, targets = torch.randn(4, 7), torch.tensor([0, 3, 6, 2])
@@ -158,7 +158,7 @@ def blank_except(**cells):
 def test_teacher_notebook_extracts_probe_check_and_forbidden(tmp_path):
     t = grading.teacher_notebook(write(teacher_notebook(), tmp_path / "01_toy.ipynb"))
     assert [x.exercise.id for x in t.tests] == ["01.1", "01.2", "01.3", "01.4"]
-    assert t.tests[2].forbidden == ("gpt.loss.cross_entropy",) and t.tests[0].forbidden == ("operator.add",)
+    assert t.tests[2].forbidden == ("gpt.runtime.fused_loss.cross_entropy",) and t.tests[0].forbidden == ("operator.add",)
     assert t.tests[0].probe.startswith("def probe():") and "assert" in t.tests[0].check
     assert all("COURSE_REF" not in c for _, c in t.cells)  # the setup cell is left out
     assert any("pass" in c and "%matplotlib" not in c for _, c in t.cells)  # magics made `pass`
@@ -173,7 +173,7 @@ def test_plan_runs_only_the_cells_an_exercise_needs_and_never_the_teachers_solut
     text = json.dumps(program)
     assert "this_module_does_not_exist" not in text and "def check" not in text and "COURSE_REF" not in text
     assert [e["forbidden"] for e in program["exercises"]] == [  # each exercise's own, armed only while it runs
-        ["operator.add"], ["gpt.model.CausalSelfAttention.__init__"], ["gpt.loss.cross_entropy"],
+        ["operator.add"], ["gpt.model.CausalSelfAttention.__init__"], ["gpt.runtime.fused_loss.cross_entropy"],
         ["gpt.model.CausalSelfAttention.forward"]]
     assert set(notes.values()) == {""}
 
@@ -187,7 +187,7 @@ def test_plan_runs_only_the_cells_an_exercise_needs_and_never_the_teachers_solut
 def test_a_forbidden_entry_that_cannot_be_guarded_is_the_teachers_error(tmp_path, entry, message):
     nb = teacher_notebook()
     test_cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "ex01_3_test")
-    test_cell["source"] = test_cell["source"].replace('FORBIDDEN = ["gpt.loss.cross_entropy"]', f"FORBIDDEN = [{entry!r}]")
+    test_cell["source"] = test_cell["source"].replace('FORBIDDEN = ["gpt.runtime.fused_loss.cross_entropy"]', f"FORBIDDEN = [{entry!r}]")
     with pytest.raises(ClassroomError, match="01_toy.ipynb ex01_3_test: FORBIDDEN cannot be guarded") as e:
         grading.teacher_notebook(write(nb, tmp_path / "01_toy.ipynb"))
     assert message in str(e.value)
@@ -295,7 +295,7 @@ CHEATS = {
     # patched torch: the checks run in the grader's own clean process
     "patched": blank_except(ex01_2=("import torch\ntorch.allclose = torch.equal = lambda *a, **k: True\n"
                                     "def scaled(x):\n    return x")),
-    "forbidden": solved(ex01_3="import gpt.loss\ndef my_loss(logits, targets):\n    return gpt.loss.cross_entropy(logits, targets)"),
+    "forbidden": solved(ex01_3="import gpt.runtime.fused_loss\ndef my_loss(logits, targets):\n    return gpt.runtime.fused_loss.cross_entropy(logits, targets)"),
     "bypass": solved(ex01_4="def mha(x, attn):\n    return type(attn).forward(attn, x)"),
     "builtin": solved(ex01_1="import operator\ndef add(a, b):\n    return operator.add(a, b)",
                       ex01_2="CausalSelfAttention(GPTConfig(vocab_size=5, context_length=4, n_embd=4, n_head=1))\n"
@@ -434,7 +434,7 @@ def test_calling_a_forbidden_package_function_scores_zero_even_through_the_class
     d = graded["details"]
     assert points(graded, "forbidden") == [1, 2, 0, 1]
     assert d[("forbidden", "01.3")] == ("the exercise asks you to write cross_entropy yourself; calling the package's "
-                                        "gpt.loss.cross_entropy scores 0")
+                                        "gpt.runtime.fused_loss.cross_entropy scores 0")
     assert points(graded, "bypass") == [1, 2, 1, 0]  # type(attn).forward(attn, x) is the same tripwired function
     assert "calling the package's gpt.model.CausalSelfAttention.forward scores 0" in d[("bypass", "01.4")]
     assert points(graded, "builtin") == [0, 0, 1, 1]
@@ -513,3 +513,19 @@ def test_sigterm_kills_every_sandbox_removes_temp_folders_and_writes_nothing(tmp
     assert marker_processes() == []
     assert list(temp.iterdir()) == []
     assert not (tmp_path / "subs" / "grades.csv").exists()
+
+
+def test_every_forbidden_name_in_the_course_is_guardable_at_its_current_path():
+    """A FORBIDDEN entry that names a moved module's old path (gpt.deprecated.MOVED) or a name that no longer
+    exists would still grade, but the tripwire's message would send the learner to an old path, or the
+    exercise would lose its guard: every entry resolves, outside the deprecated paths."""
+    from gpt.deprecated import MOVED
+    from gpt.teaching.classroom import source_notebooks
+    from gpt.teaching.probe_runner import prepare_guards
+
+    names = [n for path in source_notebooks() for t in grading.teacher_notebook(path).tests for n in t.forbidden]
+    assert len(names) > 30
+    old = [n for n in names if any(n == m or n.startswith(m + ".") for m in MOVED)]
+    assert not old, f"FORBIDDEN entries name deprecated paths: {old}"
+    _, problems = prepare_guards(names)
+    assert not problems, problems
