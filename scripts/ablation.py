@@ -1,7 +1,7 @@
 """One ablation table: which change moved what, on both test splits, for full fine-tuning and LoRA.
 
 Every change is a results folder made by `python -m gpt experiment` with one thing changed against
-the headline experiment (`results/finetune`, "the reference recipe"); all of them are scored on the
+the headline experiment (`results/finetune_2026-11-29`, "the reference recipe", the runs the changes were made beside); all of them are scored on the
 same pinned test splits, so each strategy is paired message by message with the same strategy of the
 reference recipe (95 % bootstrap intervals, verdicts "better" / "worse" / "no detectable difference").
 The k-fold experiment (`results/kfold`) re-splits the whole collection, so it gets a table of its own,
@@ -28,7 +28,10 @@ from gpt.io.files import atomic_write_text  # noqa: E402
 from gpt.experiments.results import strategy_order  # noqa: E402
 from gpt.sms import load_splits  # noqa: E402
 
-REFERENCE = "results/finetune"
+# The recipe every change below altered one thing of: the headline experiment as it stood when the changes
+# were run (29 November 2026). The later fine-tuning speed work made a new results/finetune; the changes were
+# not rerun with it, so they are paired with the runs they were made beside.
+REFERENCE = "results/finetune_2026-11-29"
 GPT_ONLY = ("full", "lora-r8")
 WITH_BASELINE = ("full", "lora-r8", "baseline")
 # change -> (folder, description, strategies, the command that made it)
@@ -65,7 +68,7 @@ def main() -> None:
     import pandas as pd
 
     table = pd.concat(tables, ignore_index=True)
-    descriptions = {"reference": "the reference recipe (`results/finetune`)", **{k: v[1] for k, v in present.items()}}
+    descriptions = {"reference": f"the reference recipe (`{REFERENCE}`)", **{k: v[1] for k, v in present.items()}}
     lines = [
         "# Ablations: which change moved what",
         "",

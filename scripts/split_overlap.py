@@ -9,8 +9,8 @@ spam than test does, a model looks better on validation than it will on test.
 
     GPT_DATA_MIRROR=../shared/data python scripts/split_overlap.py     # writes results/split_overlap/summary.md and .json
 
-Also compares how accurately the committed fine-tuning runs (results/finetune/runs) and the bag of
-words classify test messages with and without a near-copy in training.
+Also compares how accurately the committed fine-tuning runs (results/finetune_2026-11-29/runs, the runs
+results/split_overlap was made from) and the bag of words classify test messages with and without a near-copy in training.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def nearest_similarity(queries: list[str], pool: list[str]) -> np.ndarray:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "results" / "split_overlap"))
-    p.add_argument("--runs", default=str(ROOT / "results" / "finetune" / "runs"), help="fine-tuning runs whose test predictions to split by near-copy")
+    p.add_argument("--runs", default=str(ROOT / "results" / "finetune_2026-11-29" / "runs"), help="fine-tuning runs whose test predictions to split by near-copy")
     args = p.parse_args(argv)
     splits = load_splits()
     train = splits["train"]["text"].tolist()
