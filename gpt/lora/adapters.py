@@ -4,7 +4,7 @@
 ``<layer>.lora_B.weight``), DoRA's magnitude vectors (``<layer>.lora_magnitude_vector``), and every
 deliberately trainable non-LoRA tensor (e.g. a classification head ``head.weight``) -- with the LoRA
 settings under PEFT's names, and writes it as a folder of two files in the course's format or in
-Hugging Face PEFT's (the files themselves are :mod:`gpt.io.adapters`). :func:`load_adapter` puts an
+Hugging Face PEFT's (the files themselves are :mod:`gpt.io.adapter_files`). :func:`load_adapter` puts an
 adapter saved either way (or by PEFT's ``save_pretrained``) onto a model: it wraps the layers the
 adapter names with :class:`~gpt.lora.layer.LoRALinear` if the model has none yet, and copies the tensors in.
 
@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from ..checks import check_bool
 from ..errors import AdapterError, ConfigError
-from ..io.adapters import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
+from ..io.adapter_files import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
                            base_sha256, check_adapter_folder, read_adapter_files, write_adapter)
 from .layer import LoRALinear, check_lora_settings, init_weights_name, lora_layers, lora_parameters, wrap_layers
 from .variants import pissa_to_lora
@@ -130,7 +130,7 @@ def save_adapter(
     ``base_checkpoint``: the base model's .safetensors file (its sha256 is recorded, so loading onto
     another base fails) or that sha256. Without it too, the sha256 of the base weights the adapter leaves
     alone (:func:`base_weights_sha256`) is recorded, which :func:`load_adapter` checks; and the files carry a
-    checksum of their content (:func:`gpt.io.adapters.adapter_checksum`), verified when read. ``extra``: a dict of JSON-serialisable metadata (labels,
+    checksum of their content (:func:`gpt.io.adapter_files.adapter_checksum`), verified when read. ``extra``: a dict of JSON-serialisable metadata (labels,
     metrics); anything else is a ConfigError. Saving a merged model is fine. Returns the folder.
 
     Nothing is lost: an existing non-empty ``path`` raises OutputExistsError unless ``overwrite=True``
@@ -209,7 +209,7 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
     or by PEFT's ``save_pretrained``: a PEFT-format folder comes back in the course's terms (the config's
     keys as the course format writes them, ``"source_format": "peft"``; keys without ``base_model.model.``).
 
-    Both are checked (:func:`gpt.io.adapters.read_adapter_files`): :class:`AdapterError`, naming the file,
+    Both are checked (:func:`gpt.io.adapter_files.read_adapter_files`): :class:`AdapterError`, naming the file,
     for a missing folder or file, invalid JSON, a damaged safetensors file, a missing or bad config key
     (LoRA settings included), tensors that disagree with the config's ``tensors`` list, or a tensor that
     is not floating point or holds NaN/inf.
