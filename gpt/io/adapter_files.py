@@ -14,7 +14,7 @@ The course's format:
   qualified names of the wrapped layers), ``modules_to_save``, ``use_rslora``, ``use_dora``,
   ``init_lora_weights``, ``converted_from`` (``"pissa"`` or null), ``bias`` ("none"),
   ``base_model_name_or_path``, ``base_model_sha256`` (of the base .safetensors file, when given),
-  ``base_weights_sha256`` (of the base weights the adapter leaves alone, :func:`gpt.lora.adapters.base_weights_sha256`),
+  ``base_weights_sha256`` (of the base weights the adapter leaves alone, :func:`gpt.io.adapters.base_weights_sha256`),
   ``tensors`` (key -> shape), ``gpt_config``, a free-form ``extra`` dict, and ``checksum``
   (:func:`adapter_checksum`: the sha256 of the tensors and of the rest of the config).
 
@@ -25,7 +25,7 @@ weights or an edited value (``lora_alpha`` 4 -> 400) is an :class:`~gpt.errors.A
 file. Folders without one (written by PEFT itself, or by ``format_version`` 1) load with a warning that
 they are unverified.
 
-What goes into an adapter, and loading one onto a model, is :mod:`gpt.lora.adapters`. Reading checks
+What goes into an adapter, and loading one onto a model, is :mod:`gpt.io.adapters`. Reading checks
 the files: a folder that is damaged, incomplete, edited, or holds NaN/inf, or whose ``r`` disagrees with
 its factors' shapes, raises :class:`~gpt.errors.AdapterError`.
 """
@@ -109,7 +109,7 @@ def write_adapter(folder: Path, config: dict, tensors: dict[str, torch.Tensor], 
 
     ``"peft"``: PEFT's ``adapter_config.json`` and keys (``base_model.model.<key>``), the course config in the
     safetensors header (PEFT ignores it, :func:`read_adapter_files` reads it), plus ``peft_extra``: the
-    tensors PEFT's ``modules_to_save`` suffix matching expects to find (see :func:`gpt.lora.adapters.save_adapter`).
+    tensors PEFT's ``modules_to_save`` suffix matching expects to find (see :func:`gpt.io.adapters.save_adapter`).
     Either way the course config gets its ``checksum`` (:func:`adapter_checksum`)."""
     if format == "peft":
         peft_config = _peft_config(config)
@@ -153,7 +153,7 @@ def _peft_config(course: dict) -> dict:
 
 
 def _check_adapter_config(config, source: Path, check_settings) -> None:
-    """AdapterError naming the key and ``source`` for anything :func:`gpt.lora.adapters.load_adapter` could not use."""
+    """AdapterError naming the key and ``source`` for anything :func:`gpt.io.adapters.load_adapter` could not use."""
     if not isinstance(config, dict):
         raise AdapterError(f"{source} holds a JSON {type(config).__name__}, not an adapter config object")
     if config.get("format") != ADAPTER_FORMAT:
@@ -267,7 +267,7 @@ def _verify_checksum(config: dict, tensors: dict, peft_config: dict | None, cfg_
                                "edited or damaged; restore it from a copy or save the adapter again")
         source = "written by PEFT" if peft_config is not None else f"saved before adapters carried one (format_version {version})"
         warnings.warn(f"adapter {cfg_file.parent} carries no checksum ({source}): loaded unverified; save it again with "
-                      "gpt.lora.save_adapter to record one", stacklevel=5)
+                      "gpt.io.adapters.save_adapter to record one", stacklevel=5)
         return
     if not (isinstance(checksum, dict) and all(isinstance(checksum.get(k), str) for k in ("tensors_sha256", "config_sha256"))):
         raise AdapterError(f"{cfg_file}: 'checksum' must be {{'tensors_sha256': ..., 'config_sha256': ...}}, got {checksum!r}; "

@@ -14,9 +14,9 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 import gpt.io.adapter_files
-from gpt.io.adapter_files import adapter_checksum
-from gpt.lora.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError, OutputExistsError
+from gpt.io.adapter_files import adapter_checksum
+from gpt.io.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.io.files import OutputError
 from gpt.lora import apply_lora, count_lora_parameters, lora_layers, merge_lora, unmerge_lora
 from gpt.model import GPT

@@ -30,10 +30,10 @@ import torch.nn as nn
 
 from ..checks import check_bool
 from ..errors import AdapterError, ConfigError
-from ..io.adapter_files import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
-                           base_sha256, check_adapter_folder, read_adapter_files, write_adapter)
-from .layer import LoRALinear, check_lora_settings, init_weights_name, lora_layers, lora_parameters, wrap_layers
-from .variants import pissa_to_lora
+from ..lora.layer import LoRALinear, check_lora_settings, init_weights_name, lora_layers, lora_parameters, wrap_layers
+from ..lora.variants import pissa_to_lora
+from .adapter_files import (ADAPTER_CONFIG_NAME, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION, ADAPTER_FORMATS, ADAPTER_WEIGHTS_NAME, PEFT_PREFIX,
+                            base_sha256, check_adapter_folder, read_adapter_files, write_adapter)
 
 
 __all__ = ["save_adapter", "load_adapter", "read_adapter", "base_weights_sha256", "AdapterError", "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME",
@@ -245,7 +245,7 @@ def _check_same_base(model: nn.Module, config: dict, adapter_keys, path, base_ch
     elif file_sha is None or saved_file is None:
         warnings.warn(f"adapter {path} records no sha256 of its base weights (saved by an older version of gpt, or by PEFT): "
                       "this model cannot be verified to be the base it was trained on; save the adapter again with "
-                      "gpt.lora.save_adapter to record it", stacklevel=3)
+                      "gpt.io.adapters.save_adapter to record it", stacklevel=3)
     for what, theirs, ours in others:
         message = (f"adapter {path} was trained on {what}: sha256 {theirs} at save time, {ours} here: a different base model, "
                    "whose outputs with this adapter are not the trained model's")
