@@ -7,7 +7,7 @@ Read the package in this order (the core, about an afternoon):
 3. :mod:`gpt.model`: the GPT itself: attention, blocks, generation.
 4. :mod:`gpt.train_config`, :mod:`gpt.train`: the next-token loss and the pretraining loop.
 5. :mod:`gpt.sms`, :mod:`gpt.classifier`, :mod:`gpt.metrics`: the spam task and the GPT as a classifier.
-6. :mod:`gpt.lora` (layer, variants, adapters): low-rank adapters, where LoRA enters fine-tuning.
+6. :mod:`gpt.lora` (layer, variants): low-rank adapters, where LoRA enters fine-tuning.
 7. :mod:`gpt.finetune_config`, :mod:`gpt.finetune`: one fine-tuning run in named steps.
 
 Around the core, each folder one layer (docs/package.md draws them):

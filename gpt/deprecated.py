@@ -1,5 +1,6 @@
 """Old import paths, kept for one release: ``import gpt.files`` still works, warns, and hands on
-:mod:`gpt.io.files`. Each entry below is deprecated; import the new path instead."""
+:mod:`gpt.io.files` (``MOVED``); ``from gpt.lora import save_adapter`` still works, warns, and hands on
+:func:`gpt.io.adapters.save_adapter` (``MOVED_NAMES``). Each entry below is deprecated; import the new path instead."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import warnings
 
 MOVED = {
-    "gpt.lora_variants": "gpt.lora.variants", "gpt.adapters": "gpt.lora.adapters",
+    "gpt.lora_variants": "gpt.lora.variants", "gpt.adapters": "gpt.io.adapters", "gpt.lora.adapters": "gpt.io.adapters",
     "gpt.files": "gpt.io.files", "gpt.checkpoint": "gpt.io.checkpoint", "gpt.hf": "gpt.io.hf",
     "gpt.device": "gpt.runtime.device", "gpt.distributed": "gpt.runtime.distributed", "gpt.meters": "gpt.runtime.meters",
     "gpt.speed": "gpt.runtime.speed", "gpt.progress": "gpt.runtime.progress", "gpt.profile": "gpt.runtime.profile",
@@ -21,6 +22,10 @@ MOVED = {
     "gpt.tasks": "gpt.experiments.tasks",
     "gpt.classroom": "gpt.teaching.classroom", "gpt.course": "gpt.teaching.course", "gpt.reference": "gpt.teaching.reference",
     "gpt.viz": "gpt.teaching.viz",
+}
+MOVED_NAMES = {  # names a module that stays used to hand on, now imported from elsewhere: module -> (new module, names)
+    "gpt.lora": ("gpt.io.adapters", ("save_adapter", "load_adapter", "read_adapter", "base_weights_sha256", "AdapterError",
+                                     "ADAPTER_WEIGHTS_NAME", "ADAPTER_CONFIG_NAME", "ADAPTER_FORMATS", "PEFT_PREFIX")),
 }
 ALSO = {  # names an old module held that now live elsewhere: old module -> {name: "new.module:attribute"}
     "gpt.viz": {"plot_accuracy_vs_params": "gpt.experiments.results:plot_accuracy_vs_params"},
@@ -61,3 +66,18 @@ def install() -> None:
     """Let the old paths import (once per process)."""
     if not any(isinstance(f, _OldPaths) for f in sys.meta_path):
         sys.meta_path.append(_OldPaths())
+
+
+def moved_names(module: str):
+    """A module-level ``__getattr__`` for ``module``: each of its names in ``MOVED_NAMES`` warns and hands on
+    the new home's object; any other missing name stays an AttributeError. The new home is imported on first
+    use, not here: it may import ``module`` itself (gpt.io.adapters imports gpt.lora.layer)."""
+    new, names = MOVED_NAMES[module]
+
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.{name} is deprecated and goes away in the next release: from {new} import {name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(new), name)
+
+    return __getattr__

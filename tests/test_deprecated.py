@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gpt.deprecated import ALSO, MOVED
+from gpt.deprecated import ALSO, MOVED, MOVED_NAMES
 
 
 @pytest.mark.parametrize("old, new", sorted(MOVED.items()))
@@ -21,7 +21,8 @@ def test_an_old_path_warns_and_hands_on_the_new_module(old, new):
 
 
 def test_documented_names_keep_working():
-    from gpt.lora import apply_lora, load_adapter, lora_plus_param_groups, save_adapter  # noqa: F401
+    from gpt.io.adapters import load_adapter, save_adapter  # noqa: F401
+    from gpt.lora import apply_lora, lora_plus_param_groups  # noqa: F401
     from gpt.model import GPT
     from gpt.train import TrainConfig, evaluate, load_model, lr_at, pretrain, read_checkpoint, save_model, train_step  # noqa: F401
 
@@ -29,3 +30,30 @@ def test_documented_names_keep_working():
     with pytest.warns(DeprecationWarning):
         hf = importlib.import_module("gpt.hf")
     assert hf.from_pretrained == GPT.from_pretrained
+
+
+@pytest.mark.parametrize("old, new, name", [(old, new, name) for old, (new, names) in sorted(MOVED_NAMES.items()) for name in names])
+def test_a_moved_name_warns_and_hands_on_its_new_home(old, new, name):
+    with pytest.warns(DeprecationWarning, match=f"{old}.{name} is deprecated .* from {new} import {name}"):
+        value = getattr(importlib.import_module(old), name)
+    assert value is getattr(importlib.import_module(new), name)
+
+
+def test_from_gpt_lora_import_save_adapter_warns_and_a_typo_stays_an_attribute_error():
+    import gpt.io.adapters
+    import gpt.lora
+
+    with pytest.warns(DeprecationWarning, match="gpt.lora.save_adapter is deprecated"):
+        from gpt.lora import save_adapter
+    assert save_adapter is gpt.io.adapters.save_adapter
+    with pytest.raises(AttributeError, match="has no attribute 'load_adapters'"):
+        gpt.lora.load_adapters  # noqa: B018  (a typo is still an AttributeError)
+
+
+def test_gpt_lora_adapters_is_a_deprecated_path_to_gpt_io_adapters():
+    import gpt.io.adapters
+
+    sys.modules.pop("gpt.lora.adapters", None)
+    with pytest.warns(DeprecationWarning, match="gpt.lora.adapters is deprecated .* import gpt.io.adapters"):
+        old = importlib.import_module("gpt.lora.adapters")
+    assert old.save_adapter is gpt.io.adapters.save_adapter and old.load_adapter is gpt.io.adapters.load_adapter

@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from ..classifier import STRATEGIES
 from ..errors import ConfigError, OutputExistsError
 from ..finetune import FinetuneResult
+from ..io.adapters import save_adapter
 from ..io.files import OutputError, atomic_write_text, check_output
 from ..io.lock import output_lock
-from ..lora.adapters import save_adapter
 from ..lora.layer import lora_layers
 from .compare import against_markdown, comparison_markdown, recipe_difference, run_recipe
 
@@ -214,7 +214,7 @@ def strategy_order(name: str) -> int:
 def task_storage_bytes(model: nn.Module, base_checkpoint=None) -> int:
     """Bytes that must be stored per task to rebuild ``model`` from the shared base checkpoint.
 
-    For a LoRA model: the adapter folder written by :func:`gpt.lora.adapters.save_adapter` (factors, the
+    For a LoRA model: the adapter folder written by :func:`gpt.io.adapters.save_adapter` (factors, the
     trainable head and the JSON config). Otherwise: a safetensors file of the trainable parameters
     (for full fine-tuning that is the whole model). Measured by writing the files to a temporary folder.
     """

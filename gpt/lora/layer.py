@@ -20,7 +20,7 @@ Typical use::
     model = load_model("runs/course/model.safetensors")
     apply_lora(model, r=8, lora_alpha=16)           # wraps every nn.Linear in model.blocks, freezes the rest
     ...train...                                      # only lora_A / lora_B (and a head, if asked) change
-    save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.lora.adapters: the factors, in a small file
+    save_adapter(model, "runs/spam-lora", base_checkpoint=...)   # gpt.io.adapters: the factors, in a small file
     merge_lora(model)                                # W <- W + scaling·B·A: inference at the base model's cost
 
 Variants, with PEFT's option names (their maths is :mod:`gpt.lora.variants`): ``use_rslora=True``
@@ -29,7 +29,7 @@ Variants, with PEFT's option names (their maths is :mod:`gpt.lora.variants`): ``
 ``"pissa"`` (A and B start as W's principal singular directions; W keeps the residual). LoRA+ (a
 larger learning rate for B) is an optimizer setting: :func:`gpt.lora.variants.lora_plus_param_groups`.
 
-Adapter files (saving a trained adapter, loading it onto a base model, PEFT's format) are :mod:`gpt.lora.adapters`.
+Adapter files (saving a trained adapter, loading it onto a base model, PEFT's format) are :mod:`gpt.io.adapters`.
 
 Bad arguments raise :class:`~gpt.errors.ConfigError`.
 """
@@ -114,7 +114,7 @@ class LoRALinear(nn.Module):
     * ``init_lora_weights="gaussian"``: A ~ N(0, (1/r)²); ``"pissa"``: A, B from W's top-r singular
       directions and ``weight`` replaced by the residual W − scaling·B·A (the start factors are kept as
       the buffers ``lora_A_init`` / ``lora_B_init``, not in the state dict, so that
-      :func:`gpt.lora.adapters.save_adapter` can write the adapter for the untouched W).
+      :func:`gpt.io.adapters.save_adapter` can write the adapter for the untouched W).
 
     The wrapped layer's ``weight`` (out, in) and ``bias`` (out,) Parameters are registered on this
     module under the same names (not as ``base.weight``), so a plain model's state dict loads into a

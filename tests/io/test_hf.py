@@ -225,8 +225,8 @@ def test_lora_adapter_saved_and_loaded_on_a_gpt2_base(tiny_base, tmp_path):
     from helpers_classify import toy_splits
 
     from gpt import classifier as C
-    from gpt.lora.adapters import load_adapter, save_adapter
     from gpt.errors import AdapterError
+    from gpt.io.adapters import load_adapter, save_adapter
     from gpt.finetune import build_model, default_config, finetune
 
     config = default_config("lora", epochs=1, batch_size=4, r=2, lora_alpha=4.0)
@@ -265,7 +265,7 @@ def test_finetune_command_with_base_records_it(tiny_base, tmp_path, mirror_dir, 
 def test_lora_variants_on_a_gpt2_base(tiny_base, tmp_path, variant):
     """LoRA's variants wrap GPT-2's converted layers too; an adapter round-trips onto a fresh GPT-2."""
     from gpt import classifier as C
-    from gpt.lora.adapters import load_adapter, save_adapter
+    from gpt.io.adapters import load_adapter, save_adapter
     from gpt.lora import apply_lora
 
     model = C.classifier_from_pretrained(tiny_base, seed=0)

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import gpt.lora.adapters
 import gpt.errors
+import gpt.io.adapters
 import gpt.lora
 from gpt.errors import AdapterError, ConfigError, GPTError
 from gpt.lora import LoRALinear, apply_lora, count_lora_parameters, disable_lora, lora_layers, merge_lora, unmerge_lora
@@ -344,7 +344,7 @@ def test_applying_twice_is_an_error():
 def test_errors_are_gpt_errors_and_value_errors():
     assert issubclass(AdapterError, GPTError) and issubclass(AdapterError, ValueError)
     assert issubclass(ConfigError, GPTError) and issubclass(ConfigError, ValueError)
-    assert gpt.lora.adapters.AdapterError is gpt.errors.AdapterError
+    assert gpt.io.adapters.AdapterError is gpt.errors.AdapterError
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""gpt.lora and gpt.lora.adapters against Hugging Face PEFT itself: the same GPT, the same factors, the same
+"""gpt.lora and gpt.io.adapters against Hugging Face PEFT itself: the same GPT, the same factors, the same
 logits (fp32, within 1e-5), merged too; adapter folders in PEFT's format both ways; LoRA+ learning rates.
 Skipped when peft is not installed (scripts/setup.sh installs it; pip: the [peft] extra)."""
 
@@ -11,8 +11,8 @@ peft = pytest.importorskip("peft", reason='the [peft] extra is not installed: pi
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict  # noqa: E402
 
-from gpt.lora.adapters import PEFT_PREFIX, load_adapter, save_adapter  # noqa: E402
 from gpt.errors import AdapterError  # noqa: E402
+from gpt.io.adapters import PEFT_PREFIX, load_adapter, save_adapter  # noqa: E402
 from gpt.lora import apply_lora, lora_layers, merge_lora  # noqa: E402
 from gpt.lora.variants import lora_plus_param_groups  # noqa: E402
 from helpers_lora import BLOCK_LINEARS, randomize_lora, tiny_gpt, token_ids  # noqa: E402

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gpt import finetune as FT
-from gpt.lora.adapters import load_adapter, read_adapter, save_adapter
 from gpt.errors import ConfigError
+from gpt.io.adapters import load_adapter, read_adapter, save_adapter
 from gpt.lora import LoRALinear, apply_lora, count_lora_parameters, disable_lora, lora_layers, merge_lora, unmerge_lora
 from gpt.lora.variants import dora_weight_norm, lora_plus_param_groups, lora_scaling, pissa_factors, pissa_to_lora
 from gpt.train import lm_loss

@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-import gpt.io.adapters
-from gpt.io.adapters import adapter_checksum
-from gpt.lora.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
+import gpt.io.adapter_files
 from gpt.errors import ConfigError, OutputExistsError
+from gpt.io.adapter_files import adapter_checksum
+from gpt.io.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, AdapterError, load_adapter, read_adapter, save_adapter
 from gpt.io.files import OutputError
 from gpt.lora import apply_lora, count_lora_parameters, lora_layers, merge_lora, unmerge_lora
 from gpt.model import GPT
@@ -185,7 +185,7 @@ def test_a_crash_while_saving_keeps_the_previous_adapter_and_leaves_no_temporary
         Path(filename).write_bytes(b"\x00" * 10)  # half a file, then the crash
         raise crash
 
-    monkeypatch.setattr(gpt.io.adapters, "save_file", crashing_save_file)
+    monkeypatch.setattr(gpt.io.adapter_files, "save_file", crashing_save_file)
     randomize_lora(model, seed=2)
     with pytest.raises(type(crash)):
         save_adapter(model, folder, overwrite=True)
