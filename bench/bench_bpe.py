@@ -34,7 +34,8 @@ from gpt.data import load_pretraining_texts, load_the_verdict  # noqa: E402
 from gpt.io.downloads import PRETRAIN_BOOKS  # noqa: E402
 from gpt.io.sms_files import load_sms_spam  # noqa: E402
 from gpt.model import GPTConfig  # noqa: E402
-from gpt.tokenizer import course_tokenizer, gpt2_tokenizer, tokenizer_fingerprint, train_bpe  # noqa: E402
+from gpt.io.tokenizer_files import tokenizer_fingerprint  # noqa: E402
+from gpt.tokenizer import course_tokenizer, gpt2_tokenizer, train_bpe  # noqa: E402
 
 
 def chars_per_token(enc, text: str) -> float:

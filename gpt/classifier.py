@@ -5,8 +5,8 @@
   classification ``head`` = ``nn.Linear(n_embd, num_classes)`` that reads the hidden state of the
   *last real token* of every message (never a padding token).
 * :func:`classifier_from_checkpoint` builds one from a checkpoint (default: the reference model),
-  checking that the checkpoint's vocabulary is the tokenizer's; :func:`classifier_from_pretrained`
-  from GPT-2's weights (:mod:`gpt.io.hf`), with GPT-2's tokenizer.
+  checking that the checkpoint's vocabulary is the tokenizer's (:func:`gpt.io.weights.check_checkpoint_tokenizer`);
+  :func:`classifier_from_pretrained` from GPT-2's weights (:mod:`gpt.io.hf`), with GPT-2's tokenizer.
 * :func:`set_trainable` chooses what trains: ``"full"``, ``"last-block"`` or ``"head"`` (LoRA is
   :func:`gpt.lora.apply_lora`).
 * Inference: :func:`predict_proba` (many messages), :func:`evaluate_classifier` (a labelled split, with
@@ -28,14 +28,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError, ConfigError
-from .io.weights import load_model, read_checkpoint
+from .errors import ConfigError
+from .io.tokenizer_files import check_vocabulary
+from .io.weights import check_checkpoint_tokenizer, load_model
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .runtime.device import autocast
 from .sms import LABELS, label_ids
 from .teaching.reference import reference_path
-from .tokenizer import course_tokenizer, get_tokenizer, tokenizer_fingerprint, tokenizer_of
+from .tokenizer import tokenizer_of
 
 
 STRATEGIES = ("full", "last-block", "head")
@@ -187,29 +188,6 @@ class GPTClassifier(nn.Module):
             return cls(copy.deepcopy(gpt), num_classes, classifier_dropout)
 
 
-class VocabularyMismatchError(CheckpointError):
-    """The checkpoint was trained with another vocabulary than the tokenizer in use."""
-
-
-def check_vocabulary(config: GPTConfig, tokenizer, fingerprint: str | None = None, source: str = "the checkpoint") -> None:
-    """Raise :class:`VocabularyMismatchError` unless the model's vocabulary is the tokenizer's.
-
-    Checks the size (``config.vocab_size`` vs ``tokenizer.n_vocab``) and, when the checkpoint
-    records one, the ``tokenizer_fingerprint`` (same size, different tokens is caught too).
-    """
-
-    if config.vocab_size != tokenizer.n_vocab:
-        raise VocabularyMismatchError(
-            f"{source} has a vocabulary of {config.vocab_size} tokens but the tokenizer {tokenizer.name!r} has "
-            f"{tokenizer.n_vocab}: token ids would mean different things. Use the tokenizer the model was pretrained with."
-        )
-    if fingerprint is not None and fingerprint != tokenizer_fingerprint(tokenizer):
-        raise VocabularyMismatchError(
-            f"{source} was pretrained with tokenizer fingerprint {fingerprint}, but the tokenizer {tokenizer.name!r} "
-            f"has fingerprint {tokenizer_fingerprint(tokenizer)}: same size, different tokens."
-        )
-
-
 def classifier_from_checkpoint(
     path: str | os.PathLike | None = None,
     num_classes: int = 2,
@@ -223,15 +201,14 @@ def classifier_from_checkpoint(
     """A :class:`GPTClassifier` from a pretrained GPT checkpoint (default: the reference model).
 
     The vocabulary is checked against ``tokenizer`` (default: the one the checkpoint names, GPT-2's
-    for a saved GPT-2, else the course tokenizer; see :func:`check_vocabulary`). ``dropout`` overrides the transformer's dropout; the head is
-    initialised from ``seed``. ``attn_impl`` overrides the attention the checkpoint was saved with
-    (it changes how, not what, the model computes). A missing, extra or mis-shaped tensor is a CheckpointError naming it.
+    for a saved GPT-2, else the course tokenizer; see :func:`gpt.io.weights.check_checkpoint_tokenizer`).
+    ``dropout`` overrides the transformer's dropout; the head is initialised from ``seed``. ``attn_impl``
+    overrides the attention the checkpoint was saved with (it changes how, not what, the model computes).
+    A missing, extra or mis-shaped tensor is a CheckpointError naming it.
     """
 
     path = Path(path) if path else reference_path()
-    config, _, meta = read_checkpoint(path)
-    tokenizer = tokenizer or (get_tokenizer(meta["tokenizer"]) if meta.get("tokenizer") else course_tokenizer())
-    check_vocabulary(config, tokenizer, meta.get("tokenizer_fingerprint"), source=str(path))
+    check_checkpoint_tokenizer(path, tokenizer)
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     overrides = {k: v for k, v in (("dropout", dropout), ("attn_impl", attn_impl)) if v is not None}
@@ -366,7 +343,7 @@ def classify(model: GPTClassifier, message, tokenizer=None) -> Prediction:
       :class:`~gpt.errors.ConfigError` (a ValueError); anything but str/bytes: ``TypeError``;
     * a message longer than the model's context (256 tokens for the reference model, roughly
       1,000 characters) is truncated to its first ``context_length`` tokens, with a ``UserWarning``;
-    * a tokenizer whose vocabulary is not the model's: :class:`VocabularyMismatchError`.
+    * a tokenizer whose vocabulary is not the model's: :class:`~gpt.io.tokenizer_files.VocabularyMismatchError`.
     """
     if model.num_classes != len(LABELS):
         raise ConfigError(f"classify() needs a ham/spam model with 2 classes, this one has {model.num_classes}")

@@ -3,19 +3,16 @@
 * :func:`load_book` / :func:`load_pretraining_texts`: the Project Gutenberg books the course pretrains
   on (:data:`gpt.io.downloads.PRETRAIN_BOOKS`), each header and footer removed by :func:`strip_gutenberg`.
 * :func:`tokenize_to_array`: texts to one array of token ids, ``<|endoftext|>`` after each.
-* :func:`load_pretraining_ids`: the whole corpus as token ids, split per book into training and validation.
 * :class:`TokenWindowDataset` / :func:`create_dataloader`: (inputs, next-token targets) windows over a token stream.
 
-The files come verified from :mod:`gpt.io.downloads` (the registry, the mirror, sha256 checks), and a
-tokenized corpus is cached by :mod:`gpt.io.token_cache`. Every problem a user can cause raises
-:class:`~gpt.errors.DataError` or :class:`~gpt.errors.ConfigError`, before any work where possible.
+The files come verified from :mod:`gpt.io.downloads` (the registry, the mirror, sha256 checks), a
+tokenized corpus is cached by :mod:`gpt.io.token_cache`, and the whole corpus as token ids, tokenized
+once and split per book into training and validation, is :func:`gpt.io.corpus.load_pretraining_ids`.
+Every problem a user can cause raises :class:`~gpt.errors.DataError` or :class:`~gpt.errors.ConfigError`,
+before any work where possible.
 """
 
 from __future__ import annotations
-
-import os
-import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +21,6 @@ from .checks import check_number, check_whole_number
 from .errors import ConfigError, DataError
 from .io.downloads import book_names, fetch, read_text
 from .io.sms_files import load_sms_spam  # noqa: F401  (part of this module's API: notebooks 01 and 05 load the SMS collection from here)
-from .io.token_cache import corpus_token_cache, load_token_cache, save_token_cache
 from .runtime.progress import progress_bar
 
 
@@ -76,17 +72,11 @@ def load_the_verdict() -> str:
 # Token datasets
 
 
-def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, progress: bool = False) -> np.ndarray:
+def tokenize_to_array(texts, tokenizer, progress: bool = False) -> np.ndarray:
     """Encode texts into one array of token ids, ``<|endoftext|>`` after each text.
 
-    With ``cache``, the array is saved as ``.npy`` the first time and loaded afterwards (a damaged
-    file is rebuilt). The cache is only valid for the same texts and tokenizer; name it accordingly
-    (see :func:`corpus_token_cache`).
+    Saved as ``.npy`` the first time and loaded afterwards: :func:`gpt.io.token_cache.tokenize_with_cache`.
     """
-    if cache is not None and Path(cache).exists():
-        ids = load_token_cache(Path(cache), tokenizer.n_vocab)
-        if ids is not None:
-            return ids
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -99,10 +89,7 @@ def tokenize_to_array(texts, tokenizer, cache: str | os.PathLike | None = None, 
     if progress:
         texts = progress_bar(texts, desc="tokenizing")
     parts = [np.asarray(tokenizer.encode_ordinary(t) + [eot], dtype=dtype) for t in texts]
-    ids = np.concatenate(parts)
-    if cache is not None:
-        save_token_cache(Path(cache), ids)
-    return ids
+    return np.concatenate(parts)
 
 
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -161,47 +148,3 @@ def create_dataloader(ids, context_length: int, stride: int | None = None, batch
         )
     g = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=g)
-
-
-def load_pretraining_ids(tokenizer, books: list[str] | None = None, val_fraction: float = 0.05, progress: bool = False):
-    """Token ids of the pretraining corpus, split per book: the last ``val_fraction`` of every book
-    is held out for validation, the rest is for training. Returns ``(train_ids, val_ids)``.
-
-    The tokenized corpus is cached under ``data/cache`` (keyed by the books' sha256 and the tokenizer);
-    a damaged cache is rebuilt.
-    """
-    val_fraction = _check_fraction(val_fraction)
-    books = book_names(books)
-    # The tag names the text preparation: change it whenever strip_gutenberg/read_text change what a book yields.
-    cache = corpus_token_cache(books, tokenizer, tag="per-book-v2")
-    offsets_path = cache.with_suffix(".offsets.npy")
-    ids = offsets = None
-    if cache.exists() and offsets_path.exists():
-        ids, offsets = load_token_cache(cache, tokenizer.n_vocab), load_token_cache(offsets_path)
-        if ids is not None and offsets is not None and not (
-            len(offsets) == len(books) + 1 and offsets[0] == 0 and offsets[-1] == len(ids) and np.all(np.diff(offsets) > 0)
-        ):
-            warnings.warn(f"token cache {offsets_path} does not match {cache}; rebuilding both", RuntimeWarning, stacklevel=2)
-            ids = None
-    if ids is None or offsets is None:
-        texts = load_pretraining_texts(books)
-        parts = [tokenize_to_array(t, tokenizer) for t in (texts.values() if not progress else _tqdm(texts.values()))]
-        ids = np.concatenate(parts)
-        offsets = np.cumsum([0] + [len(p) for p in parts])
-        save_token_cache(offsets_path, offsets)
-        save_token_cache(cache, ids)
-    train, val = [], []
-    for book, a, b in zip(books, offsets[:-1], offsets[1:]):
-        cut = a + int((b - a) * (1 - val_fraction))
-        if cut == b or cut == a:
-            raise ConfigError(
-                f"val_fraction {val_fraction!r} leaves {book} ({b - a} tokens) with no "
-                f"{'validation' if cut == b else 'training'} tokens; choose a value that leaves some of each"
-            )
-        train.append(ids[a:cut])
-        val.append(ids[cut:b])
-    return np.concatenate(train), np.concatenate(val)
-
-
-def _tqdm(it):
-    return progress_bar(list(it), desc="tokenizing")

@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import check_number, check_whole_number
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
+from .io.checkpoint import load_state_dict_strict
 from .io.hf import GPT2_VOCAB_SIZE, read_pretrained
 
 
@@ -349,34 +350,3 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         seen.add(id(p))
         total += p.numel()
     return total
-
-
-def parameter_bytes(model: nn.Module, dtype: torch.dtype | None = None) -> int:
-    """Bytes the weights take in memory (in ``dtype`` if given, else their own dtype)."""
-    size = lambda p: p.numel() * (torch.empty((), dtype=dtype).element_size() if dtype else p.element_size())  # noqa: E731
-    return sum(size(p) for p in model.parameters())
-
-
-def training_memory_estimate(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict:
-    """Rough memory for training with AdamW: weights + gradients + 2 optimizer moments (activations excluded)."""
-    n_all = count_parameters(model)
-    n_train = count_parameters(model, trainable_only=True)
-    b = torch.empty((), dtype=dtype).element_size()
-    return {
-        "weights": n_all * b,
-        "gradients": n_train * b,
-        "adamw_state": 2 * n_train * 4,  # AdamW keeps exp_avg and exp_avg_sq in fp32
-        "total": n_all * b + n_train * b + 2 * n_train * 4,
-    }
-
-
-def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state dict") -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
-    model.load_state_dict(state)

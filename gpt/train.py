@@ -23,11 +23,11 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError, ConfigError
-from .io.checkpoint import InterruptFlag, TrainingInterrupted
+from .io.checkpoint import InterruptFlag, TrainingInterrupted, load_state_dict_strict
 from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
                         read_training_state, run_record, save_training_state)
 from .io.weights import load_model, read_checkpoint, save_model
-from .model import GPT, count_parameters, load_state_dict_strict
+from .model import GPT, count_parameters
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.fused_loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .runtime.memory import check_training_memory

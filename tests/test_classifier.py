@@ -10,7 +10,8 @@ import torch
 from gpt import classifier as C
 from gpt.errors import CheckpointError, ConfigError
 from gpt.model import GPT, GPTConfig, count_parameters
-from gpt.tokenizer import course_tokenizer, tokenizer_fingerprint
+from gpt.io.tokenizer_files import VocabularyMismatchError, tokenizer_fingerprint
+from gpt.tokenizer import course_tokenizer
 from gpt.io.weights import save_model
 from helpers_classify import TINY, tiny_classifier, tiny_gpt
 
@@ -96,18 +97,18 @@ def test_classify_output():
 def test_vocabulary_mismatch_is_an_error(tmp_path):
     small = tmp_path / "small_vocab.safetensors"
     save_model(GPT(GPTConfig(**{**TINY, "vocab_size": 300})), small)
-    with pytest.raises(C.VocabularyMismatchError, match="300"):
+    with pytest.raises(VocabularyMismatchError, match="300"):
         C.classifier_from_checkpoint(small)
     wrong = tmp_path / "wrong_fingerprint.safetensors"
     save_model(tiny_gpt(), wrong, metadata={"tokenizer_fingerprint": "0123456789abcdef"})
-    with pytest.raises(C.VocabularyMismatchError, match="fingerprint"):
+    with pytest.raises(VocabularyMismatchError, match="fingerprint"):
         C.classifier_from_checkpoint(wrong)
     right = tmp_path / "right.safetensors"
     gpt = tiny_gpt()
     save_model(gpt, right, metadata={"tokenizer_fingerprint": tokenizer_fingerprint(course_tokenizer())})
     model = C.classifier_from_checkpoint(right)
     torch.testing.assert_close(model.gpt.blocks[1].attn.q_proj.weight, gpt.blocks[1].attn.q_proj.weight)
-    with pytest.raises(C.VocabularyMismatchError):
+    with pytest.raises(VocabularyMismatchError):
         C.classify(tiny_classifier(vocab_size=300), "hello")
 
 

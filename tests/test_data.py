@@ -9,12 +9,10 @@ import torch
 import gpt.data as data
 from gpt.data import TokenWindowDataset, create_dataloader, split_ids, strip_gutenberg, tokenize_to_array
 from gpt.errors import ConfigError, DataError
-from gpt.io.downloads import PRETRAIN_BOOKS, REGISTRY
+from gpt.io.corpus import load_pretraining_ids
+from gpt.io.downloads import PRETRAIN_BOOKS
 from gpt.io.token_cache import corpus_token_cache
-from helpers_data import Tok, fake_mirror
-
-TINY_BOOK = b"header\n*** START OF A TINY BOOK ***\nOne two three four five six seven eight nine ten.\n*** END OF IT ***\n"
-
+from helpers_data import Tok
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -131,34 +129,14 @@ def test_split_ids():
     assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
 
 
-class _CountingTokenizer:
-    """Wraps a tiktoken Encoding and counts encode calls."""
-
-    def __init__(self, enc):
-        self.enc, self.calls = enc, 0
-        self.eot_token, self.n_vocab = enc.eot_token, enc.n_vocab
-
-    def encode_ordinary(self, text):
-        self.calls += 1
-        return self.enc.encode_ordinary(text)
-
-
-def test_tokenize_to_array_and_cache(tmp_path):
+def test_tokenize_to_array():
     from gpt.tokenizer import course_tokenizer
 
     enc = course_tokenizer()
-    tok = _CountingTokenizer(enc)
     texts = ["Hello there.", "General Kenobi!"]
     want = enc.encode_ordinary(texts[0]) + [enc.eot_token] + enc.encode_ordinary(texts[1]) + [enc.eot_token]
-    ids = tokenize_to_array(texts, tok)
+    ids = tokenize_to_array(texts, enc)
     assert ids.tolist() == want and ids.dtype == np.uint16
-    cache = tmp_path / "c" / "ids.npy"
-    assert tokenize_to_array(texts, tok, cache=cache).tolist() == want
-    assert cache.exists() and tok.calls == 4
-    # the second call loads the cache and does not tokenize
-    assert tokenize_to_array(texts, tok, cache=cache).tolist() == want
-    assert tok.calls == 4
-    assert sorted(p.name for p in cache.parent.iterdir()) == ["ids.npy", "ids.npy.sha256"]  # the cache and its recorded sha256
 
 
 def test_tokenize_to_array_uint32_for_big_vocab():
@@ -174,41 +152,11 @@ def test_tokenize_empty_corpus():
         tokenize_to_array(["", ""], course_tokenizer())
 
 
-def test_load_pretraining_ids_split_per_book(mirror_dir, cache, monkeypatch):
-    from gpt.tokenizer import course_tokenizer
-
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    enc = course_tokenizer()
-    books = ["pg35", "pg84"]
-    train, val = data.load_pretraining_ids(enc, books, val_fraction=0.1)
-    parts = [tokenize_to_array(data.load_book(b), enc) for b in books]
-    cuts = [int(len(p) * 0.9) for p in parts]
-    assert np.array_equal(train, np.concatenate([p[:c] for p, c in zip(parts, cuts)]))
-    assert np.array_equal(val, np.concatenate([p[c:] for p, c in zip(parts, cuts)]))
-    # cached: a second call reads the token file, even with the books gone from the mirror
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(cache / "nowhere"))
-    for b in books:
-        (cache / REGISTRY[b].relpath).unlink()
-    train2, val2 = data.load_pretraining_ids(enc, books, val_fraction=0.1)
-    assert np.array_equal(train, train2) and np.array_equal(val, val2)
-    with pytest.raises(ConfigError, match="val_fraction must be a finite number in \\(0, 1\\)"):
-        data.load_pretraining_ids(enc, books, val_fraction=0.0)
-
-
-@pytest.fixture
-def tiny_book(tmp_path, cache, monkeypatch):
-    """pg35 replaced by a 13-token book in a fake mirror (fast to tokenize)."""
-    fake_mirror(tmp_path, monkeypatch, "pg35", TINY_BOOK)
-    from gpt.tokenizer import course_tokenizer
-
-    return course_tokenizer()
-
-
 @pytest.mark.parametrize(
     "call",
     [
         lambda tok: data.load_pretraining_texts(["pg35", "pg99999"]),
-        lambda tok: data.load_pretraining_ids(tok, ["pg35", "pg99999"]),
+        lambda tok: load_pretraining_ids(tok, ["pg35", "pg99999"]),
         lambda tok: data.load_book("pg99999"),
         lambda tok: corpus_token_cache(["pg99999"], tok),
     ],
@@ -238,7 +186,7 @@ def test_bad_book_lists(books, error, phrase, mirror_dir, cache, monkeypatch):
     with pytest.raises(error, match=phrase):
         data.load_pretraining_texts(books)
     with pytest.raises(error, match=phrase):
-        data.load_pretraining_ids(course_tokenizer(), books)
+        load_pretraining_ids(course_tokenizer(), books)
     assert not cache.exists()
 
 
@@ -247,66 +195,10 @@ def test_bad_val_fraction(val_fraction, cache):
     from gpt.tokenizer import course_tokenizer
 
     with pytest.raises(ConfigError, match=f"val_fraction must be .*got {re.escape(repr(val_fraction))}"):
-        data.load_pretraining_ids(course_tokenizer(), ["pg35"], val_fraction=val_fraction)
+        load_pretraining_ids(course_tokenizer(), ["pg35"], val_fraction=val_fraction)
     with pytest.raises(ConfigError, match="val_fraction must be"):
         split_ids(np.arange(100), val_fraction)
     assert not cache.exists()
-
-
-@pytest.mark.parametrize("val_fraction, phrase", [(1e-20, "no validation tokens"), (0.95, "no training tokens")])
-def test_val_fraction_leaves_a_book_empty(val_fraction, phrase, tiny_book):
-    with pytest.raises(ConfigError, match=f"val_fraction {val_fraction!r} leaves pg35 \\(13 tokens\\) with {phrase}"):
-        data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=val_fraction)
-    with pytest.raises(ConfigError, match=phrase):
-        split_ids(np.arange(12), val_fraction)
-
-
-def test_load_pretraining_ids_tiny_book(tiny_book):
-    train, val = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
-    assert len(train) == 9 and len(val) == 4 and val[-1] == tiny_book.eot_token
-
-
-@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "float", "offsets"])
-def test_load_pretraining_ids_damaged_cache_is_rebuilt(damage, tiny_book):
-    want = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
-    path = corpus_token_cache(["pg35"], tiny_book, tag="per-book-v2")
-    if damage == "truncate":
-        path.write_bytes(path.read_bytes()[:-5])
-    elif damage == "empty":
-        path.write_bytes(b"")
-    elif damage == "garbage":
-        path.write_bytes(b"not a numpy file")
-    elif damage == "float":
-        np.save(path, np.ones(12))
-    else:
-        np.save(path.with_suffix(".offsets.npy"), np.array([0, 5]))
-    with pytest.warns(RuntimeWarning, match="rebuilding"):
-        got = data.load_pretraining_ids(tiny_book, ["pg35"], val_fraction=0.25)
-    assert all(np.array_equal(a, b) for a, b in zip(want, got))
-    assert np.array_equal(np.load(path), np.concatenate(want))  # the file is whole again
-
-
-@pytest.mark.parametrize(
-    "damage",
-    [b"", b"not a numpy file", "truncate", np.zeros((2, 3), np.uint16), np.ones(6), np.array([10**6], np.uint32)],
-    ids=["empty", "garbage", "truncated", "2d", "float", "id_beyond_vocab"],
-)
-def test_tokenize_to_array_damaged_cache_is_rebuilt(damage, tmp_path):
-    from gpt.tokenizer import course_tokenizer
-
-    enc = course_tokenizer()
-    want = tokenize_to_array("Hello there.", enc)
-    path = tmp_path / "ids.npy"
-    if isinstance(damage, bytes):
-        path.write_bytes(damage)
-    elif isinstance(damage, str):
-        np.save(path, np.arange(1000, dtype=np.uint16))
-        path.write_bytes(path.read_bytes()[:300])
-    else:
-        np.save(path, damage)
-    with pytest.warns(RuntimeWarning, match=f"token cache {re.escape(str(path))} is damaged"):
-        assert tokenize_to_array("Hello there.", enc, cache=path).tolist() == want.tolist()
-    assert np.load(path).tolist() == want.tolist()
 
 
 def test_tokenize_bad_texts():

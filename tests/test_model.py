@@ -13,9 +13,7 @@ from gpt.model import (
     GPTConfig,
     count_parameters,
     explicit_causal_attention,
-    parameter_bytes,
     sample_next,
-    training_memory_estimate,
 )
 
 
@@ -87,7 +85,6 @@ def test_gpt2_small_parameter_count_on_meta():
     assert next(model.parameters()).is_meta
     assert count_parameters(model) == 124_439_808  # GPT-2 small, output layer tied to the embedding
     assert count_parameters(model, trainable_only=True) == 124_439_808
-    assert parameter_bytes(model) == 4 * 124_439_808
     untied = dataclasses.replace(cfg, tie_weights=False)
     with torch.device("meta"):
         assert count_parameters(GPT(untied)) == 124_439_808 + 50257 * 768
@@ -119,14 +116,6 @@ def test_tied_weights_are_the_same_tensor():
     assert model.lm_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
     untied = make(tie_weights=False)
     assert untied.lm_head.weight is not untied.tok_emb.weight
-
-
-def test_training_memory_estimate():
-    model = make()
-    n = count_parameters(model)
-    est = training_memory_estimate(model)
-    assert est == {"weights": 4 * n, "gradients": 4 * n, "adamw_state": 8 * n, "total": 16 * n}
-    assert training_memory_estimate(model, torch.bfloat16)["weights"] == 2 * n
 
 
 # --- forward pass and attention ------------------------------------------------------------------

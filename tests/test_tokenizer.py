@@ -1,48 +1,19 @@
-"""Tokenizers: GPT-2's BPE built offline, the course BPE trainer, saving/loading, the shipped vocabulary."""
+"""Tokenizers: GPT-2's BPE built offline, the course BPE trainer, prompts, the shipped vocabulary."""
 
 import pytest
 
-import gpt.tokenizer as tokenizer_module
-from gpt.errors import ConfigError, DataError
+from gpt.errors import ConfigError
+from gpt.io.tokenizer_files import tokenizer_fingerprint
 from gpt.tokenizer import (
-    COURSE_TOKENIZER_FINGERPRINT,
     ENDOFTEXT,
     course_tokenizer,
-    course_tokenizer_path,
     encode_prompt,
     get_tokenizer,
     gpt2_tokenizer,
-    load_tokenizer,
     pretokenize,
-    save_tokenizer,
-    tokenizer_fingerprint,
     train_bpe,
 )
-
-# A small deterministic corpus: enough distinct pairs for a few hundred merges.
-CORPUS = [
-    "It was the best of times, it was the worst of times, it was the age of wisdom, "
-    "it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.",
-    "Call me Ishmael. Some years ago - never mind how long precisely - having little or no money "
-    "in my purse, and nothing particular to interest me on shore, I thought I would sail about.",
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be.",
-    "Happy families are all alike; every unhappy family is unhappy in its own way. 1234567890 + 42 = 1234567932!",
-]
-
-ROUND_TRIP = [
-    "",
-    "Hello, world",
-    "naïve café, crème brûlée, Ærøskøbing, Straße",
-    "It costs £5 — or €6, or ¥700.",
-    "emoji: 😀🎉👍🏽 and a family 👨‍👩‍👧‍👦",
-    "中文字符 日本語のテキスト 한국어",
-    "tabs\tand\t\ttabs,   three spaces,\n\n\nnewlines\r\nCRLF   ",
-    "   leading and trailing whitespace   ",
-    "\x00\x01 control bytes \x7f",
-    "mixed: Ünïcödé 123 ١٢٣ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
-]
-
+from helpers_tokenizer import CORPUS, ROUND_TRIP
 
 @pytest.fixture(scope="module")
 def small_bpe():
@@ -153,58 +124,7 @@ def test_train_bpe_rejects_non_str():
         train_bpe([b"bytes"], 300)
 
 
-# --- saving and loading --------------------------------------------------------------------------
-
-
-def test_save_load_round_trip(small_bpe, tmp_path):
-    path = tmp_path / "tok.json"
-    save_tokenizer(small_bpe, path)
-    loaded = load_tokenizer(path)
-    assert loaded._mergeable_ranks == small_bpe._mergeable_ranks
-    assert loaded._special_tokens == small_bpe._special_tokens
-    assert loaded._pat_str == small_bpe._pat_str
-    assert loaded.name == small_bpe.name
-    assert tokenizer_fingerprint(loaded) == tokenizer_fingerprint(small_bpe)
-    for text in ROUND_TRIP:
-        assert loaded.encode_ordinary(text) == small_bpe.encode_ordinary(text)
-    assert not list(tmp_path.glob("*.tmp"))
-
-
-@pytest.mark.parametrize(
-    "content, phrase",
-    [
-        ("this is not json", "JSONDecodeError"),
-        ('{"format": "something-else/9", "tokens": []}', "unknown format 'something-else/9'"),
-        ('{"format": "gpt-course-bpe/1"}', "KeyError"),
-        ("", "JSONDecodeError"),
-        ("[1, 2]", "expected a JSON object"),
-        ('{"format": "gpt-course-bpe/1", "name": "x", "pat_str": "a", "special_tokens": {}, "tokens": ["!!"]}', "Error"),
-    ],
-)
-def test_load_corrupt_tokenizer_file(tmp_path, content, phrase):
-    path = tmp_path / "broken.json"
-    path.write_text(content)
-    with pytest.raises(ConfigError) as e:
-        load_tokenizer(path)
-    assert f"{path}: not a valid tokenizer file" in str(e.value) and phrase in str(e.value)
-    assert isinstance(e.value, ValueError)
-
-
-def test_load_missing_tokenizer_file_or_folder(tmp_path):
-    with pytest.raises(ConfigError, match=f"tokenizer file {tmp_path / 'nope.json'} does not exist"):
-        load_tokenizer(tmp_path / "nope.json")
-    with pytest.raises(ConfigError, match="is a folder, not a tokenizer file"):
-        load_tokenizer(tmp_path)
-
-
-def test_modified_course_vocabulary_is_refused(small_bpe, tmp_path):
-    """An overwritten gpt/assets/course_bpe_4096.json is refused instead of decoding ids into garbage."""
-    assert tokenizer_fingerprint(course_tokenizer()) == COURSE_TOKENIZER_FINGERPRINT
-    fake = tmp_path / "course_bpe_4096.json"
-    save_tokenizer(small_bpe, fake)
-    with pytest.raises(DataError, match=r"is not the course vocabulary shipped with the package \(it has 320 tokens"):
-        tokenizer_module._verified_course_tokenizer(fake)
-    assert tokenizer_module._verified_course_tokenizer(course_tokenizer_path()).n_vocab == 4096
+# --- prompts ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -226,11 +146,6 @@ def test_encode_prompt_encodes_ordinary_text():
     enc = course_tokenizer()
     assert encode_prompt("The old man") == enc.encode_ordinary("The old man")
     assert encode_prompt("<|endoftext", enc) == enc.encode_ordinary("<|endoftext")  # not the special token
-
-
-def test_fingerprint_distinguishes_vocabularies(small_bpe):
-    assert tokenizer_fingerprint(small_bpe) != tokenizer_fingerprint(train_bpe(CORPUS, 321))
-    assert tokenizer_fingerprint(small_bpe) != tokenizer_fingerprint(course_tokenizer())
 
 
 # --- the shipped course vocabulary ---------------------------------------------------------------

@@ -20,7 +20,8 @@ from ..runtime.device import pick_device
 from ..runtime.memory import check_training_memory
 from ..sms import load_splits
 from ..teaching.reference import machine_description, reference_path
-from ..tokenizer import course_tokenizer, tokenizer_fingerprint
+from ..io.tokenizer_files import tokenizer_fingerprint
+from ..tokenizer import course_tokenizer
 from ..io.weights import load_model, read_checkpoint, save_model
 from ..train_config import TrainConfig
 from .args import int_at_least, nonnegative_float, positive_float

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_pretraining_ids, load_pretraining_texts
+from ..data import load_pretraining_texts
+from ..io.corpus import load_pretraining_ids
 from ..io.downloads import REGISTRY, fetch
 from ..errors import CheckpointError, ConfigError, OutputExistsError
 from ..io.checkpoint import TrainingInterrupted
@@ -32,8 +33,8 @@ from ..runtime.memory import check_training_memory
 from ..runtime.distributed import from_environment, shutdown
 from ..runtime.speed import training_flops_per_token
 from ..teaching.reference import machine_description, reference_path, write_card
-from ..tokenizer import (COURSE_TOKENIZER_FILE, course_tokenizer, course_tokenizer_path, encode_prompt, get_tokenizer, save_tokenizer,
-                         tokenizer_fingerprint, train_bpe)
+from ..io.tokenizer_files import COURSE_TOKENIZER_FILE, course_tokenizer_path, save_tokenizer, tokenizer_fingerprint
+from ..tokenizer import course_tokenizer, encode_prompt, get_tokenizer, train_bpe
 from ..train import evaluate, pretrain, require_compiler
 from ..train_config import TrainConfig
 from .args import (DEFAULT_CHECKPOINT_INTERVAL, auto_checkpoint_interval, checkpoint_interval, command_line, fraction, int_at_least,

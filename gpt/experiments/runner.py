@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..classifier import check_vocabulary
+from ..io.tokenizer_files import check_vocabulary
 from ..io.files import sha256_file
 from ..errors import ConfigError
 from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune, lora_label

@@ -9,7 +9,7 @@ already uses (:data:`AUTHOR_BOOKS`): Mark Twain's *Adventures of Huckleberry Fin
 and F1 in :func:`gpt.finetune.finetune`).
 
 **What the reference model has seen.** The reference GPT was pretrained on every book except the
-last 5 % of each book's *tokens* (:func:`gpt.data.load_pretraining_ids` with ``val_fraction=0.05``:
+last 5 % of each book's *tokens* (:func:`gpt.io.corpus.load_pretraining_ids` with ``val_fraction=0.05``:
 each book is encoded on its own, ``ids = encode_ordinary(book) + [<|endoftext|>]``, and the tokens
 from ``int(len(ids) * 0.95)`` on are held out). :func:`heldout_start` turns that token boundary into
 a character offset of the book text. Then:
@@ -61,7 +61,8 @@ import pandas as pd
 
 from ..data import load_book, tokenize_to_array
 from ..io.downloads import PRETRAIN_BOOKS, REGISTRY
-from ..tokenizer import course_tokenizer, tokenizer_fingerprint
+from ..io.tokenizer_files import tokenizer_fingerprint
+from ..tokenizer import course_tokenizer
 
 
 __all__ = [
@@ -192,7 +193,7 @@ def _ngrams(text: str, n: int):
 def heldout_start(book: str, tokenizer=None, val_fraction: float = HELDOUT_FRACTION) -> int:
     """Character offset in ``load_book(book)`` where the book's held-out tail begins.
 
-    Exactly the split of :func:`gpt.data.load_pretraining_ids`: the book's tokens are
+    Exactly the split of :func:`gpt.io.corpus.load_pretraining_ids`: the book's tokens are
     ``tokenize_to_array(text, tokenizer)`` (its ids plus ``<|endoftext|>``), the first
     ``int(n_tokens * (1 - val_fraction))`` are pretraining data, the rest is held out. The text of
     the tokens before the cut is a byte prefix of the book; the returned offset is the first

@@ -11,6 +11,8 @@ A checkpoint is a folder written as one unit::
 checkpoint (:func:`gpt.io.files.atomic_dir`): a crash leaves the old checkpoint or the new one, never a
 mix. :func:`read_state` and :func:`read_verified` refuse, with a
 :class:`~gpt.errors.CheckpointError` naming the file, a folder whose files do not belong together.
+Tensors read back are checked too: :func:`check_finite` (no NaN or inf) and :func:`load_state_dict_strict`
+(exactly the model's tensors, with its shapes; also used for model files and GPT-2's weights).
 
 Ctrl-C: inside ``with InterruptFlag() as interrupt:`` the first Ctrl-C only sets
 ``interrupt.requested``; the loop finishes its step, saves, and raises :class:`TrainingInterrupted`.
@@ -165,6 +167,20 @@ def check_finite(tensors: dict, source) -> None:
                 f"{source}: tensor {k!r} holds {n} NaN or infinite value(s); the checkpoint is damaged "
                 "(or training diverged) and is refused"
             )
+
+
+def load_state_dict_strict(model: nn.Module, state: dict, source: str = "state dict") -> None:
+    """Load ``state`` into ``model`` only if it holds exactly the model's tensors, each of the model's shape:
+    a missing, extra or mis-shaped tensor is a :class:`~gpt.errors.CheckpointError` naming it and ``source``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
 
 
 def optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

@@ -28,9 +28,9 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import CheckpointError, OutputExistsError
-from ..model import GPTConfig, load_state_dict_strict
+from ..model import GPTConfig
 from ..train_config import TrainConfig
-from .checkpoint import STATE_FILE, load_optimizer_tensors, optimizer_tensors, read_state, read_verified, write_checkpoint
+from .checkpoint import STATE_FILE, load_optimizer_tensors, load_state_dict_strict, optimizer_tensors, read_state, read_verified, write_checkpoint
 from .files import sha256_bytes
 from .weights import model_bytes, read_checkpoint
 

@@ -1,4 +1,5 @@
 """Token caches: a tokenized corpus saved as ``.npy`` under ``data/cache``, so a run tokenizes it only once.
+:func:`tokenize_with_cache` is :func:`gpt.data.tokenize_to_array` through such a cache.
 
 A cache is named by what it was made from (:func:`corpus_token_cache`: the files' sha256, the tokenizer's
 fingerprint and a tag), written in one step (:func:`gpt.io.files.atomic_write_bytes`) with the sha256 of
@@ -12,15 +13,17 @@ run is slower). The hash costs one pass over a few MB, next to reading them.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..data import tokenize_to_array
 from ..errors import DataError
-from ..tokenizer import tokenizer_fingerprint
 from .downloads import cache_write_error, data_dir, resource
 from .files import OutputError, atomic_write_bytes, atomic_write_text, sha256_bytes
+from .tokenizer_files import tokenizer_fingerprint
 
 
 def save_npy(path: Path, arr: np.ndarray) -> str:
@@ -84,3 +87,16 @@ def corpus_token_cache(names: list[str], tokenizer, tag: str = "") -> Path:
     """Cache path for the tokenized corpus of registry files ``names`` (:data:`gpt.io.downloads.REGISTRY`) under ``tokenizer``."""
     key = sha256_bytes(("|".join(resource(n).sha256 for n in names) + tokenizer_fingerprint(tokenizer) + tag).encode())[:16]
     return data_dir() / "cache" / f"tokens-{key}.npy"
+
+
+def tokenize_with_cache(texts, tokenizer, cache: str | os.PathLike, progress: bool = False) -> np.ndarray:
+    """:func:`gpt.data.tokenize_to_array` of ``texts``, saved at ``cache`` as ``.npy`` the first time and loaded
+    afterwards (a damaged file is rebuilt). The cache is only valid for the same texts and tokenizer; name it
+    accordingly (see :func:`corpus_token_cache`)."""
+    if Path(cache).exists():
+        ids = load_token_cache(Path(cache), tokenizer.n_vocab)
+        if ids is not None:
+            return ids
+    ids = tokenize_to_array(texts, tokenizer, progress=progress)
+    save_token_cache(Path(cache), ids)
+    return ids

@@ -2,7 +2,8 @@
 
 :func:`save_model` writes one atomically (tied weights stored once); :func:`read_checkpoint` reads
 and checks one (a damaged file, a missing config or a non-finite tensor is a
-:class:`~gpt.errors.CheckpointError` naming the file); :func:`load_model` builds the :class:`~gpt.model.GPT`.
+:class:`~gpt.errors.CheckpointError` naming the file); :func:`load_model` builds the :class:`~gpt.model.GPT`;
+:func:`check_checkpoint_tokenizer` refuses a tokenizer whose vocabulary is not the checkpoint's.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import CheckpointError
-from ..model import GPT, GPTConfig, load_state_dict_strict
-from .checkpoint import check_finite
+from ..model import GPT, GPTConfig
+from ..tokenizer import course_tokenizer, get_tokenizer
+from .checkpoint import check_finite, load_state_dict_strict
 from .files import atomic_write_bytes
+from .tokenizer_files import check_vocabulary
 
 
 def model_bytes(model: GPT, metadata: dict | None = None) -> bytes:
@@ -92,3 +95,13 @@ def load_model(path: str | os.PathLike, device="cpu", **config_overrides) -> GPT
     load_state_dict_strict(model, state, source=str(path))
     model.tokenizer_name = meta.get("tokenizer")  # "gpt2" for a saved GPT-2 (see GPT.tokenizer_name)
     return model.to(device)
+
+
+
+def check_checkpoint_tokenizer(path: str | os.PathLike, tokenizer=None) -> None:
+    """Refuse (:class:`~gpt.io.tokenizer_files.VocabularyMismatchError`) a checkpoint whose vocabulary is not
+    ``tokenizer``'s (default: the tokenizer the checkpoint names, GPT-2's for a saved GPT-2, else the course
+    tokenizer), by size and by the ``tokenizer_fingerprint`` it records (:func:`gpt.io.tokenizer_files.check_vocabulary`)."""
+    config, _, meta = read_checkpoint(path)
+    tokenizer = tokenizer or (get_tokenizer(meta["tokenizer"]) if meta.get("tokenizer") else course_tokenizer())
+    check_vocabulary(config, tokenizer, meta.get("tokenizer_fingerprint"), source=str(path))

@@ -13,15 +13,20 @@ out-of-memory killer an hour (or a minute) later with no message.
   ``/proc/meminfo``'s ``MemAvailable``); ``None`` where neither can be read (then nothing is checked).
 * :func:`check_training_memory` -- refuses (:class:`~gpt.errors.ConfigError`, naming ``--batch-size``
   and the largest batch that could fit) a run whose lower bound exceeds the available memory.
+* :func:`parameter_bytes` / :func:`training_memory_estimate` -- what a model's weights take, and a rough
+  total for training it with AdamW (weights + gradients + two moments), as notebook 03 tabulates them.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from ..errors import ConfigError
+from ..model import count_parameters
 
-__all__ = ["training_bytes_lower_bound", "available_bytes", "check_training_memory", "ACTIVATION_NUMBERS_PER_LAYER_DIM"]
+__all__ = ["training_bytes_lower_bound", "available_bytes", "check_training_memory", "ACTIVATION_NUMBERS_PER_LAYER_DIM",
+           "parameter_bytes", "training_memory_estimate"]
 
 ACTIVATION_NUMBERS_PER_LAYER_DIM = 12  # fp32 numbers saved per token, layer and embedding dimension (a lower bound)
 _BYTES_PER_PARAMETER = 16  # fp32 weights, gradients, AdamW's exp_avg and exp_avg_sq
@@ -91,3 +96,22 @@ def check_training_memory(config, n_parameters: int, batch_size: int, device, *,
         f"through {config.n_layer} layers of width {config.n_embd}, plus {n_parameters:,} parameters with their gradients and "
         f"AdamW state), but only {_gb(available)} is available {where}; {advice}"
     )
+
+
+def parameter_bytes(model: nn.Module, dtype: torch.dtype | None = None) -> int:
+    """Bytes the weights take in memory (in ``dtype`` if given, else their own dtype)."""
+    size = lambda p: p.numel() * (torch.empty((), dtype=dtype).element_size() if dtype else p.element_size())  # noqa: E731
+    return sum(size(p) for p in model.parameters())
+
+
+def training_memory_estimate(model: nn.Module, dtype: torch.dtype = torch.float32) -> dict:
+    """Rough memory for training with AdamW: weights + gradients + 2 optimizer moments (activations excluded)."""
+    n_all = count_parameters(model)
+    n_train = count_parameters(model, trainable_only=True)
+    b = torch.empty((), dtype=dtype).element_size()
+    return {
+        "weights": n_all * b,
+        "gradients": n_train * b,
+        "adamw_state": 2 * n_train * 4,  # AdamW keeps exp_avg and exp_avg_sq in fp32
+        "total": n_all * b + n_train * b + 2 * n_train * 4,
+    }

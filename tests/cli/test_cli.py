@@ -22,7 +22,7 @@ import gpt.train as train_module
 from gpt.cli import main
 from gpt.cli.pretrain import auto_checkpoint_interval
 from gpt.model import GPT, GPTConfig
-from gpt.tokenizer import course_tokenizer_path, tokenizer_fingerprint
+from gpt.io.tokenizer_files import course_tokenizer_path, tokenizer_fingerprint
 from gpt.io.resume import read_training_state
 from gpt.io.weights import save_model
 

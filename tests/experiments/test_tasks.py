@@ -175,9 +175,10 @@ def test_no_passage_in_two_splits(splits):
 
 
 def test_val_and_test_lie_in_the_heldout_tails(splits):
-    """Checked against gpt.data.load_pretraining_ids itself: every val/test passage is a run of words of
+    """Checked against gpt.io.corpus.load_pretraining_ids itself: every val/test passage is a run of words of
     the decoded held-out tokens of its book; every train passage lies before the held-out start."""
-    from gpt.data import load_book, load_pretraining_ids
+    from gpt.data import load_book
+    from gpt.io.corpus import load_pretraining_ids
     from gpt.tokenizer import course_tokenizer
 
     enc = course_tokenizer()

@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers", reason='the [hf] extra is not
 
 from gpt.errors import CheckpointError, ConfigError  # noqa: E402
 from gpt.io.hf import HUB_NAMES, convert_state_dict, gpt_config_from_hf, resolve_pretrained, save_tiny_random_gpt2  # noqa: E402
+from gpt.io.tokenizer_files import VocabularyMismatchError  # noqa: E402
 from gpt.model import GPT, GPTConfig, count_parameters  # noqa: E402
 from gpt.tokenizer import gpt2_tokenizer, tokenizer_of  # noqa: E402
 
@@ -198,7 +199,7 @@ def test_classifier_on_gpt2_pads_with_endoftext_and_uses_gpt2_tokenizer(tiny_bas
     batched = C.predict_proba(model, ["ok see you", "a much longer message " * 5])
     assert abs(alone[0] - batched[0]).max() < 1e-6
     assert C.classify(model, "WIN a FREE prize").label in ("ham", "spam")
-    with pytest.raises(C.VocabularyMismatchError):
+    with pytest.raises(VocabularyMismatchError):
         C.predict_proba(model, ["hi"], tokenizer=__import__("gpt.tokenizer").tokenizer.course_tokenizer())
 
 

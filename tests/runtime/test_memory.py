@@ -1,11 +1,13 @@
-"""gpt.runtime.memory: a run that cannot fit is refused before its first step, naming --batch-size."""
+"""gpt.runtime.memory: a run that cannot fit is refused before its first step, naming --batch-size; the
+weights' bytes and the AdamW training estimate."""
 
 import pytest
 import torch
 
 from gpt.errors import ConfigError
 from gpt.model import GPT, GPTConfig, count_parameters
-from gpt.runtime.memory import available_bytes, check_training_memory, training_bytes_lower_bound
+from gpt.runtime.memory import (available_bytes, check_training_memory, parameter_bytes, training_bytes_lower_bound,
+                                training_memory_estimate)
 from gpt.runtime.meters import SavedActivations
 from gpt.train import lm_loss
 
@@ -49,3 +51,18 @@ def test_available_memory_is_read_on_linux():
     avail = available_bytes("cpu")
     assert avail is None or avail > 0
     assert count_parameters(GPT(COURSE)) > 0
+
+
+def test_parameter_bytes_of_gpt2_small_on_meta():
+    with torch.device("meta"):
+        model = GPT(GPTConfig.from_preset("gpt2-small"))
+    assert parameter_bytes(model) == 4 * 124_439_808  # fp32, output layer tied to the embedding
+
+
+def test_training_memory_estimate():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("course-tiny")).eval()
+    n = count_parameters(model)
+    est = training_memory_estimate(model)
+    assert est == {"weights": 4 * n, "gradients": 4 * n, "adamw_state": 8 * n, "total": 16 * n}
+    assert training_memory_estimate(model, torch.bfloat16)["weights"] == 2 * n

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from gpt.data import load_pretraining_ids
+from gpt.io.corpus import load_pretraining_ids
 from gpt.io.downloads import REGISTRY
 from gpt.model import GPTConfig, count_parameters
 from gpt.teaching.reference import load_reference, reference_card, reference_path
-from gpt.tokenizer import COURSE_TOKENIZER_FILE, COURSE_TOKENIZER_FINGERPRINT, course_tokenizer, tokenizer_fingerprint
+from gpt.io.tokenizer_files import COURSE_TOKENIZER_FILE, COURSE_TOKENIZER_FINGERPRINT, tokenizer_fingerprint
+from gpt.tokenizer import course_tokenizer
 from gpt.io.weights import read_checkpoint
 from gpt.train import evaluate
 
