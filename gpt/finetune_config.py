@@ -77,9 +77,9 @@ class FinetuneConfig:
     precision: str = "auto"  # of the training steps; every evaluation runs in fp32
     eval_splits: tuple[str, ...] = ("test", "test_natural")
     labels: tuple[str, str] = LABELS
-    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.sms.natural_train)
+    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.experiments.splits.natural_train)
     class_weight: str | None = None  # None, or "balanced": each class's loss weighted by n / (2 · n_class) of the training set
-    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.sms.kfold_splits(folds, i) (what run_finetune loads)
+    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.experiments.splits.kfold_splits(folds, i) (what run_finetune loads)
     folds: int = 5
     name: str | None = None  # the configuration's label in results (python -m gpt finetune --label); None: derived (label)
 
