@@ -43,10 +43,11 @@ import pandas as pd
 from ..classifier import check_vocabulary
 from ..io.files import sha256_file
 from ..errors import ConfigError
-from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune, lora_label
+from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune
 from ..io.files import display_path
 from ..io.hf import resolve_pretrained
 from ..io.lock import output_lock
+from ..io.run_names import lora_label
 from ..model import count_parameters
 from ..runtime.device import pick_device
 from ..teaching.course import results_dir

@@ -49,3 +49,20 @@ def test_available_memory_is_read_on_linux():
     avail = available_bytes("cpu")
     assert avail is None or avail > 0
     assert count_parameters(GPT(COURSE)) > 0
+
+
+def test_track_if_larger_measures_only_a_batch_longer_or_bigger_than_every_one_before():
+    model = torch.nn.Linear(1, 1)
+    meter = SavedActivations(model)
+
+    def forward(batch, length):
+        x = torch.ones(batch, length)
+        with meter.track_if_larger(x):
+            (x * model.weight[0, 0]).tanh().sum()  # saves x and the tanh's output
+        measured, meter.peak_bytes = meter.peak_bytes, 0
+        return measured
+
+    assert forward(2, 8) > 0
+    assert forward(2, 8) == forward(1, 4) == forward(4, 4) == 0  # no new length, no more tokens: not measured
+    assert forward(1, 9) > 0 and forward(3, 6) > 0  # a new length; more tokens (18 > 16)
+    assert meter.largest == (9, 18)
