@@ -21,7 +21,6 @@ calls :func:`gpt.classifier.set_trainable` (``full``, ``last-block``, ``head``) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -37,8 +36,7 @@ from .classifier import (GPTClassifier, classifier_from_checkpoint, classifier_f
                          set_trainable, tokenizer_for)
 from .errors import ConfigError
 from .finetune_config import (ALL_STRATEGIES, CLASS_WEIGHTS,  # noqa: F401  (part of this module's API: the config and its defaults)
-                              DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, ONLY_FOR, TARGET_PRESETS, FinetuneConfig, default_config, lora_label,
-                              lora_variant_suffix)
+                              DEFAULT_CONFIGS, LORA_VARIANT_FIELDS, ONLY_FOR, FinetuneConfig, default_config)
 from .io.checkpoint import InterruptFlag, TrainingInterrupted
 from .io.finetune_checkpoint import load_checkpoint, save_checkpoint
 from .lora.layer import apply_lora, check_lora_rank  # noqa: F401  (check_lora_rank: part of this module's API, used by the CLI)
@@ -174,7 +172,6 @@ class Run:
     step_seconds: float = 0.0
     train_seconds: float = 0.0  # of earlier parts of a resumed run
     resumed: bool = False
-    largest: tuple = (0, 0)  # (length, tokens) of the largest batch measured by the activation meter
     class_weights: torch.Tensor | None = None  # per-class loss weights (config.class_weight)
 
 
@@ -295,12 +292,7 @@ def finetune_step(run: Run, batch: list[int]) -> None:
     x, lengths = pad_batch([ids[i] for i in batch], run.pad_id, pad_to_multiple_of=run.config.pad_to_multiple_of,
                            max_length=run.model.config.context_length)
     y = torch.from_numpy(y_all[batch]).to(run.device)
-    # Saved activations grow with the batch's length and size: measuring only the batches that set a
-    # new record gives the same peak without paying the meter's cost on every step.
-    shape = (x.shape[1], x.numel())
-    record = shape[0] > run.largest[0] or shape[1] > run.largest[1]
-    run.largest = max(run.largest[0], shape[0]), max(run.largest[1], shape[1])
-    with run.meter.track() if record else contextlib.nullcontext(), autocast(run.device, run.precision):
+    with run.meter.track_if_larger(x), autocast(run.device, run.precision):  # saved activations: only a new largest batch is measured
         logits = run.model(x.to(run.device), lengths.to(run.device))
     loss = F.cross_entropy(logits.float(), y, weight=run.class_weights)
     run.optimizer.zero_grad(set_to_none=True)

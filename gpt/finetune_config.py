@@ -7,7 +7,7 @@
 * :data:`DEFAULT_CONFIGS` / :func:`default_config` -- each strategy's defaults, chosen on validation;
   an override that does not apply to the strategy is refused, so a setting is never silently ignored.
 * :attr:`FinetuneConfig.label` -- the name of a configuration in result tables (``full``, ``lora-r8``,
-  ``lora-r8-dora``, ...).
+  ``lora-r8-dora``, ...; the naming rules are :mod:`gpt.io.run_names`).
 
 The loop that uses it is :mod:`gpt.finetune`.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .classifier import STRATEGIES
 from .checks import check_number, check_whole_number
 from .errors import ConfigError
+from .io.run_names import check_run_name, lora_label, lora_variant_suffix
 from .lora.variants import INIT_LORA_WEIGHTS
 from .model import ATTN_IMPLS
 from .sms import LABELS, TRAIN_SPLITS
@@ -77,9 +78,9 @@ class FinetuneConfig:
     precision: str = "auto"  # of the training steps; every evaluation runs in fp32
     eval_splits: tuple[str, ...] = ("test", "test_natural")
     labels: tuple[str, str] = LABELS
-    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.sms.natural_train)
+    train_split: str = "train"  # the split trained on: "train" (balanced) or "train_natural" (gpt.experiments.splits.natural_train)
     class_weight: str | None = None  # None, or "balanced": each class's loss weighted by n / (2 · n_class) of the training set
-    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.sms.kfold_splits(folds, i) (what run_finetune loads)
+    fold: int | None = None  # None: the pinned splits; i: fold i of gpt.experiments.splits.kfold_splits(folds, i) (what run_finetune loads)
     folds: int = 5
     name: str | None = None  # the configuration's label in results (python -m gpt finetune --label); None: derived (label)
 
@@ -125,7 +126,7 @@ class FinetuneConfig:
             raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
-        _check_name(self.name)
+        check_run_name(self.name)
         check_whole_number("folds", self.folds, minimum=2)
         if self.fold is not None:
             check_whole_number("fold", self.fold, minimum=0)
@@ -135,7 +136,7 @@ class FinetuneConfig:
     @property
     def label(self) -> str:
         """The name of this configuration in result tables: ``name`` when given, else the strategy, or
-        ``lora-r8`` for LoRA, with the variants as suffixes (:func:`lora_variant_suffix`: ``lora-r8-dora``,
+        ``lora-r8`` for LoRA, with the variants as suffixes (:func:`gpt.io.run_names.lora_variant_suffix`: ``lora-r8-dora``,
         ``lora-r8-qv``, ...). A results folder keeps one configuration per label
         (:func:`gpt.experiments.results.check_results_dir`), so its seeds can be averaged."""
         if self.name is not None:
@@ -157,24 +158,8 @@ class FinetuneConfig:
         return cls(**d)
 
 
-def _check_name(name) -> None:
-    if name is None:
-        return
-    ok = isinstance(name, str) and name and not name.startswith((".", "-")) and "_seed" not in name and len(name) <= 64
-    if not ok or not all(ch.isascii() and (ch.isalnum() or ch in "-+.") for ch in name):
-        raise ConfigError(f"name (--label) must be 1 to 64 letters, digits, '-', '+' or '.' (not first), without '_seed', "
-                          f"since it names the run's files; got {name!r}")
-
-
-def lora_label(r: int) -> str:
-    """The strategy name of a LoRA run in result tables: ``"lora-r8"``."""
-    return f"lora-r{int(r)}"
-
-
 LORA_VARIANT_FIELDS = ("use_rslora", "use_dora", "init_lora_weights", "loraplus_lr_ratio", "target_modules")
 _VARIANT_DEFAULTS = {"use_rslora": False, "use_dora": False, "init_lora_weights": "kaiming", "loraplus_lr_ratio": None, "target_modules": None}
-# Named layer choices for target_modules (the label uses the name): query + value, attention, MLP.
-TARGET_PRESETS = {"qv": ("q_proj", "v_proj"), "attn": ("attn",), "mlp": ("mlp",)}
 
 
 def _check_lora_variant(c: "FinetuneConfig") -> None:
@@ -190,25 +175,6 @@ def _check_lora_variant(c: "FinetuneConfig") -> None:
         if not names or not all(isinstance(n, str) and n.replace("_", "").replace(".", "").isalnum() for n in names):
             raise ConfigError(f"target_modules must be a non-empty list of module names such as 'q_proj', 'attn', 'mlp' "
                               f"(no patterns: they name the run), or None for every Linear in the blocks; got {names!r}")
-
-
-def lora_variant_suffix(c: "FinetuneConfig") -> str:
-    """The label suffix of a LoRA config's variants: ``"-rslora"``, ``"-dora"``, ``"-gaussian"`` / ``"-pissa"``,
-    ``"-loraplus16"``, and the targets (a :data:`TARGET_PRESETS` name such as ``"-qv"``, else the names
-    joined by ``+``); ``""`` for plain LoRA on every layer, so those labels stay ``lora-r8``."""
-    parts = []
-    if c.use_rslora:
-        parts.append("rslora")
-    if c.use_dora:
-        parts.append("dora")
-    if c.init_lora_weights != "kaiming":
-        parts.append(c.init_lora_weights)
-    if c.loraplus_lr_ratio is not None:
-        parts.append(f"loraplus{c.loraplus_lr_ratio:g}")
-    if c.target_modules is not None:
-        preset = [k for k, v in TARGET_PRESETS.items() if v == tuple(c.target_modules)]
-        parts.append(preset[0] if preset else "+".join(c.target_modules))
-    return "".join("-" + p for p in parts)
 
 
 # Each strategy's defaults, chosen on the validation split (2 seeds per setting) with the reference

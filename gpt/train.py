@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,28 +22,19 @@ import torch
 import torch.nn as nn
 
 from .errors import CheckpointError, ConfigError
-from .io.checkpoint import InterruptFlag, TrainingInterrupted, load_state_dict_strict
-from .io.resume import (CHECKPOINT_DIR, check_resume, checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir,
-                        read_training_state, run_record, save_training_state)
-from .io.weights import load_model, read_checkpoint, save_model
+from .io.checkpoint import InterruptFlag, TrainingInterrupted
+from .io.resume import checkpoint_dir, data_info, has_checkpoint, load_training_state, prepare_run_dir, run_record, save_training_state
 from .model import GPT, count_parameters
 from .runtime.device import autocast, pick_device, resolve_precision
 from .runtime.fused_loss import cross_entropy, linear_cross_entropy, prepare_compile
 from .runtime.memory import check_training_memory
 from .runtime.progress import progress_bar
+from .runtime.tools import require_compiler
 from .checks import is_whole_number
 from .train_config import TrainConfig
 
 
-# Also importable from here, as before the package had folders (the next release drops them):
-# TrainConfig, TrainingInterrupted, CheckpointError, pick_device, resolve_precision, autocast,
-# save_model, read_checkpoint, load_model, load_state_dict_strict, the resume functions, CHECKPOINT_DIR.
-__all__ = [
-    "TrainConfig", "TrainingInterrupted", "CheckpointError", "pick_device", "resolve_precision", "autocast",
-    "make_optimizer", "lr_at", "get_batch", "lm_loss", "train_step", "compile_loss", "require_compiler", "evaluate", "pretrain",
-    "save_model", "read_checkpoint", "load_model", "load_state_dict_strict", "save_training_state", "read_training_state",
-    "check_resume", "load_training_state", "checkpoint_dir", "has_checkpoint", "CHECKPOINT_DIR",
-]
+__all__ = ["make_optimizer", "lr_at", "get_batch", "lm_loss", "train_step", "compile_loss", "evaluate", "pretrain"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,16 +94,6 @@ def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return linear_cross_entropy(h.flatten(0, 1), head.weight, y.flatten())
     logits = model(x)  # (B, T, V)
     return cross_entropy(logits.flatten(0, 1), y.flatten())
-
-
-def require_compiler() -> None:
-    """torch.compile generates C++ (on a CPU) and needs a compiler to build it: a missing one is a
-    :class:`~gpt.errors.ConfigError` here, not an error deep inside the first training step."""
-    if not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
-        raise ConfigError(
-            "--compile (TrainConfig.compile) needs a C++ compiler for torch.compile, and none was found "
-            "(g++, c++ or clang++, or $CXX); install one (e.g. apt install g++) or train without --compile"
-        )
 
 
 def compile_loss(loss_fn=None):

@@ -48,7 +48,7 @@ def chosen_epoch(history: dict, rule: str) -> int:
 
 def train_one(label: str, seed: int, precision: str, splits: dict) -> dict:
     """One run of the recipe, scored on val, test and test_natural after every epoch."""
-    from gpt.finetune import build_model, default_config, end_epoch, epoch_batches, evaluate_split, setup, train_step
+    from gpt.finetune import build_model, default_config, end_epoch, epoch_batches, evaluate_split, finetune_step, setup
 
     strategy, extra = CONFIGS[label]
     config = default_config(strategy, seed=seed, precision=precision, **extra)
@@ -59,7 +59,7 @@ def train_one(label: str, seed: int, precision: str, splits: dict) -> dict:
         run.model.train()
         run.epoch_batches = epoch_batches(run)
         for batch in run.epoch_batches:
-            train_step(run, batch)
+            finetune_step(run, batch)
         end_epoch(run, time.perf_counter() - t0)
         scored = {}
         for split in ("test", "test_natural"):

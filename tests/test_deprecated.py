@@ -24,7 +24,9 @@ def test_documented_names_keep_working():
     from gpt.io.adapters import load_adapter, save_adapter  # noqa: F401
     from gpt.lora import apply_lora, lora_plus_param_groups  # noqa: F401
     from gpt.model import GPT
-    from gpt.train import TrainConfig, evaluate, load_model, lr_at, pretrain, read_checkpoint, save_model, train_step  # noqa: F401
+    from gpt.io.weights import load_model, read_checkpoint, save_model  # noqa: F401
+    from gpt.train import evaluate, lr_at, pretrain, train_step  # noqa: F401
+    from gpt.train_config import TrainConfig  # noqa: F401
 
     sys.modules.pop("gpt.hf", None)
     with pytest.warns(DeprecationWarning):

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 import gpt.io.checkpoint as checkpoint_module
+import gpt.runtime.tools as tools
 import gpt.train as train_module
 from gpt.errors import CheckpointError, ConfigError, OutputExistsError
 from gpt.model import GPT, GPTConfig, count_parameters
@@ -464,7 +465,7 @@ def test_resume_ignores_what_only_changes_speed(half_run):
 
 
 def test_compile_without_a_compiler_is_a_clear_error_before_training(monkeypatch):
-    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler"):

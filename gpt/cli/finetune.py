@@ -190,7 +190,7 @@ def _cmd_variants(args, command: str) -> int:
 
 def _data_arguments(parser, flags: dict) -> None:
     config_flag(parser, flags, "--train-split", choices=["train", "train_natural"],
-                help="train on the balanced train split (default) or on every message outside val/test (gpt.sms.natural_train)")
+                help="train on the balanced train split (default) or on every message outside val/test (gpt.experiments.splits.natural_train)")
     config_flag(parser, flags, "--class-weight", choices=["balanced"],
                 help="weight each class's loss by n / (2 n_class) of the training set (default: unweighted)")
 
@@ -240,7 +240,7 @@ def _register_finetune(subparsers) -> None:
     config_flag(f, flags, "--loraplus-lr-ratio", type=float, help="LoRA+: B learns at lr x this ratio (e.g. 16)")
     config_flag(f, flags, "--target-modules", nargs="+", help="layers to adapt, e.g. q_proj v_proj, or attn, or mlp (default: all)")
     _data_arguments(f, flags)
-    config_flag(f, flags, "--fold", type=int, help="train and test on fold FOLD of gpt.sms.kfold_splits (default: the pinned splits)")
+    config_flag(f, flags, "--fold", type=int, help="train and test on fold FOLD of gpt.experiments.splits.kfold_splits (default: the pinned splits)")
     config_flag(f, flags, "--folds", type=int, help="the number of folds for --fold (default 5)")
     f.add_argument("--device", default="cpu")
     f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")

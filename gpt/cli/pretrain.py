@@ -32,10 +32,11 @@ from ..runtime.device import pick_device
 from ..runtime.memory import check_training_memory
 from ..runtime.distributed import from_environment, shutdown
 from ..runtime.speed import training_flops_per_token
+from ..runtime.tools import require_compiler
 from ..teaching.reference import machine_description, reference_path, write_card
 from ..io.tokenizer_files import COURSE_TOKENIZER_FILE, course_tokenizer_path, save_tokenizer, tokenizer_fingerprint
 from ..tokenizer import course_tokenizer, encode_prompt, get_tokenizer, train_bpe
-from ..train import evaluate, pretrain, require_compiler
+from ..train import evaluate, pretrain
 from ..train_config import TrainConfig
 from .args import (DEFAULT_CHECKPOINT_INTERVAL, auto_checkpoint_interval, checkpoint_interval, command_line, fraction, int_at_least,
                    nonnegative_float, parse_books, positive_float, resume_command)

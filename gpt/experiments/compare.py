@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..finetune_config import FinetuneConfig
 from ..io.files import atomic_write_text
-from ..sms import kfold_splits
+from .splits import kfold_splits
 from .stats import accuracy_interval, bootstrap_interval, f1_interval, f1_of, paired_comparison, seed_paired_interval, verdict
 
 
@@ -441,7 +441,7 @@ def reproduction_markdown(table, reference_dir: str | os.PathLike) -> str:
 
 def kfold_outcomes(out_dir: str | os.PathLike, folds: int) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     """The outcomes of ``<out_dir>/fold<i>/`` (i < ``folds``, each scored on its own fold's splits from
-    :func:`gpt.sms.kfold_splits`) pooled along the messages: ``(outcomes, truth, y_nat, sizes)``.
+    :func:`gpt.experiments.splits.kfold_splits`) pooled along the messages: ``(outcomes, truth, y_nat, sizes)``.
 
     A strategy is pooled only when every fold holds it with the same seeds (else it is left out and
     named in ``sizes["incomplete"]``); ``sizes`` also counts the pooled balanced and natural messages."""
@@ -472,7 +472,7 @@ def kfold_markdown(out_dir: str | os.PathLike, folds: int, order=None) -> str:
     t = outcomes_table(outcomes, truth, y_nat, order)
     head = [
         f"# {folds}-fold experiment: every message tested once", "",
-        f"Each strategy was fine-tuned {folds} times per seed, once per fold of `gpt.sms.kfold_splits({folds}, i)` "
+        f"Each strategy was fine-tuned {folds} times per seed, once per fold of `gpt.experiments.splits.kfold_splits({folds}, i)` "
         f"(results in `fold0/` … `fold{folds - 1}/`, each with its own `summary.md`): on the balanced set of the other folds,",
         "tested on its own fold. Pooled over the folds, every spam message and as many ham messages form the balanced test,",
         f"and every message of the collection the natural test ({sizes['test']:,} and {sizes['test_natural']:,} messages). "

@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..io.files import atomic_write_text, display_path
-from ..sms import run_splits
 from ..teaching.reference import environment_record
 from .compare import reproduction_markdown, reproduction_table
 from .results import strategy_order
+from .splits import run_splits
 
 
 __all__ = ["RUNS_ROOT", "PLAN_FILE", "experiment_plan", "default_run_folder", "write_plan", "Progress", "clock",

@@ -43,13 +43,13 @@ import pandas as pd
 from ..io.tokenizer_files import check_vocabulary
 from ..io.files import sha256_file
 from ..errors import ConfigError
-from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune, lora_label
+from ..finetune import ALL_STRATEGIES, FinetuneConfig, TrainingInterrupted, build_model, default_config, finetune
 from ..io.files import display_path
 from ..io.hf import resolve_pretrained
 from ..io.lock import output_lock
+from ..io.run_names import lora_label
 from ..model import count_parameters
 from ..runtime.device import pick_device
-from ..sms import run_splits
 from ..teaching.course import results_dir
 from ..teaching.reference import machine_description, reference_path, source_commit
 from ..tokenizer import course_tokenizer
@@ -59,6 +59,7 @@ from .compare import run_recipe, write_kfold_summary
 from .results import (check_one_recipe_per_label, check_results_dir, plot_accuracy_vs_params, refresh_summary, result_row, strategy_order, task_storage_bytes,
                       write_result)
 from .run_folder import Progress, default_run_folder, experiment_plan, finished_row, print_comparison, write_plan
+from .splits import run_splits
 
 __all__ = ["ExperimentConfig", "experiment_runs", "run_experiment", "run_finetune", "finetune_job", "run_job", "run_in_child", "LORA_RANKS",
            "LORA_ALPHA_PER_RANK"]
@@ -309,7 +310,7 @@ def run_experiment(out: str | Path | None = None, config: ExperimentConfig | Non
     ``against``: the results folder the end compares with (:func:`gpt.experiments.compare.reproduction_table`;
     default the committed ``results/finetune`` where there is one, ``""`` for none).
 
-    With ``kfold=K`` the whole experiment runs on each fold of :func:`gpt.sms.kfold_splits` in turn,
+    With ``kfold=K`` the whole experiment runs on each fold of :func:`gpt.experiments.splits.kfold_splits` in turn,
     into ``<out>/fold<i>/`` (each a results folder of its own), and ``<out>/summary.md`` pools the
     folds' predictions: every message of the collection is then tested once
     (:func:`gpt.experiments.compare.kfold_markdown`). Returns ``<out>/summary.md`` in that case.

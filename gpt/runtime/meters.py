@@ -2,12 +2,14 @@
 
 * :class:`PeakMemory` -- the peak memory of a block of code (CUDA: allocated tensors; CPU: the
   process's resident memory, sampled).
-* :class:`SavedActivations` -- bytes of the tensors autograd keeps for the backward pass.
+* :class:`SavedActivations` -- bytes of the tensors autograd keeps for the backward pass (measured on
+  every forward, or only on the batches that set a new record: :meth:`SavedActivations.track_if_larger`).
 * :func:`optimizer_state_bytes` -- bytes of the optimizer's state tensors (AdamW: two per parameter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -85,6 +87,17 @@ class SavedActivations:
     def __init__(self, model: nn.Module):
         self._param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self.peak_bytes = 0
+        self.largest = (0, 0)  # (length, tokens) of the largest batch seen by track_if_larger
+
+    def track_if_larger(self, x: torch.Tensor):
+        """:meth:`track` for a batch ``x`` (B, T) longer, or with more tokens, than every batch before it; else nothing.
+
+        Saved activations grow with the batch's length and size: measuring only the batches that set a
+        new record gives the same peak without paying the meter's cost on every step."""
+        shape = (x.shape[1], x.numel())
+        record = shape[0] > self.largest[0] or shape[1] > self.largest[1]
+        self.largest = max(self.largest[0], shape[0]), max(self.largest[1], shape[1])
+        return self.track() if record else contextlib.nullcontext()
 
     def track(self):
         seen: dict[int, int] = {}

@@ -11,6 +11,9 @@ no ``alembic``, or another environment's. So every child process the package sta
 * :func:`run_tool`: the command in its own process group (killed whole on a timeout or Ctrl-C), its
   output and errors in one text; :func:`output_tail` gives the last lines of it (a failed child's
   traceback) for the error message.
+
+And one program that ``torch.compile`` starts: :func:`require_compiler` checks, before any training,
+that a C++ compiler is there to build the code it generates on a CPU.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ import sysconfig
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import GPTError
+from ..errors import ConfigError, GPTError
 
-__all__ = ["ToolError", "tool_dirs", "tool_env", "find_tool", "run_tool", "output_tail"]
+__all__ = ["ToolError", "tool_dirs", "tool_env", "find_tool", "run_tool", "output_tail", "require_compiler"]
 
 
 class ToolError(GPTError, RuntimeError):
@@ -91,3 +94,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:  # already gone
         pass
+
+
+def require_compiler() -> None:
+    """torch.compile generates C++ (on a CPU) and needs a compiler to build it: a missing one is a
+    :class:`~gpt.errors.ConfigError` here, not an error deep inside the first training step."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        raise ConfigError(
+            "--compile (TrainConfig.compile) needs a C++ compiler for torch.compile, and none was found "
+            "(g++, c++ or clang++, or $CXX); install one (e.g. apt install g++) or train without --compile"
+        )

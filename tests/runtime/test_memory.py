@@ -66,3 +66,20 @@ def test_training_memory_estimate():
     est = training_memory_estimate(model)
     assert est == {"weights": 4 * n, "gradients": 4 * n, "adamw_state": 8 * n, "total": 16 * n}
     assert training_memory_estimate(model, torch.bfloat16)["weights"] == 2 * n
+
+
+def test_track_if_larger_measures_only_a_batch_longer_or_bigger_than_every_one_before():
+    model = torch.nn.Linear(1, 1)
+    meter = SavedActivations(model)
+
+    def forward(batch, length):
+        x = torch.ones(batch, length)
+        with meter.track_if_larger(x):
+            (x * model.weight[0, 0]).tanh().sum()  # saves x and the tanh's output
+        measured, meter.peak_bytes = meter.peak_bytes, 0
+        return measured
+
+    assert forward(2, 8) > 0
+    assert forward(2, 8) == forward(1, 4) == forward(4, 4) == 0  # no new length, no more tokens: not measured
+    assert forward(1, 9) > 0 and forward(3, 6) > 0  # a new length; more tokens (18 > 16)
+    assert meter.largest == (9, 18)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gpt.runtime.tools import ToolError, find_tool, output_tail, run_tool, tool_dirs, tool_env
+import gpt.runtime.tools as tools
+from gpt.errors import ConfigError
+from gpt.runtime.tools import ToolError, find_tool, output_tail, require_compiler, run_tool, tool_dirs, tool_env
 
 HERE = str(Path(sys.executable).parent)
 
@@ -55,3 +57,12 @@ def test_output_tail_keeps_a_failed_childs_traceback():
 def test_run_tool_kills_a_child_past_its_timeout():
     with pytest.raises(subprocess.TimeoutExpired):  # the child would sleep for 10 minutes: no machine is that fast
         run_tool([sys.executable, "-c", "import time; time.sleep(600)"], timeout=1)
+
+
+def test_require_compiler_names_the_fix_when_no_compiler_is_found(monkeypatch):
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"needs a C\+\+ compiler .* or train without --compile"):
+        require_compiler()
+    monkeypatch.setenv("CXX", "my-c++")
+    monkeypatch.setattr(tools.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "my-c++" else None)
+    require_compiler()  # $CXX is the first place it looks
