@@ -48,6 +48,12 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
         raise ConfigError(f"{name} must be a finite number{_bounds(low, high, low_open, high_open)}, got {value!r}")
 
 
+def check_choice(name: str, value, choices) -> None:
+    """``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
 def _bounds(low, high, low_open, high_open) -> str:
     if low is not None and high is not None:
         return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

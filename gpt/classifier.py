@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checks import check_number, check_whole_number
 from .errors import ConfigError
 from .io.tokenizer_files import check_vocabulary
 from .io.weights import check_checkpoint_tokenizer, load_model
@@ -80,8 +81,7 @@ def encode_messages(texts, tokenizer, max_length: int) -> tuple[list[list[int]],
 
     Returns ``(ids, n_truncated)``. Every message must be non-empty text (see :func:`classify`).
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
+    check_whole_number("max_length", max_length, minimum=1)
     out, n_truncated = [], 0
     for t in _message_list(texts):
         ids = tokenizer.encode_ordinary(as_text(t))
@@ -110,8 +110,7 @@ def pad_batch(seqs: list[list[int]], pad_id: int, pad_to: int | None = None,
     if T < longest:
         raise ConfigError(f"pad_to={pad_to} is shorter than the longest sequence ({longest})")
     if pad_to_multiple_of is not None:
-        if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
-            raise ConfigError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+        check_whole_number("pad_to_multiple_of", pad_to_multiple_of, minimum=1)
         T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
         if max_length is not None:
             T = max(longest, min(T, max_length))
@@ -144,10 +143,8 @@ class GPTClassifier(nn.Module):
         super().__init__()
         if not isinstance(gpt, GPT):
             raise TypeError(f"GPTClassifier holds a gpt.model.GPT, got {type(gpt).__name__}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not 0.0 <= classifier_dropout < 1.0:
-            raise ConfigError(f"classifier_dropout must be in [0, 1), got {classifier_dropout!r}")
+        check_whole_number("num_classes", num_classes, minimum=2)
+        check_number("classifier_dropout", classifier_dropout, low=0.0, high=1.0, high_open=True)
         self.gpt = gpt
         if not gpt.config.tie_weights:
             gpt.lm_head.requires_grad_(False)
@@ -209,8 +206,8 @@ def classifier_from_checkpoint(
 
     path = Path(path) if path else reference_path()
     check_checkpoint_tokenizer(path, tokenizer)
-    if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+    if dropout is not None:
+        check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
     overrides = {k: v for k, v in (("dropout", dropout), ("attn_impl", attn_impl)) if v is not None}
     body = load_model(path, **overrides)
     with torch.random.fork_rng(devices=[]):
@@ -231,8 +228,7 @@ def classifier_from_pretrained(
     """A :class:`GPTClassifier` around Hugging Face GPT-2 weights (:meth:`GPT.from_pretrained <gpt.model.GPT.from_pretrained>`: ``"gpt2"``,
     ``"gpt2-medium"``, ... or a local folder). Its GPT carries ``tokenizer_name = "gpt2"``, so encoding,
     padding (with ``<|endoftext|>`` = 50256) and the vocabulary check use GPT-2's tokenizer by themselves."""
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+    check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
     body = GPT.from_pretrained(base, dropout=dropout, **({} if attn_impl is None else {"attn_impl": attn_impl}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -286,8 +282,7 @@ def predict_ids(model: GPTClassifier, ids: list[list[int]], pad_id: int, batch_s
                 pad_to_multiple_of: int | None = None) -> np.ndarray:
     """Class probabilities (N, num_classes) of already-encoded messages, in eval mode (the mode is restored).
     ``pad_to_multiple_of``: see :func:`pad_batch`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_whole_number("batch_size", batch_size, minimum=1)
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()

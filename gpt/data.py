@@ -24,11 +24,6 @@ from .io.sms_files import load_sms_spam  # noqa: F401  (part of this module's AP
 from .runtime.progress import progress_bar
 
 
-def _check_fraction(val_fraction) -> float:
-    check_number("val_fraction", val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
-    return float(val_fraction)
-
-
 def _positive_int(what: str, value) -> int:
     check_whole_number(what, value, minimum=1)
     return int(value)
@@ -94,7 +89,7 @@ def tokenize_to_array(texts, tokenizer, progress: bool = False) -> np.ndarray:
 
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Split a token stream into its first (1 - val_fraction) and last val_fraction."""
-    val_fraction = _check_fraction(val_fraction)
+    check_number("val_fraction", val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
     cut = int(len(ids) * (1 - val_fraction))
     if cut == 0 or cut == len(ids):
         raise ConfigError(

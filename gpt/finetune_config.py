@@ -18,11 +18,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from .classifier import STRATEGIES
-from .checks import check_number, check_whole_number
+from .checks import check_choice, check_number, check_whole_number
 from .errors import ConfigError
 from .io.run_names import check_run_name, lora_label, lora_variant_suffix
 from .lora.variants import INIT_LORA_WEIGHTS
 from .model import ATTN_IMPLS
+from .runtime.device import PRECISIONS
 from .sms import LABELS, TRAIN_SPLITS
 
 
@@ -104,10 +105,8 @@ class FinetuneConfig:
             check_number("grad_clip", self.grad_clip, low=0.0, low_open=True)
         if self.pad_to_multiple_of is not None:
             check_whole_number("pad_to_multiple_of", self.pad_to_multiple_of, minimum=1)
-        if self.attn_impl is not None and self.attn_impl not in ATTN_IMPLS:
-            raise ConfigError(f"attn_impl must be one of {list(ATTN_IMPLS)} or None (the checkpoint's), got {self.attn_impl!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        check_choice("attn_impl (None: the checkpoint's)", self.attn_impl, ATTN_IMPLS + (None,))
+        check_choice("precision", self.precision, PRECISIONS)
         if self.strategy == "lora":
             if self.r is None or self.lora_alpha is None:
                 raise ConfigError("strategy 'lora' needs r (the rank) and lora_alpha")
@@ -122,10 +121,8 @@ class FinetuneConfig:
                 raise ConfigError(f"{', '.join(changed)} apply to strategy 'lora' only, not to {self.strategy!r}")
         if len(self.labels) != 2 or len(set(self.labels)) != 2 or not all(isinstance(x, str) and x for x in self.labels):
             raise ConfigError(f"labels must be two different class names, got {list(self.labels)}")
-        if self.train_split not in TRAIN_SPLITS:
-            raise ConfigError(f"train_split must be one of {list(TRAIN_SPLITS)}, got {self.train_split!r}")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ConfigError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {self.class_weight!r}")
+        check_choice("train_split", self.train_split, TRAIN_SPLITS)
+        check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         check_run_name(self.name)
         check_whole_number("folds", self.folds, minimum=2)
         if self.fold is not None:
@@ -166,8 +163,7 @@ def _check_lora_variant(c: "FinetuneConfig") -> None:
     for name in ("use_rslora", "use_dora"):
         if not isinstance(getattr(c, name), bool):
             raise ConfigError(f"{name} must be True or False, got {getattr(c, name)!r}")
-    if c.init_lora_weights not in INIT_LORA_WEIGHTS:
-        raise ConfigError(f"init_lora_weights must be one of {list(INIT_LORA_WEIGHTS)}, got {c.init_lora_weights!r}")
+    check_choice("init_lora_weights", c.init_lora_weights, INIT_LORA_WEIGHTS)
     if c.loraplus_lr_ratio is not None:
         check_number("loraplus_lr_ratio", c.loraplus_lr_ratio, low=0.0, low_open=True)
     if c.target_modules is not None:

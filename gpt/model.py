@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_number, check_whole_number
+from .checks import check_bool, check_choice, check_number, check_whole_number
 from .errors import ConfigError
 from .io.checkpoint import load_state_dict_strict
 from .io.hf import GPT2_VOCAB_SIZE, read_pretrained
@@ -37,21 +36,16 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            check_whole_number(f"GPTConfig.{name}", getattr(self, name), minimum=1)
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
                 f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
                 "so that every attention head gets the same width"
             )
-        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        check_number("GPTConfig.dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         for name in ("qkv_bias", "tie_weights"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.attn_impl not in ATTN_IMPLS:
-            raise ConfigError(f"GPTConfig.attn_impl must be one of {', '.join(map(repr, ATTN_IMPLS))}, got {self.attn_impl!r}")
+            check_bool(f"GPTConfig.{name}", getattr(self, name))
+        check_choice("GPTConfig.attn_impl", self.attn_impl, ATTN_IMPLS)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GPTConfig":
@@ -305,8 +299,8 @@ class GPT(nn.Module):
         if isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.size(1) == 0:
             raise ConfigError("the prompt is empty: generate needs at least one token to continue (e.g. the end-of-text token)")
         self._check_ids(idx)
-        if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or not 0 <= eos_id < self.config.vocab_size):
-            raise ConfigError(f"eos_id must be a token id in [0, {self.config.vocab_size}), got {eos_id!r}")
+        if eos_id is not None:
+            check_whole_number("eos_id (a token id)", eos_id, minimum=0, maximum=self.config.vocab_size - 1)
         was_training = self.training
         self.eval()
         finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)

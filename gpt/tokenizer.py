@@ -15,6 +15,7 @@ from typing import Iterable
 import regex
 import tiktoken
 
+from .checks import check_whole_number
 from .errors import ConfigError
 from .io.tokenizer_files import course_tokenizer_path, read_gpt2_bpe, verified_course_tokenizer
 from .runtime.progress import progress_bar
@@ -84,8 +85,7 @@ def train_bpe(
     whose merged bytes sort first, so training is deterministic. Pair counts are updated
     incrementally: only the words containing the merged pair are revisited.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise ConfigError(f"vocab_size must be a whole number, got {vocab_size!r}")
+    check_whole_number("vocab_size", vocab_size)
     n_merges = vocab_size - 256 - len(special_tokens)
     if n_merges < 0:
         raise ConfigError(f"vocab_size must be at least {256 + len(special_tokens)} (256 bytes + special tokens), got {vocab_size!r}")

@@ -30,7 +30,7 @@ from .runtime.fused_loss import cross_entropy, linear_cross_entropy, prepare_com
 from .runtime.memory import check_training_memory
 from .runtime.progress import progress_bar
 from .runtime.tools import require_compiler
-from .checks import is_whole_number
+from .checks import check_whole_number
 from .train_config import TrainConfig
 
 
@@ -123,10 +123,8 @@ def train_step(model, optimizer, x, y, lr: float, cfg: TrainConfig, device, prec
 @torch.no_grad()
 def evaluate(model, ids: torch.Tensor, batch_size: int, n_batches: int, device, precision="fp32", seed: int = 0) -> float:
     """Mean next-token loss over ``n_batches`` fixed random batches of ``ids``."""
-    if not is_whole_number(n_batches) or n_batches < 1:
-        raise ConfigError(f"evaluate needs n_batches >= 1 (the mean of no batches is NaN), got {n_batches!r}")
-    if not is_whole_number(batch_size) or batch_size < 1:
-        raise ConfigError(f"evaluate needs batch_size >= 1, got {batch_size!r}")
+    check_whole_number("n_batches (evaluate takes the mean over them)", n_batches, minimum=1)
+    check_whole_number("batch_size", batch_size, minimum=1)
     was = model.training
     model.eval()
     ctx = model.config.context_length

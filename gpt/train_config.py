@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import check_number, check_whole_number, is_finite_number
+from .checks import check_bool, check_choice, check_number, check_whole_number, is_finite_number
 from .errors import ConfigError
+from .runtime.device import PRECISIONS
 
 
 @dataclass
@@ -51,11 +52,9 @@ class TrainConfig:
         if betas is None or len(betas) != 2 or not all(is_finite_number(b) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = tuple(float(b) for b in betas)
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"TrainConfig.precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        check_choice("TrainConfig.precision", self.precision, PRECISIONS)
         if self.stop_after is not None:
             check_whole_number("TrainConfig.stop_after", self.stop_after, minimum=1)
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"TrainConfig.compile must be True or False, got {self.compile!r}")
+        check_bool("TrainConfig.compile", self.compile)
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"TrainConfig.device must be 'auto' or a torch device such as 'cpu' or 'cuda', got {self.device!r}")

@@ -255,7 +255,8 @@ def main(argv=None) -> int:
         for k, v in n.items():
             print(f"{k}: {v}")
         missed = (n["import cycles"] or n["private cross-imports"] or n["longest function"][0] > MAX_FUNCTION_LINES
-                  or n["most parameters"][0] > MAX_PARAMETERS or n["imports inside functions without a comment"])
+                  or n["most parameters"][0] > MAX_PARAMETERS or n["imports inside functions without a comment"]
+                  or n["core lines (core modules + gpt/lora)"] > MAX_CORE_LINES)
         return 1 if missed else 0
     template = (ROOT / "scripts" / "package_template.md").read_text()
     n = numbers(files)

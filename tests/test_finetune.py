@@ -65,7 +65,7 @@ def test_default_configs_and_labels():
         (dict(fold=-1), "fold must be a whole number >= 0"),
         (dict(folds=1), "folds must be a whole number >= 2"),
         (dict(pad_to_multiple_of=0), "pad_to_multiple_of must be a whole number >= 1"),
-        (dict(attn_impl="flash"), "attn_impl must be one of"),
+        (dict(attn_impl="flash"), r"attn_impl \(None: the checkpoint's\) must be one of"),
     ],
 )
 def test_bad_configs_are_refused(kwargs, phrase):

@@ -40,7 +40,7 @@ def test_config_rejects_indivisible_heads():
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_config_rejects_bad_context_length(value):
-    with pytest.raises(ConfigError, match="context_length must be a positive integer"):
+    with pytest.raises(ConfigError, match="context_length must be a whole number >= 1"):
         GPTConfig(context_length=value)
 
 
@@ -53,7 +53,7 @@ def test_config_rejects_bad_context_length(value):
         (dict(dropout=-0.1), "dropout"),
         (dict(attn_impl="flash"), "attn_impl"),
         (dict(tie_weights="yes"), "tie_weights must be True or False"),
-        (dict(dropout="0.1"), "dropout must be a number"),
+        (dict(dropout="0.1"), r"dropout must be a finite number in \[0, 1\), got '0.1'"),
     ],
 )
 def test_config_rejects_other_bad_values(overrides, match):
@@ -306,8 +306,8 @@ def test_sample_next_filters():
         (dict(max_new_tokens=-1), "max_new_tokens must be a whole number >= 0, got -1"),
         (dict(max_new_tokens=2.5), "max_new_tokens must be a whole number >= 0, got 2.5"),
         (dict(max_new_tokens=True), "max_new_tokens must be a whole number"),
-        (dict(eos_id=4096), r"eos_id must be a token id in \[0, 4096\)"),
-        (dict(eos_id=-1), "eos_id must be a token id"),
+        (dict(eos_id=4096), r"eos_id \(a token id\) must be a whole number in \[0, 4095\], got 4096"),
+        (dict(eos_id=-1), r"eos_id \(a token id\) must be a whole number"),
     ],
 )
 def test_generate_rejects_bad_arguments(kwargs, match):

@@ -85,7 +85,7 @@ def test_lr_schedule_without_warmup():
         (dict(batch_size=0), "batch_size must be a whole number >= 1"),
         (dict(warmup_steps=20, max_steps=10), "warmup_steps (20) must be between 0 and max_steps (10)"),
         (dict(warmup_steps=-1), "warmup_steps must be a whole number >= 0"),
-        (dict(precision="fp16"), "precision must be 'auto', 'bf16' or 'fp32'"),
+        (dict(precision="fp16"), "precision must be one of ['auto', 'bf16', 'fp32'], got 'fp16'"),
         (dict(eval_interval=0), "eval_interval must be a whole number >= 1"),
         (dict(eval_batches=0), "eval_batches must be a whole number >= 1"),
         (dict(lr=0.0), "lr must be a finite number > 0"),
@@ -679,7 +679,7 @@ def test_token_ids_outside_the_vocabulary_are_refused():
 @pytest.mark.parametrize("n_batches", [0, -1])
 def test_evaluate_needs_batches(n_batches):
     ids = torch.from_numpy(VAL.astype(np.int64))
-    with pytest.raises(ConfigError, match="n_batches >= 1"):
+    with pytest.raises(ConfigError, match=r"n_batches \(evaluate takes the mean over them\) must be a whole number >= 1"):
         evaluate(tiny_model(), ids, 4, n_batches, torch.device("cpu"))
 
 

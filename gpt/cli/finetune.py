@@ -30,7 +30,7 @@ from ..finetune import ALL_STRATEGIES, FinetuneConfig, check_lora_rank, default_
 from ..io.weights import read_checkpoint
 from ..finetune_config import ONLY_FOR
 from ..io.files import check_output, display_path
-from ..runtime.device import pick_device
+from ..runtime.device import PRECISIONS, pick_device
 from ..runtime.profile import get_profile
 from ..teaching.reference import reference_path
 from ..model import ATTN_IMPLS
@@ -243,7 +243,7 @@ def _register_finetune(subparsers) -> None:
     config_flag(f, flags, "--fold", type=int, help="train and test on fold FOLD of gpt.experiments.splits.kfold_splits (default: the pinned splits)")
     config_flag(f, flags, "--folds", type=int, help="the number of folds for --fold (default 5)")
     f.add_argument("--device", default="cpu")
-    f.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="of the training steps (evaluation: fp32)")
+    f.add_argument("--precision", default="auto", choices=list(PRECISIONS), help="of the training steps (evaluation: fp32)")
     f.add_argument("--out", default=FINETUNE_OUT, help=f"results folder (default {FINETUNE_OUT}; the committed "
                    "results are replaced only when named here, e.g. --out results/finetune --overwrite)")
     f.add_argument("--label", default="", help="this configuration's name in results.csv and summary.md (default: the strategy's, "
@@ -278,7 +278,7 @@ def _register_experiment(subparsers) -> None:
     e.add_argument("--kfold", type=int, default=None, metavar="K",
                    help="run everything on each of K folds of the whole collection (<out>/fold<i>/), then pool them in <out>/summary.md")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+    e.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="of the training steps (auto: bf16 where the CPU or GPU has it natively, else fp32; evaluation: fp32)")
     e.add_argument("--out", default=None, help="results folder (default: a new run folder runs/experiment/<date>-<time>/, "
                    "or the unfinished one of the same plan, which is resumed). Replacing the committed results is "

@@ -28,7 +28,7 @@ from ..io.resume import CHECKPOINT_DIR, OPTIMIZER_FILE, check_resume, has_checkp
 from ..io.checkpoint import STATE_FILE
 from ..io.weights import load_model, read_checkpoint, save_model
 from ..model import GPT, PRESETS, GPTConfig, count_parameters
-from ..runtime.device import pick_device
+from ..runtime.device import PRECISIONS, pick_device
 from ..runtime.memory import check_training_memory
 from ..runtime.distributed import from_environment, shutdown
 from ..runtime.speed import training_flops_per_token
@@ -332,7 +332,7 @@ def register(sub) -> None:
     r.add_argument("--eval-interval", type=int_at_least(1), default=100)
     r.add_argument("--heldout-batches", type=int_at_least(1), default=50)
     r.add_argument("--val-fraction", type=fraction, default=0.05)
-    r.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    r.add_argument("--precision", default="auto", choices=list(PRECISIONS))
     r.add_argument("--device", default="auto")
     r.add_argument("--compile", action="store_true",
                    help="torch.compile the forward pass and loss: faster steps after a compile of ~5-60 s (see bench/results/vs_reference.md)")

@@ -17,7 +17,10 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["pick_device", "cpu_has_fast_bf16", "resolve_precision", "autocast"]
+__all__ = ["PRECISIONS", "pick_device", "cpu_has_fast_bf16", "resolve_precision", "autocast"]
+
+# What a training precision setting may say: "auto" (resolve_precision decides), or one of the two.
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def pick_device(device: str = "auto") -> torch.device:
