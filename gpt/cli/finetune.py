@@ -19,21 +19,19 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..experiments import runner
 from ..experiments.ablations import run_variants, variant_runs
-from ..experiments.compare import write_kfold_summary
+from ..experiments.compare import run_recipe, write_kfold_summary
 from ..experiments.results import check_results_dir, refresh_summary, strategy_order
 from ..experiments.run_folder import RUNS_ROOT, default_run_folder, experiment_plan, splits_of
-from ..experiments.compare import run_recipe
 from ..experiments.runner import (COMMITTED, FINETUNE_OUT, INTERRUPTED, LORA_RANKS, ExperimentConfig, base_sha256, check_base,
                                   check_checkpoint, checkpoint_folder, run_experiment, run_in_child, run_job)
-from ..io.files import sha256_file
 from ..finetune import ALL_STRATEGIES, FinetuneConfig, check_lora_rank, default_config
-from ..io.weights import read_checkpoint
 from ..finetune_config import ONLY_FOR
-from ..io.files import check_output, display_path
+from ..io.files import check_output, display_path, sha256_file
+from ..io.weights import read_checkpoint
+from ..model import ATTN_IMPLS
 from ..runtime.device import PRECISIONS, pick_device
 from ..runtime.profile import get_profile
 from ..teaching.reference import reference_path
-from ..model import ATTN_IMPLS
 
 
 def config_flag(parser, flags: dict, flag: str, field: str | None = None, **kwargs) -> None:
