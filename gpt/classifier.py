@@ -31,12 +31,11 @@ import torch.nn as nn
 from .checks import check_number, check_whole_number
 from .errors import ConfigError
 from .io.tokenizer_files import check_vocabulary
-from .io.weights import check_checkpoint_tokenizer, load_model
+from .io.weights import check_checkpoint_tokenizer, load_model, reference_path
 from .metrics import metrics_from_probs
 from .model import GPT, GPTConfig, count_parameters
 from .runtime.device import autocast
 from .sms import LABELS, label_ids
-from .teaching.reference import reference_path
 from .tokenizer import tokenizer_of
 
 

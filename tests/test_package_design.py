@@ -54,3 +54,23 @@ def test_docs_package_md_is_drawn_from_the_current_code(graph, tmp_path):
     out = tmp_path / "package.md"
     assert graph.main(["--out", str(out)]) == 0
     assert out.read_text() == (ROOT / "docs" / "package.md").read_text(), "docs/package.md is stale: run python scripts/package_graph.py"
+
+
+def test_the_core_and_the_lower_layers_import_nothing_from_the_upper_ones(graph):
+    """The learner's core, gpt/io and gpt/runtime never import gpt/experiments, gpt/teaching or gpt/cli (those are built on them)."""
+    import ast
+
+    upper = ("gpt.experiments", "gpt.teaching", "gpt.cli")
+    found = []
+    for module, path in graph.package_files().items():
+        if graph.layer_of(module) not in ("core", "lora", "io", "runtime") or module in ("gpt", "gpt.__main__"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = module.rsplit(".", node.level)[0] if node.level else ""
+                if node.level and path.name == "__init__.py":
+                    base = module if node.level == 1 else module.rsplit(".", node.level - 1)[0]
+                target = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+                if target.startswith(upper):
+                    found.append(f"{module} imports {target}")
+    assert not found, found

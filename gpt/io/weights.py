@@ -4,6 +4,8 @@
 and checks one (a damaged file, a missing config or a non-finite tensor is a
 :class:`~gpt.errors.CheckpointError` naming the file); :func:`load_model` builds the :class:`~gpt.model.GPT`;
 :func:`check_checkpoint_tokenizer` refuses a tokenizer whose vocabulary is not the checkpoint's.
+:func:`reference_path` is where the package keeps the course's pretrained reference model (its card and
+loading it are :mod:`gpt.teaching.reference`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from safetensors import safe_open
@@ -23,6 +26,14 @@ from ..tokenizer import course_tokenizer, get_tokenizer
 from .checkpoint import check_finite, load_state_dict_strict
 from .files import atomic_write_bytes
 from .tokenizer_files import check_vocabulary
+
+REFERENCE_DIR = "reference"  # under gpt/assets/
+REFERENCE_FILE = "model.safetensors"
+
+
+def reference_path() -> Path:
+    """The reference checkpoint shipped with the package: ``gpt/assets/reference/model.safetensors``."""
+    return Path(str(resources.files("gpt") / "assets" / REFERENCE_DIR / REFERENCE_FILE))
 
 
 def model_bytes(model: GPT, metadata: dict | None = None) -> bytes:

@@ -12,12 +12,10 @@ from pathlib import Path
 import torch
 
 from ..io.files import atomic_write_text
-from ..io.weights import load_model
+from ..io.weights import REFERENCE_DIR, load_model, reference_path  # noqa: F401  (reference_path: also this module's, as before)
 from ..runtime.device import cpu_has_fast_bf16, pick_device, resolve_precision
 
 
-REFERENCE_DIR = "reference"
-REFERENCE_FILE = "model.safetensors"
 CARD_JSON = "model_card.json"
 
 
@@ -67,10 +65,6 @@ def environment_record(precision: str | None = None) -> dict:
         "precision": precision or resolve_precision("auto", pick_device("cpu")),
         "commit": source_commit(),
     }
-
-
-def reference_path() -> Path:
-    return Path(str(resources.files("gpt") / "assets" / REFERENCE_DIR / REFERENCE_FILE))
 
 
 def reference_card() -> dict:
