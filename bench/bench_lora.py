@@ -1,7 +1,8 @@
 """What LoRA costs and saves per step, and whether a merged model is as fast as the base model.
 
 On the reference checkpoint turned into the spam classifier, with real batches of the balanced
-training split (16 messages, length-bucketed and right-padded, as ``gpt.finetune.finetune`` makes them):
+training split (16 messages, length-bucketed and right-padded to a multiple of 16 tokens, with the
+attention ``FinetuneConfig.attn_impl`` picks, as ``gpt.finetune.finetune`` makes them):
 
 * **training step time** (forward, loss, backward, gradient clipping, AdamW step; bf16 autocast where
   the CPU supports it, as in fine-tuning) of full fine-tuning, the head only, and LoRA (every Linear
@@ -42,6 +43,10 @@ from gpt.model import count_parameters  # noqa: E402
 from gpt.tokenizer import course_tokenizer  # noqa: E402
 from gpt.runtime.device import autocast, resolve_precision
 from gpt.train import make_optimizer  # noqa: E402
+from gpt.finetune_config import FinetuneConfig  # noqa: E402
+
+# Batches and attention as fine-tuning makes them (padded lengths rounded up to a multiple, attention by precision).
+RECIPE = FinetuneConfig()
 
 
 def training_batches(n: int, batch_size: int, seed: int = 0):
@@ -53,7 +58,7 @@ def training_batches(n: int, batch_size: int, seed: int = 0):
     batches = bucketed_batches([len(s) for s in ids], batch_size, 8, gen)[:n]
     out = []
     for b in batches:
-        x, lengths = pad_batch([ids[i] for i in b], tok.eot_token)
+        x, lengths = pad_batch([ids[i] for i in b], tok.eot_token, pad_to_multiple_of=RECIPE.pad_to_multiple_of)
         out.append((x, lengths, torch.from_numpy(y[b])))
     return out
 
@@ -104,11 +109,11 @@ def time_steps(model, batches, warmup: int, precision: str, lr: float = 1e-3) ->
 @torch.no_grad()
 def time_inference(model, ids, pad_id, repeats: int) -> float:
     model.eval()
-    predict_ids(model, ids, pad_id)  # warm up
+    predict_ids(model, ids, pad_id, pad_to_multiple_of=RECIPE.pad_to_multiple_of)  # warm up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        predict_ids(model, ids, pad_id)
+        predict_ids(model, ids, pad_id, pad_to_multiple_of=RECIPE.pad_to_multiple_of)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -132,7 +137,7 @@ def main(argv=None) -> int:
     with OtherLoad() as load:
         configs = [("full", None), ("head", None)] + [(f"lora-r{r}", r) for r in args.ranks]
         for label, rank in configs:
-            model = classifier_from_checkpoint(seed=0)
+            model = classifier_from_checkpoint(seed=0, attn_impl=RECIPE.attn_impl)
             if rank is None:
                 set_trainable(model, label)
             else:
@@ -148,7 +153,7 @@ def main(argv=None) -> int:
         tok = course_tokenizer()
         test = load_splits()["test"]
         ids, _ = encode_messages(test["text"].tolist(), tok, 256)
-        base = classifier_from_checkpoint(seed=0).eval()
+        base = classifier_from_checkpoint(seed=0, attn_impl=RECIPE.attn_impl).eval()
         lora = copy.deepcopy(base)
         torch.manual_seed(1)
         apply_lora(lora, r=8, lora_alpha=16, train_head=True)
