@@ -14,13 +14,6 @@ from gpt.io.downloads import PRETRAIN_BOOKS
 from gpt.io.token_cache import corpus_token_cache
 from helpers_data import Tok
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty download cache."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GPT_DATA_DIR", str(d))
-    return d
-
 
 BOOK = "\n".join(
     [

@@ -10,13 +10,6 @@ from gpt.io.files import sha256_file
 from gpt.errors import ConfigError, DataError
 
 
-@pytest.fixture()
-def splits(mirror_dir, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    return sms.load_splits()
-
-
 def test_splits_sizes_labels_and_disjoint_texts(splits):
     sizes = {n: len(d) for n, d in splits.items()}
     assert sizes == {"train": 1045, "val": 149, "test": 300, "test_natural": 1119}

@@ -15,10 +15,6 @@ from gpt.tokenizer import (
 )
 from helpers_tokenizer import CORPUS, ROUND_TRIP
 
-@pytest.fixture(scope="module")
-def small_bpe():
-    return train_bpe(CORPUS, 320)
-
 
 # --- GPT-2 --------------------------------------------------------------------------------------
 

@@ -7,13 +7,6 @@ from gpt.errors import ConfigError
 from gpt.experiments import splits as splits_module
 
 
-@pytest.fixture()
-def splits(mirror_dir, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    return sms.load_splits()
-
-
 # --- the natural training set and the k-fold re-split -------------------------------------------
 
 

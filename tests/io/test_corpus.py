@@ -14,14 +14,6 @@ from helpers_data import fake_mirror
 TINY_BOOK = b"header\n*** START OF A TINY BOOK ***\nOne two three four five six seven eight nine ten.\n*** END OF IT ***\n"
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty download cache."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GPT_DATA_DIR", str(d))
-    return d
-
-
 def test_load_pretraining_ids_split_per_book(mirror_dir, cache, monkeypatch):
     from gpt.tokenizer import course_tokenizer
 

@@ -23,14 +23,6 @@ VERDICT = REGISTRY["the_verdict"]
 SMS = REGISTRY["sms_spam"]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty download cache."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GPT_DATA_DIR", str(d))
-    return d
-
-
 class _Server:
     """http.server on 127.0.0.1 (a free port) serving a folder, counting the requests."""
 

@@ -7,14 +7,6 @@ from gpt.io.sms_files import load_sms_spam
 from helpers_data import fake_mirror
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty download cache."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GPT_DATA_DIR", str(d))
-    return d
-
-
 def test_load_sms_spam(mirror_dir, cache, monkeypatch):
     monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
     df = load_sms_spam()

@@ -15,14 +15,6 @@ from gpt.io import token_cache
 from helpers_data import Tok, fail_temp_writes, files_in
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty download cache."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GPT_DATA_DIR", str(d))
-    return d
-
-
 @pytest.mark.parametrize("err, phrase", [(errno.ENOSPC, "is full"), (errno.EACCES, "cannot be written")])
 def test_save_npy_fails_cleanly(err, phrase, cache, monkeypatch):
     path = cache / "cache" / "tokens.npy"

@@ -16,11 +16,6 @@ from gpt.tokenizer import course_tokenizer, train_bpe
 from helpers_tokenizer import CORPUS, ROUND_TRIP
 
 
-@pytest.fixture(scope="module")
-def small_bpe():
-    return train_bpe(CORPUS, 320)
-
-
 # --- saving and loading --------------------------------------------------------------------------
 
 
