@@ -7,6 +7,7 @@ from gpt.classifier import GPTClassifier
 from gpt.model import GPT, GPTConfig
 
 TINY = dict(vocab_size=4096, context_length=64, n_layer=2, n_head=2, n_embd=32)
+TINY_ONE_BLOCK = {**TINY, "n_layer": 1}  # the experiments' checkpoint (tests/experiments/conftest.py)
 
 
 def tiny_gpt(seed=0, **overrides) -> GPT:

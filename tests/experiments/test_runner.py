@@ -13,22 +13,12 @@ import torch
 
 from gpt.experiments import runner as E
 from gpt.cli import main
-from gpt.model import GPT, GPTConfig
 from gpt.experiments.results import RESULT_COLUMNS
-from gpt.io.weights import save_model
 from gpt.experiments.results import plot_accuracy_vs_params
+from helpers_classify import TINY_ONE_BLOCK
 
-TINY = dict(vocab_size=4096, context_length=64, n_layer=1, n_head=2, n_embd=32)
 
 
-@pytest.fixture()
-def env(mirror_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
-    ckpt = tmp_path / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_model(GPT(GPTConfig(**TINY)), ckpt)
-    return ckpt
 
 
 def finetune(ckpt, out, strategy, *extra):
@@ -44,15 +34,15 @@ def test_experiment_runs_cover_the_issue():
         E.experiment_runs(strategies=("lora", "prefix-tuning"))
 
 
-def test_cli_writes_result_rows(env, tmp_path):
+def test_cli_writes_result_rows(tiny_checkpoint, tmp_path):
     out = tmp_path / "results"
     for strategy, extra in (("head", []), ("baseline", []), ("lora", ["--rank", "2", "--alpha", "4"]), ("full", [])):
-        assert finetune(env, out, strategy, *extra) == 0
+        assert finetune(tiny_checkpoint, out, strategy, *extra) == 0
     table = pd.read_csv(out / "results.csv").set_index("strategy")
     assert list(table.index) == ["full", "head", "lora-r2", "baseline"] and list(table.reset_index().columns) == RESULT_COLUMNS
     assert table.loc["head", "trainable_params"] == 66 and table["command"].str.startswith("python -m gpt").all()
     # r·(in + out) per wrapped layer: q, k, v, out (32 -> 32), fc (32 -> 128), proj (128 -> 32); + the head
-    assert table.loc["lora-r2", "trainable_params"] == 2 * (4 * 64 + 2 * 160) * TINY["n_layer"] + 66
+    assert table.loc["lora-r2", "trainable_params"] == 2 * (4 * 64 + 2 * 160) * TINY_ONE_BLOCK["n_layer"] + 66
     assert table.loc["lora-r2", "r"] == 2 and table.loc["lora-r2", "lora_alpha"] == 4
     assert table.loc["full", "stored_bytes"] > table.loc["full", "trainable_params"] * 4
     assert table.loc["lora-r2", "stored_bytes"] < table.loc["full", "stored_bytes"] / 5
@@ -74,7 +64,7 @@ def test_cli_writes_result_rows(env, tmp_path):
         (["--strategy", "head", "--checkpoint", "no/such.safetensors"], "does not exist"),
     ],
 )
-def test_bad_flags_are_refused_before_any_work(env, tmp_path, capsys, args, phrase):
+def test_bad_flags_are_refused_before_any_work(tiny_checkpoint, tmp_path, capsys, args, phrase):
     out = tmp_path / "results"
     argv = ["finetune", *args, "--out", str(out)]
     if "--seeds" not in args:
@@ -85,24 +75,24 @@ def test_bad_flags_are_refused_before_any_work(env, tmp_path, capsys, args, phra
     assert not out.exists()
 
 
-def test_outputs_are_checked_before_training(env, tmp_path, capsys):
+def test_outputs_are_checked_before_training(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    assert finetune(env, out, "head") == 0
+    assert finetune(tiny_checkpoint, out, "head") == 0
     before = (out / "results.csv").read_bytes()
     capsys.readouterr()
-    assert finetune(env, out, "head") == 2
+    assert finetune(tiny_checkpoint, out, "head") == 2
     assert "--overwrite" in capsys.readouterr().err and (out / "results.csv").read_bytes() == before
-    assert finetune(env, out, "head", "--resume") == 0  # the row exists: skipped
+    assert finetune(tiny_checkpoint, out, "head", "--resume") == 0  # the row exists: skipped
     assert "skipped" in capsys.readouterr().out and (out / "results.csv").read_bytes() == before
-    assert finetune(env, out, "head", "--overwrite") == 0
+    assert finetune(tiny_checkpoint, out, "head", "--overwrite") == 0
     assert (out / "results.csv").read_bytes() != before
     (tmp_path / "afile").write_text("x")
-    assert finetune(env, tmp_path / "afile", "head") == 2
+    assert finetune(tiny_checkpoint, tmp_path / "afile", "head") == 2
     assert "is a file" in capsys.readouterr().err
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "results.csv").write_text("name,score\nx,1\n")
-    assert finetune(env, foreign, "head") == 2
+    assert finetune(tiny_checkpoint, foreign, "head") == 2
     assert "not a results table" in capsys.readouterr().err
 
 
@@ -112,9 +102,9 @@ def _spawn(ckpt, out, *extra):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
 
 
-def test_ctrl_c_saves_and_resume_gives_the_same_result(env, tmp_path):
-    straight = _spawn(env, tmp_path / "a")
-    interrupted = _spawn(env, tmp_path / "b")
+def test_ctrl_c_saves_and_resume_gives_the_same_result(tiny_checkpoint, tmp_path):
+    straight = _spawn(tiny_checkpoint, tmp_path / "a")
+    interrupted = _spawn(tiny_checkpoint, tmp_path / "b")
     checkpoint = tmp_path / "b" / "checkpoints" / "lora-r2_seed0"
     deadline = time.time() + 1800
     while not checkpoint.exists() and interrupted.poll() is None and time.time() < deadline:
@@ -124,7 +114,7 @@ def test_ctrl_c_saves_and_resume_gives_the_same_result(env, tmp_path):
     assert interrupted.returncode == 130, err
     assert "resume with: python -m gpt finetune" in err and "--resume" in err and "Traceback" not in err
     assert (checkpoint / "state.json").exists() and not (tmp_path / "b" / "results.csv").exists()
-    resumed = _spawn(env, tmp_path / "b", "--resume")
+    resumed = _spawn(tiny_checkpoint, tmp_path / "b", "--resume")
     assert resumed.wait(timeout=1800) == 0 and straight.wait(timeout=1800) == 0
     a, b = (json.loads((tmp_path / d / "runs" / "lora-r2_seed0.json").read_text()) for d in "ab")
     assert b["resumed"] and not a["resumed"]
@@ -133,9 +123,9 @@ def test_ctrl_c_saves_and_resume_gives_the_same_result(env, tmp_path):
     assert not checkpoint.exists()
 
 
-def test_tiny_experiment_end_to_end_and_resume(env, tmp_path, capsys):
+def test_tiny_experiment_end_to_end_and_resume(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    kw = dict(seeds=(0,), strategies=("head", "lora"), ranks=(1, 4), checkpoint=str(env), epochs=1)
+    kw = dict(seeds=(0,), strategies=("head", "lora"), ranks=(1, 4), checkpoint=str(tiny_checkpoint), epochs=1)
     csv = E.run_experiment(out, command="python -m gpt experiment --test", **kw)
     table = pd.read_csv(csv)
     assert list(table["strategy"]) == ["head", "lora-r1", "lora-r4"]
@@ -187,7 +177,7 @@ def test_summarize_rewrites_the_summary_with_intervals_and_verdicts(tmp_path, ca
 QUICK = dict(seeds=(0,), strategies=("head", "lora", "baseline"), ranks=(2,), epochs=1)
 
 
-def test_main_job_writes_a_run_folder_of_its_own_and_resumes_it(env, tmp_path, monkeypatch, capsys):
+def test_main_job_writes_a_run_folder_of_its_own_and_resumes_it(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     real_call = E._call_child
     calls = []
@@ -200,31 +190,31 @@ def test_main_job_writes_a_run_folder_of_its_own_and_resumes_it(env, tmp_path, m
 
     monkeypatch.setattr(E, "_call_child", stop_at_second_run)
     with pytest.raises(KeyboardInterrupt):
-        E.run_experiment(None, checkpoint=str(env), against="", **QUICK)
+        E.run_experiment(None, checkpoint=str(tiny_checkpoint), against="", **QUICK)
     folders = list((tmp_path / "runs" / "experiment").iterdir())
     assert len(folders) == 1 and "a new run folder" in capsys.readouterr().out
     plan = json.loads((folders[0] / "experiment.json").read_text())
     assert plan["finished"] is None and plan["environment"]["torch"] == torch.__version__ and plan["environment"]["commit"]
     monkeypatch.setattr(E, "_call_child", real_call)
-    csv = E.run_experiment(None, checkpoint=str(env), against="", **QUICK)  # run again: resumes the same folder
+    csv = E.run_experiment(None, checkpoint=str(tiny_checkpoint), against="", **QUICK)  # run again: resumes the same folder
     out = capsys.readouterr().out
     assert csv.parent.resolve() == folders[0].resolve() and "resuming the unfinished run" in out and "3 runs, 1 already done" in out
     assert "[3/3 done] baseline seed 0: balanced test accuracy" in out and "ETA 0:00" in out
     assert list(pd.read_csv(csv)["strategy"]) == ["head", "lora-r2", "baseline"]
     assert json.loads((folders[0] / "experiment.json").read_text())["finished"]
-    again = E.run_experiment(None, checkpoint=str(env), against="", **QUICK)  # finished: a new folder, never an old one reused
+    again = E.run_experiment(None, checkpoint=str(tiny_checkpoint), against="", **QUICK)  # finished: a new folder, never an old one reused
     assert again.parent.resolve() != folders[0].resolve() and len(list((tmp_path / "runs" / "experiment").iterdir())) == 2
     assert not (tmp_path / "results").exists()
 
 
-def test_main_job_compares_with_committed_results(env, tmp_path, capsys):
+def test_main_job_compares_with_committed_results(tiny_checkpoint, tmp_path, capsys):
     from gpt.experiments.compare import DIFFERS, IDENTICAL, reproduction_table
     from gpt.sms import load_splits
 
     committed = tmp_path / "committed"
-    E.run_experiment(committed, checkpoint=str(env), against="", **QUICK)
+    E.run_experiment(committed, checkpoint=str(tiny_checkpoint), against="", **QUICK)
     rerun = tmp_path / "rerun"
-    E.run_experiment(rerun, checkpoint=str(env), against=str(committed), **QUICK)
+    E.run_experiment(rerun, checkpoint=str(tiny_checkpoint), against=str(committed), **QUICK)
     text = (rerun / "comparison.md").read_text()
     assert text in capsys.readouterr().out
     rows = [line for line in text.splitlines() if line.startswith("| ") and "seeds" not in line]
@@ -240,7 +230,7 @@ def test_main_job_compares_with_committed_results(env, tmp_path, capsys):
     assert table.loc["head", "verdict"] == IDENTICAL
     # another recipe is not paired with the committed one
     other = tmp_path / "other"
-    E.run_experiment(other, checkpoint=str(env), against=str(committed), **{**QUICK, "strategies": ("head",), "epochs": 2})
+    E.run_experiment(other, checkpoint=str(tiny_checkpoint), against=str(committed), **{**QUICK, "strategies": ("head",), "epochs": 2})
     assert "other recipe (epochs 2 vs 1)" in (other / "comparison.md").read_text()
 
 

@@ -9,7 +9,6 @@ import textwrap
 
 import pandas as pd
 import pytest
-import torch
 
 from gpt.cli import main
 from gpt.errors import ConfigError
@@ -18,25 +17,14 @@ from gpt.experiments import runner as E
 from gpt.experiments.compare import run_recipe
 from gpt.finetune import default_config
 from gpt.io.lock import output_lock
-from gpt.io.weights import save_model
-from gpt.model import GPT, GPTConfig
 
-TINY = dict(vocab_size=4096, context_length=64, n_layer=1, n_head=2, n_embd=32)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture()
-def ckpt(mirror_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("GPT_DATA_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("GPT_DATA_DIR", str(tmp_path / "data"))
-    path = tmp_path / "tiny.safetensors"
-    torch.manual_seed(0)
-    save_model(GPT(GPTConfig(**TINY)), path)
-    return path
 
 
-def finetune(ckpt, out, strategy="head", *extra, seeds=("0",)):
-    return ["finetune", "--strategy", strategy, "--seeds", *seeds, "--epochs", "1", "--checkpoint", str(ckpt), "--out", str(out), *extra]
+def finetune(tiny_checkpoint, out, strategy="head", *extra, seeds=("0",)):
+    return ["finetune", "--strategy", strategy, "--seeds", *seeds, "--epochs", "1", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *extra]
 
 
 def refused(capsys, argv, phrase):
@@ -74,20 +62,20 @@ def test_parallel_appends_keep_every_row(tmp_path):
     assert not list(tmp_path.glob(".*.lock"))
 
 
-def test_three_finetune_processes_into_one_out_give_three_rows(ckpt, tmp_path):
+def test_three_finetune_processes_into_one_out_give_three_rows(tiny_checkpoint, tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "results"
-    procs = [subprocess.Popen([sys.executable, "-m", "gpt", *finetune(ckpt, out, seeds=(str(s),))], env=env, stdout=subprocess.DEVNULL,
+    procs = [subprocess.Popen([sys.executable, "-m", "gpt", *finetune(tiny_checkpoint, out, seeds=(str(s),))], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for s in range(3)]
     errs = [p.communicate(timeout=1800)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errs
     assert sorted(pd.read_csv(out / "results.csv")["seed"]) == [0, 1, 2]
 
 
-def test_the_same_run_twice_is_refused_naming_the_first(ckpt, tmp_path, capsys):
+def test_the_same_run_twice_is_refused_naming_the_first(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
     with output_lock(out / "runs" / "head_seed0", command="the first run"):
-        err = refused(capsys, finetune(ckpt, out), f"error: head seed 0 in {out} is being written by pid {os.getpid()}")
+        err = refused(capsys, finetune(tiny_checkpoint, out), f"error: head seed 0 in {out} is being written by pid {os.getpid()}")
     assert "(the first run)" in err
     assert not (out / "results.csv").exists()
 
@@ -126,16 +114,16 @@ def test_a_label_keeps_one_configuration(tmp_path):
     R.check_results_dir(tmp_path, [("head", 0), ("head", 1)], overwrite=True, recipes={"head": other})  # replaces them all
 
 
-def test_finetune_refuses_another_configuration_under_a_label(ckpt, tmp_path, capsys):
+def test_finetune_refuses_another_configuration_under_a_label(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    assert main(finetune(ckpt, out)) == 0
+    assert main(finetune(tiny_checkpoint, out)) == 0
     before = (out / "results.csv").read_bytes()
     capsys.readouterr()
-    refused(capsys, finetune(ckpt, out, "head", "--lr", "0.5", seeds=("1",)),
+    refused(capsys, finetune(tiny_checkpoint, out, "head", "--lr", "0.5", seeds=("1",)),
             f"error: {out} already holds head seed 0 with another configuration (lr 0.03 vs 0.5, theirs vs this run's)")
-    refused(capsys, finetune(ckpt, out, "head", "--lr", "0.5", "--resume", seeds=("0", "1")), "lr 0.03 vs 0.5")
+    refused(capsys, finetune(tiny_checkpoint, out, "head", "--lr", "0.5", "--resume", seeds=("0", "1")), "lr 0.03 vs 0.5")
     assert (out / "results.csv").read_bytes() == before
-    assert main(finetune(ckpt, out, "head", "--lr", "0.5", "--label", "head-lr0.5", seeds=("1",))) == 0
+    assert main(finetune(tiny_checkpoint, out, "head", "--lr", "0.5", "--label", "head-lr0.5", seeds=("1",))) == 0
     table = pd.read_csv(out / "results.csv")
     assert list(zip(table["strategy"], table["seed"])) == [("head", 0), ("head-lr0.5", 1)]
 
@@ -143,18 +131,18 @@ def test_finetune_refuses_another_configuration_under_a_label(ckpt, tmp_path, ca
 # --- contradictory flags and impossible settings ---------------------------------------------------
 
 
-def test_contradictory_and_impossible_flags_are_refused_before_any_work(ckpt, tmp_path, capsys):
+def test_contradictory_and_impossible_flags_are_refused_before_any_work(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    refused(capsys, finetune(ckpt, out, "head", "--resume", "--overwrite"),
+    refused(capsys, finetune(tiny_checkpoint, out, "head", "--resume", "--overwrite"),
             "error: --resume keeps the rows already in results.csv and continues interrupted runs, --overwrite reruns and replaces "
             "them; give one of the two")
-    refused(capsys, finetune(ckpt, out, "lora", "--rank", "100000", "--alpha", "16"),
-            f"error: r (the LoRA rank, --rank) 100000 is larger than the layers of {ckpt} allow: its adapted layers are 32 wide")
-    refused(capsys, finetune(ckpt, out, "head", "--label", "a b"), "name (--label) must be 1 to 64 letters")
-    refused(capsys, ["experiment", "--checkpoint", ckpt, "--out", out, "--skip-existing", "--overwrite"],
+    refused(capsys, finetune(tiny_checkpoint, out, "lora", "--rank", "100000", "--alpha", "16"),
+            f"error: r (the LoRA rank, --rank) 100000 is larger than the layers of {tiny_checkpoint} allow: its adapted layers are 32 wide")
+    refused(capsys, finetune(tiny_checkpoint, out, "head", "--label", "a b"), "name (--label) must be 1 to 64 letters")
+    refused(capsys, ["experiment", "--checkpoint", tiny_checkpoint, "--out", out, "--skip-existing", "--overwrite"],
             "error: --skip-existing keeps the rows already in results.csv and --overwrite reruns and replaces them; give one of the two")
     with pytest.raises(ConfigError, match="give one of the two"):
-        E.run_experiment(out, skip_existing=True, overwrite=True, checkpoint=str(ckpt))
+        E.run_experiment(out, skip_existing=True, overwrite=True, checkpoint=str(tiny_checkpoint))
     assert not out.exists()
 
 
